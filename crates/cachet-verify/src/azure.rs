@@ -1,0 +1,17 @@
+//! (being written)
+use crate::{Checks, VResult, VerifyRequest};
+
+/// Not yet supported.
+pub fn verify_snp(_req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<serde_json::Value> {
+    Err(checks.fail("Evidence format", "this family is not supported yet"))
+}
+
+/// Not yet supported.
+pub fn verify_tdx(_req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<serde_json::Value> {
+    Err(checks.fail("Evidence format", "this family is not supported yet"))
+}
+
+/// Recognise this family's JSON evidence.
+pub fn detect(_v: &serde_json::Value) -> Option<crate::Tee> {
+    None
+}

@@ -1,0 +1,1 @@
+//! The workload side: collect evidence inside a TEE and run the attestation protocol.

@@ -1,0 +1,1 @@
+//! The HTTP attestation service (`cachet serve`).

@@ -1,0 +1,1 @@
+//! Persistence: embedded SQLite by default, behind a small SQL interface.

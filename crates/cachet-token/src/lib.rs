@@ -1,0 +1,1 @@
+//! Attestation tokens: EAR results signed as JWTs, JWKS, key custody.

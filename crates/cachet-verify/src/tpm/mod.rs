@@ -15,3 +15,6 @@ pub fn verify_nitro_tpm(_req: &VerifyRequest<'_>, checks: &mut Checks) -> VResul
 pub fn detect(_v: &serde_json::Value) -> Option<crate::Tee> {
     None
 }
+
+pub mod activation;
+pub mod eventlog;

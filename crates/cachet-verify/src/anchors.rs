@@ -24,6 +24,10 @@ pub enum AnchorKind {
     NvidiaRimRoot,
     /// Google Cloud EK/AK CA root (vTPM attestation-key certificates).
     GoogleEkAkRoot,
+    /// The self-signed root of a SIMULATED TEE (development and tests only).
+    /// Never part of [`TrustAnchors::pinned`]: only a server started with
+    /// `--insecure-simulated-tee` adds its own simulated root to its set.
+    SimulatedTee,
 }
 
 /// AMD EPYC product lines with their own ARK.
@@ -162,5 +166,11 @@ mod tests {
     fn every_pinned_root_matches_its_fingerprint() {
         let set = TrustAnchors::pinned();
         assert_eq!(set.all().len(), PINNED.len(), "a compiled-in root does not match its pin");
+    }
+
+    #[test]
+    fn simulated_tee_root_is_never_pinned() {
+        assert!(PINNED.iter().all(|(kind, _, _)| *kind != AnchorKind::SimulatedTee));
+        assert_eq!(TrustAnchors::pinned().of_kind(AnchorKind::SimulatedTee).count(), 0);
     }
 }

@@ -19,6 +19,7 @@ pub mod azure;
 pub mod dcap;
 pub mod nitro;
 pub mod nvgpu;
+pub mod simulated;
 pub mod snp;
 pub mod tpm;
 
@@ -56,12 +57,27 @@ pub enum Tee {
     Tpm,
     /// NVIDIA H100 GPU in confidential-computing mode (SPDM measurements).
     Nvgpu,
+    /// A SIMULATED TEE for development and tests: a software-signed report
+    /// trusted only against an [`AnchorKind::SimulatedTee`] anchor, which is
+    /// never pinned (`cachet serve --insecure-simulated-tee` adds one).
+    #[serde(rename = "sim")]
+    Simulated,
 }
 
 impl Tee {
     /// Every family, in the order the CLI lists them.
-    pub const ALL: [Tee; 9] =
-        [Tee::Sgx, Tee::Tdx, Tee::Snp, Tee::AzSnpVtpm, Tee::AzTdxVtpm, Tee::Nitro, Tee::NitroTpm, Tee::Tpm, Tee::Nvgpu];
+    pub const ALL: [Tee; 10] = [
+        Tee::Sgx,
+        Tee::Tdx,
+        Tee::Snp,
+        Tee::AzSnpVtpm,
+        Tee::AzTdxVtpm,
+        Tee::Nitro,
+        Tee::NitroTpm,
+        Tee::Tpm,
+        Tee::Nvgpu,
+        Tee::Simulated,
+    ];
 
     /// The name used on the command line, in JSON and in tokens.
     pub fn as_str(self) -> &'static str {
@@ -75,6 +91,7 @@ impl Tee {
             Tee::NitroTpm => "nitro-tpm",
             Tee::Tpm => "tpm",
             Tee::Nvgpu => "nvgpu",
+            Tee::Simulated => "sim",
         }
     }
 
@@ -152,6 +169,7 @@ pub fn verify(tee: Tee, req: &VerifyRequest<'_>) -> Verification {
             Tee::NitroTpm => tpm::verify_nitro_tpm(req, &mut checks),
             Tee::Tpm => tpm::verify(req, &mut checks),
             Tee::Nvgpu => nvgpu::verify(req, &mut checks),
+            Tee::Simulated => simulated::verify(req, &mut checks),
         }
     };
     Verification { tee, result, checks: checks.into_vec() }

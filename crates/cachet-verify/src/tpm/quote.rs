@@ -140,6 +140,7 @@ impl HashAlg {
     }
 
     /// Digest size in bytes.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             HashAlg::Sha1 => 20,
@@ -622,7 +623,7 @@ impl AkPublic {
     /// From a DER `SubjectPublicKeyInfo`; trailing bytes refused.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
         match SubjectPublicKeyInfo::from_der(der) {
-            Ok((rest, spki)) if rest.is_empty() => Self::from_spki(&spki),
+            Ok(([], spki)) => Self::from_spki(&spki),
             Ok(_) => Err("trailing bytes after SubjectPublicKeyInfo".into()),
             Err(e) => Err(format!("not a SubjectPublicKeyInfo: {e}")),
         }
@@ -868,6 +869,7 @@ impl AkPublic {
 pub fn decode_bytes(s: &str) -> Option<Vec<u8>> {
     let t = s.trim();
     let h = t.strip_prefix("0x").unwrap_or(t);
+    #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; the workspace targets 1.80
     if h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(h).ok();
     }

@@ -307,7 +307,7 @@ fn nonce_must_prefix_report_data() {
             },
         )
     };
-    assert!(req(&ev[0x50..0x60].to_vec()).verified());
+    assert!(req(&ev[0x50..0x60]).verified());
     let mut wrong = ev[0x50..0x60].to_vec();
     wrong[0] ^= 1;
     assert_eq!(failed_check(&req(&wrong)), "Nonce");
@@ -472,6 +472,12 @@ struct Vek {
     p256: bool,
 }
 
+fn utf8(s: &str) -> Vec<u8> {
+    let mut v = vec![0x0c, s.len() as u8];
+    v.extend(s.as_bytes());
+    v
+}
+
 struct Hierarchy {
     product: AmdProduct,
     ark: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
@@ -508,19 +514,23 @@ impl Hierarchy {
             p384_key()
         };
         let mut p = base_params(if v.kind == "vlek" { "SEV-VLEK" } else { "SEV-VCEK" }, v.serial);
-        let mut exts = vec![
-            amd_ext(&[1], der_int(1)),
-            amd_ext(&[2], ia5(&v.product_name)),
+        let mut exts = vec![amd_ext(&[1], der_int(1))];
+        // An empty product name leaves the extension out (and spells cspID as UTF8String).
+        if !v.product_name.is_empty() {
+            exts.push(amd_ext(&[2], ia5(&v.product_name)));
+        }
+        exts.extend([
             amd_ext(&[3, 1], der_int(v.spl.bl)),
             amd_ext(&[3, 2], der_int(v.spl.tee)),
             amd_ext(&[3, 3], der_int(v.spl.snp)),
             amd_ext(&[3, 8], der_int(v.spl.ucode)),
-        ];
+        ]);
         if let Some(f) = v.spl.fmc {
             exts.push(amd_ext(&[3, 9], der_int(f)));
         }
         match &v.hwid {
             Some(h) => exts.push(amd_ext(&[4], h.clone())),
+            None if v.product_name.is_empty() => exts.push(amd_ext(&[5], utf8("CN=cc-test.example"))),
             None => exts.push(amd_ext(&[5], ia5("TestCloud"))),
         }
         p.custom_extensions = exts;
@@ -673,6 +683,11 @@ fn synthetic_vlek_report_verifies_through_the_asvk() {
     let gvcek = Vek { kind: "vcek", product_name: "Genoa".into(), spl, hwid: Some(chip(64).to_vec()), serial: 5, p256: false };
     let (vcek_der, _) = h.issue(&gvcek, &h.ask);
     assert_eq!(failed_check(&verify_synthetic(&h, &r, vcek_der, vec![])), "VLEK certificate");
+    // A VLEK without productName, its cspID a UTF8String: the issuer and CPUID name the product.
+    let bare = Vek { product_name: String::new(), ..vlek };
+    let (bare_der, bare_key) = h.issue(&bare, &h.asvk);
+    let cl = claims(&verify_synthetic(&h, &build_report(&spec, &bare_key), bare_der, vec![]));
+    assert_eq!((cl["product"].as_str(), cl["csp_id"].as_str()), (Some("Genoa"), Some("CN=cc-test.example")));
     // TCB still binds.
     let mut bad = spec;
     bad.tcb[0] = 8;

@@ -105,7 +105,7 @@ pub struct VekCert {
     pub der: Vec<u8>,
     /// VCEK when it carries hwID, VLEK when it carries cspID.
     pub kind: SigningKey,
-    /// productName extension.
+    /// productName extension (empty when absent).
     pub product_name: String,
     /// Common name of the issuer (e.g. "SEV-Milan", "SEV-VLEK-Genoa").
     pub issuer_cn: String,
@@ -126,7 +126,7 @@ pub fn common_name(name: &X509Name<'_>) -> Option<String> {
 
 fn der_u8(value: &[u8], what: &str) -> Result<u8, String> {
     match x509_parser::der_parser::der::parse_der_integer(value) {
-        Ok((rest, obj)) if rest.is_empty() => match obj.as_u32() {
+        Ok((&[], obj)) => match obj.as_u32() {
             Ok(v) if v <= 255 => Ok(v as u8),
             _ => Err(format!("{what} is not an integer in 0..=255")),
         },
@@ -134,10 +134,17 @@ fn der_u8(value: &[u8], what: &str) -> Result<u8, String> {
     }
 }
 
-fn der_ia5(value: &[u8], what: &str) -> Result<String, String> {
-    match x509_parser::der_parser::der::parse_der_ia5string(value) {
-        Ok((rest, obj)) if rest.is_empty() => {
-            obj.as_str().map(str::to_string).map_err(|_| format!("{what} is not an IA5String"))
+/// A DER string value: IA5String as the KDS specification says, but also
+/// UTF8String or PrintableString (these are names, never compared bytewise
+/// for trust; the chain is what is trusted).
+fn der_string(value: &[u8], what: &str) -> Result<String, String> {
+    use x509_parser::der_parser::der;
+    let parsed = der::parse_der_ia5string(value)
+        .or_else(|_| der::parse_der_utf8string(value))
+        .or_else(|_| der::parse_der_printablestring(value));
+    match parsed {
+        Ok((&[], obj)) => {
+            obj.as_str().map(str::to_string).map_err(|_| format!("{what} is not a string"))
         }
         _ => Err(format!("{what} is not a DER IA5String")),
     }
@@ -150,16 +157,18 @@ fn hwid_bytes(value: &[u8]) -> Vec<u8> {
         return value.to_vec();
     }
     match x509_parser::der_parser::der::parse_der_octetstring(value) {
-        Ok((rest, obj)) if rest.is_empty() => obj.as_slice().map(<[u8]>::to_vec).unwrap_or_else(|_| value.to_vec()),
+        Ok((&[], obj)) => obj.as_slice().map(<[u8]>::to_vec).unwrap_or_else(|_| value.to_vec()),
         _ => value.to_vec(),
     }
 }
 
 /// Read the AMD extensions of a certificate. `Ok(None)` when it is not a
-/// versioned endorsement key certificate (a CA, or no AMD productName).
+/// versioned endorsement key certificate (a CA, or none of productName,
+/// hwID, cspID).
 pub fn vek_cert(der: &[u8]) -> Result<Option<VekCert>, String> {
     let cert = parse_cert(der)?;
-    if crate::x509::is_ca(&cert) || !has_ext(&cert, OID_PRODUCT_NAME) {
+    let is_vek = [OID_PRODUCT_NAME, OID_HWID, OID_CSP_ID].iter().any(|oid| has_ext(&cert, oid));
+    if crate::x509::is_ca(&cert) || !is_vek {
         return Ok(None);
     }
     let mut product_name = None;
@@ -173,11 +182,11 @@ pub fn vek_cert(der: &[u8]) -> Result<Option<VekCert>, String> {
         }
         let value = ext.value;
         if oid == OID_PRODUCT_NAME {
-            product_name = Some(der_ia5(value, "productName")?);
+            product_name = Some(der_string(value, "productName")?);
         } else if oid == OID_HWID {
             hwid = Some(hwid_bytes(value));
         } else if oid == OID_CSP_ID {
-            csp_id = Some(der_ia5(value, "cspID")?);
+            csp_id = Some(der_string(value, "cspID")?);
         } else if let Some(n) = oid.strip_prefix(OID_SPL_PREFIX) {
             let v = der_u8(value, &format!("SPL extension .3.{n}"))?;
             match n {
@@ -295,7 +304,9 @@ mod tests {
         assert_eq!(der_u8(&[2, 2, 0, 0xd3], "x"), Ok(0xd3));
         assert!(der_u8(&[2, 2, 1, 0], "x").is_err());
         assert!(der_u8(&[2, 1, 1, 0], "x").is_err());
-        assert_eq!(der_ia5(b"\x16\x08Milan-B0", "x").as_deref(), Ok("Milan-B0"));
+        assert_eq!(der_string(b"\x16\x08Milan-B0", "x").as_deref(), Ok("Milan-B0"));
+        assert_eq!(der_string(b"\x0c\x02ab", "x").as_deref(), Ok("ab"));
+        assert!(der_string(b"\x02\x01\x01", "x").is_err());
         assert_eq!(hwid_bytes(&[4, 2, 9, 9]), vec![9, 9]);
     }
 

@@ -202,7 +202,9 @@ fn check_product(rep: &Report, vek: &VekCert, checks: &mut Checks) -> VResult<Am
             format!("{} issuer '{}' is not an AMD {} signing key of a known product", vek.kind.label(), vek.issuer_cn, vek.kind.label()),
         ));
     };
-    if certs::product_from_product_name(&vek.product_name) != Some(product) {
+    // productName is in every VCEK; should a VLEK lack it, the issuer (and
+    // CPUID, and the product's pinned ARK) still name the product.
+    if !vek.product_name.is_empty() && certs::product_from_product_name(&vek.product_name) != Some(product) {
         return Err(checks.fail(
             NAME,
             format!("{} productName '{}' does not name {} (its issuer is '{}')", vek.kind.label(), vek.product_name, product.name(), vek.issuer_cn),

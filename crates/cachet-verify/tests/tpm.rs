@@ -530,6 +530,16 @@ fn cbor(v: &Cbor) -> Vec<u8> {
 /// An NSM document (COSE_Sign1 ES384) with `public_key` and a PCR map named
 /// `pcr_field`, signed by a leaf under `root`.
 fn nsm_document(root: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, public_key: &[u8], pcr_field: &str, pcrs: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    nsm_document_with_nonce(root, public_key, pcr_field, pcrs, &[5; 32])
+}
+
+fn nsm_document_with_nonce(
+    root: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    public_key: &[u8],
+    pcr_field: &str,
+    pcrs: &[(u32, Vec<u8>)],
+    nonce: &[u8],
+) -> Vec<u8> {
     let rc = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(rcgen::DnType::CommonName, "i-0test-tpm0000.us-east-1.aws");
@@ -548,7 +558,7 @@ fn nsm_document(root: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, public_k
         (t("cabundle"), Cbor::Array(vec![Cbor::Bytes(root.der().to_vec())])),
         (t("public_key"), Cbor::Bytes(public_key.to_vec())),
         (t("user_data"), Cbor::Null),
-        (t("nonce"), Cbor::Null),
+        (t("nonce"), Cbor::Bytes(nonce.to_vec())),
     ]));
     let protected = cbor(&Cbor::Map(vec![(Cbor::Integer(1.into()), Cbor::Integer((-35).into()))]));
     let tbs = cbor(&Cbor::Array(vec![t("Signature1"), Cbor::Bytes(protected.clone()), Cbor::Bytes(vec![]), Cbor::Bytes(payload.clone())]));
@@ -578,6 +588,10 @@ fn built_nitrotpm_evidence_binds_ak_and_pcrs() {
     let claims = v.result.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["ak_trust"], "nitro-nsm");
     assert_eq!(claims["module_id"], "i-0test-tpm0000");
+    // A document from another session (another nonce) with a fresh quote.
+    let stale = with_doc(nsm_document_with_nonce(&root, &point, "nitrotpm_pcrs", &pcrs, &[4; 32]));
+    assert!(verify(Tee::NitroTpm, stale.to_string().as_bytes(), &anchors, at, None).verified());
+    assert_eq!(failed_check(&verify(Tee::NitroTpm, stale.to_string().as_bytes(), &anchors, at, Some(&[5; 32]))), "NSM document nonce");
     // The genuine AWS root does not anchor the test document.
     assert_eq!(failed_check(&verify(Tee::NitroTpm, ev.to_string().as_bytes(), &TrustAnchors::pinned(), at, None)), "Nitro certificate chain");
     // An NSM PCR that differs from the quoted one.

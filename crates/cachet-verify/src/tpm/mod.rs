@@ -366,7 +366,9 @@ pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
 /// Verify an AWS NitroTPM quote: the NSM document (checked as Nitro evidence,
 /// to the AWS Nitro root) must come from a NitroTPM (`nitrotpm_pcrs`), name
 /// the AK as its `public_key` (`"AK binding"`), and its PCRs must equal the
-/// quoted ones (`"NitroTPM PCRs"`).
+/// quoted ones (`"NitroTPM PCRs"`). An expected nonce must be both the
+/// quote's extraData (`"Quote nonce"`) and the document's `nonce`
+/// (`"NSM document nonce"`).
 pub fn verify_nitro_tpm(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let ev = parse_evidence(req, checks)?;
     let doc_bytes = match &ev.nitro_document {
@@ -386,6 +388,21 @@ pub fn verify_nitro_tpm(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult
         "the NSM document's public_key is absent or is not the key that signed the quote",
     )?;
     let q = verify_quote(&ev.quote, &ev.signature, &ak, &ev.pcrs, req.expected_nonce, checks)?;
+    if let Some(want) = req.expected_nonce {
+        // The AK in an NSM document is whatever key the requester named, so
+        // freshness is asked of the AWS-signed document too, not only of the
+        // quote that key signed.
+        checks.require(
+            "NSM document nonce",
+            doc.nonce.as_deref() == Some(want),
+            "the NSM document carries the expected nonce",
+            format!(
+                "NSM document nonce {} is not the expected {}",
+                doc.nonce.as_ref().map(hex::encode).unwrap_or_else(|| "(absent)".into()),
+                hex::encode(want)
+            ),
+        )?;
+    }
     checks.record("NitroTPM PCRs", nitro_pcrs_match(&doc, &q.pcrs), format!("{} NSM PCRs equal the quoted values", doc.pcrs.len()))?;
     let mut m = quote_claims(Tee::NitroTpm, &q, &ak);
     add_event_log(&ev, &q, &mut m, checks)?;

@@ -1,1 +1,366 @@
 //! The HTTP attestation service (`cachet serve`).
+//!
+//! Evidence in, signed attestation token out: `POST /v1/challenge` issues a
+//! nonce, `POST /v1/attest` verifies evidence with `cachet-verify`, appraises
+//! it ([`appraisal::appraise`]), and returns an EAR token signed with the
+//! active key of the JWKS (`cachet-token`); everything is persisted in the
+//! embedded store (`cachet-store`) with a hash-chained audit log.
+
+pub mod admin;
+pub mod appraisal;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod freshness;
+pub mod keys;
+pub mod metrics;
+pub mod ops;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cachet_store::{SqliteStore, Store};
+use cachet_token::{KeyCustody, LocalCustody, RotationPolicy};
+use cachet_verify::{AnchorKind, TrustAnchors};
+use tokio::sync::Semaphore;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use config::{Config, ServeArgs};
+use error::ApiError;
+use keys::KeyService;
+use metrics::Metrics;
+
+/// The current time, Unix seconds.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Signing keys.
+    pub keys: Arc<KeyService>,
+    /// Roots evidence must chain to.
+    pub anchors: Arc<TrustAnchors>,
+    /// Resolved configuration.
+    pub config: Arc<Config>,
+    /// Token issuer and discovery base URL.
+    pub issuer: Arc<String>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Bounds concurrent verifications.
+    pub verify_slots: Arc<Semaphore>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cachet attestation service", description = include_str!("api.md")),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "attestation", description = "Challenges and attestation"),
+        (name = "discovery", description = "Relying-party key discovery"),
+        (name = "admin", description = "Administration (API key required)"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key (`cachet admin create-key`); the scope names the role required"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The application router and its OpenAPI document.
+pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let store = state.store.clone();
+    let reader = admin::reader_routes().layer(from_fn_with_state(store.clone(), auth::require_reader));
+    let admin = admin::admin_routes().layer(from_fn_with_state(store, auth::require_admin));
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::challenge))
+        .routes(routes!(routes::attest))
+        .routes(routes!(routes::openid_configuration))
+        .routes(routes!(routes::jwks))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
+        .merge(reader)
+        .merge(admin)
+        .split_for_parts();
+    let doc = Arc::new(api.clone());
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.body_limit;
+    let metrics = state.metrics.clone();
+    let router = router
+        .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(timeout, timeout_layer))
+        .layer(from_fn_with_state(metrics, status_layer))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    (router, api)
+}
+
+/// Answer `503 timeout` when a request takes longer than the limit.
+async fn timeout_layer(State(secs): State<u64>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {secs} s"))
+            .into_response(),
+    }
+}
+
+/// Count responses by status class.
+async fn status_layer(State(m): State<Metrics>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let class = format!("{}xx", resp.status().as_u16() / 100);
+    m.http_requests.with_label_values(&[class.as_str()]).inc();
+    resp
+}
+
+/// A running server.
+pub struct Server {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Base URL (`http(s)://addr`).
+    pub url: String,
+    /// The token issuer.
+    pub issuer: String,
+    handle: axum_server::Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stop accepting, finish in-flight requests (up to 10 s), and return.
+    pub async fn shutdown(self) {
+        self.background.abort();
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        let _ = self.task.await;
+    }
+
+    /// Wait until the server stops (after a signal).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let r = self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.background.abort();
+        r
+    }
+
+    /// Begin a graceful shutdown (e.g. on SIGTERM).
+    pub fn handle(&self) -> axum_server::Handle {
+        self.handle.clone()
+    }
+}
+
+/// Open the configured store.
+pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
+    match &config.database_url {
+        Some(url) if url.starts_with("sqlite:") => SqliteStore::open_url(url).await.map_err(|e| e.to_string()),
+        Some(url) => Err(format!("unsupported database URL {url:?}: only sqlite: is built in")),
+        None => SqliteStore::open_dir(&config.data_dir).await.map_err(|e| e.to_string()),
+    }
+}
+
+/// The key service for a configuration.
+pub fn key_service(config: &Config, store: Arc<dyn Store>) -> KeyService {
+    let custody: Arc<dyn KeyCustody> = Arc::new(LocalCustody::new());
+    let policy = RotationPolicy { publish_lead: config.key_publish_lead, token_ttl: config.token_ttl, clock_skew: config.clock_skew };
+    KeyService::new(store, custody, policy, config.token_alg)
+}
+
+/// Where the simulated TEE's root key lives.
+pub fn simulated_tee_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("simulated-tee")
+}
+
+/// Open the store, make sure a signing key exists, bind, and serve.
+pub async fn start(config: Config) -> Result<Server, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+    let keys = Arc::new(key_service(&config, store.clone()));
+    keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;
+
+    let mut anchors = TrustAnchors::pinned();
+    if config.insecure_simulated_tee {
+        let sim = cachet_attester::simulated::SimulatedTee::load_or_create(&simulated_tee_dir(&config)).map_err(|e| e.to_string())?;
+        anchors.push(AnchorKind::SimulatedTee, sim.root_der().to_vec());
+        eprintln!(
+            "\n*** WARNING: INSECURE SIMULATED TEE ENABLED (--insecure-simulated-tee) ***\n\
+             *** Evidence signed by {} is accepted as `sim`.        ***\n\
+             *** For development only: anyone with that key can forge attestations. ***\n",
+            simulated_tee_dir(&config).display()
+        );
+        tracing::warn!(
+            dir = %simulated_tee_dir(&config).display(),
+            "!!! INSECURE: --insecure-simulated-tee is on: evidence signed by the SIMULATED TEE root key in this directory is \
+             accepted. Anyone who can read that file can forge attestations. Never use this in production. !!!"
+        );
+    }
+
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}");
+    let issuer = config.issuer.clone().unwrap_or_else(|| url.clone());
+    if config.issuer.is_none() && addr.ip().is_unspecified() {
+        tracing::warn!("listening on an unspecified address: set --issuer to the URL relying parties use");
+    }
+
+    let metrics = Metrics::new().map_err(|e| e.to_string())?;
+    let config = Arc::new(config);
+    let state = AppState {
+        store: store.clone(),
+        keys: keys.clone(),
+        anchors: Arc::new(anchors),
+        config: config.clone(),
+        issuer: Arc::new(issuer.clone()),
+        metrics,
+        verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifications)),
+    };
+    let (router, _) = app(state);
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let task = match &config.tls {
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| format!("TLS certificate/key: {e}"))?;
+            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await })
+        }
+    };
+    let background = tokio::spawn(housekeeping(store, keys, config.clone()));
+    tracing::info!(%addr, %issuer, tls = config.tls.is_some(), "cachet serve: listening");
+    Ok(Server { addr, url, issuer, handle, task, background })
+}
+
+/// Every minute: purge long-expired nonces, rotate the signing key when due.
+async fn housekeeping(store: Arc<dyn Store>, keys: Arc<KeyService>, config: Arc<Config>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let t = now();
+        if let Err(e) = store.purge_nonces(t - 3600).await {
+            tracing::warn!(error = %e, "nonce purge failed");
+        }
+        match keys.auto_rotate(config.key_rotate_after, t).await {
+            Ok(Some(k)) => tracing::info!(kid = %k.kid, "signing key rotated automatically"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "automatic key rotation failed"),
+        }
+    }
+}
+
+/// Set up logging on stderr (RUST_LOG, default `info`).
+pub fn init_logging(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// `cachet serve`: run until SIGINT/SIGTERM. Prints one line on stdout,
+/// `cachet serve: listening on URL`, once the port is bound.
+pub fn run_blocking(args: ServeArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cachet serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cachet serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        let server = match start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cachet serve: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!("cachet serve: listening on {}", server.url);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let handle = server.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        match server.wait().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cachet serve: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

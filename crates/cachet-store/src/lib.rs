@@ -1,1 +1,171 @@
 //! Persistence: embedded SQLite by default, behind a small SQL interface.
+//!
+//! [`Store`] is the whole interface the service needs: nonces consumed at
+//! most once, API keys (hashed), token-signing keys, and a hash-chained
+//! audit log. Every admin change is written in the same transaction as its
+//! audit entry, so no change can exist without its record. The queries are
+//! plain SQL; [`sqlite::SqliteStore`] is the embedded default (WAL journal,
+//! `synchronous=FULL`: a committed write survives `kill -9` and power loss),
+//! and a PostgreSQL backend for multi-replica deployments is one more
+//! implementation of the same trait.
+
+pub mod audit;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use audit::{AuditEntry, AuditRecord, ChainError};
+pub use sqlite::SqliteStore;
+
+/// A storage failure. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database: {0}")]
+    Database(String),
+    /// Stored data is not what this version expects.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// A record with this key exists already.
+    #[error("already exists: {0}")]
+    Conflict(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_string());
+            }
+        }
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Shorthand.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What consuming a nonce found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NonceOutcome {
+    /// It was issued, unexpired and unused: it is now used.
+    Consumed,
+    /// Never issued here (or purged long after expiry).
+    Unknown,
+    /// Issued, but its expiry has passed.
+    Expired,
+    /// Already consumed by an earlier attestation.
+    AlreadyUsed,
+}
+
+/// An admin API key as stored (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Public identifier, part of the key string.
+    pub id: String,
+    /// Label given at creation.
+    pub name: String,
+    /// Role name (`admin`, `reader`).
+    pub role: String,
+    /// Hex SHA-256 of the secret part.
+    #[serde(skip_serializing)]
+    pub secret_hash: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A token-signing key as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Key ID.
+    pub kid: String,
+    /// JWS algorithm name.
+    pub alg: String,
+    /// Custody name.
+    pub custody: String,
+    /// Public key (SubjectPublicKeyInfo DER).
+    pub public_spki: Vec<u8>,
+    /// Custody handle (secret for the local custody).
+    pub handle: Vec<u8>,
+    /// Certificate chain, DER, leaf first.
+    pub cert_chain: Vec<Vec<u8>>,
+    /// Creation (= publication) time.
+    pub created_at: i64,
+    /// Time from which it signs.
+    pub active_from: i64,
+    /// Revocation time.
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("custody", &self.custody)
+            .field("created_at", &self.created_at)
+            .field("active_from", &self.active_from)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the service persists. Methods that change admin state take
+/// the audit entry describing the change and commit both together.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A cheap query proving the database answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Record an issued nonce.
+    async fn insert_nonce(&self, nonce: &[u8], created_at: i64, expires_at: i64) -> StoreResult<()>;
+    /// Consume a nonce atomically: of any number of concurrent calls for one
+    /// valid nonce, exactly one returns [`NonceOutcome::Consumed`].
+    async fn consume_nonce(&self, nonce: &[u8], now: i64) -> StoreResult<NonceOutcome>;
+    /// Delete nonces that expired before `before`; returns how many.
+    async fn purge_nonces(&self, before: i64) -> StoreResult<u64>;
+
+    /// Store a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<()>;
+    /// Look an API key up by id.
+    async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// All API keys, oldest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revoke an API key; `false` when there is no such unrevoked key.
+    async fn revoke_api_key(&self, id: &str, at: i64, audit: &AuditEntry) -> StoreResult<bool>;
+
+    /// Store a new signing key.
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: &AuditEntry) -> StoreResult<()>;
+    /// All signing keys, oldest first.
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Revoke a signing key; `false` when there is no such unrevoked key.
+    async fn revoke_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> StoreResult<bool>;
+    /// Attach a certificate chain to a key; `false` when there is no such key.
+    async fn set_signing_key_chain(&self, kid: &str, chain: &[Vec<u8>], audit: &AuditEntry) -> StoreResult<bool>;
+    /// Delete signing keys (expired or revoked ones); returns how many.
+    async fn delete_signing_keys(&self, kids: &[String], audit: &AuditEntry) -> StoreResult<u64>;
+
+    /// Append an entry (an attestation decision) to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord>;
+    /// Audit records with `seq > after`, in order, at most `limit`.
+    async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+}
+
+/// Walk the whole audit log and check its hash chain.
+/// Returns the number of entries and the head hash.
+pub async fn verify_audit_chain(store: &dyn Store) -> Result<(u64, String), ChainError> {
+    let mut checker = audit::ChainChecker::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 1000).await.map_err(|e| ChainError { seq: after + 1, reason: e.to_string() })?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            checker.check(r)?;
+        }
+    }
+    Ok(checker.finish())
+}

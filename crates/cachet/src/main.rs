@@ -1,5 +1,9 @@
 //! `cachet`: the command line over Cachet's verifier, service and attester.
 
+mod admin_cmd;
+mod audit_cmd;
+mod keys_cmd;
+mod serve_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +24,24 @@ enum Command {
     /// Exit status: 0 verified, 1 verification failed (the failing check is
     /// named), 2 usage or I/O error.
     Verify(verify_cmd::VerifyArgs),
+    /// Run the attestation service (HTTP/HTTPS): challenges, attestation
+    /// tokens, JWKS discovery, admin API, audit log.
+    Serve(serve_cmd::ServeArgs),
+    /// Manage token signing keys (list, rotate, revoke, prune, import).
+    Keys(keys_cmd::KeysArgs),
+    /// Manage admin API keys (create-key, list-keys, revoke-key).
+    Admin(admin_cmd::AdminArgs),
+    /// Check (verify) or read (show) the tamper-evident audit log.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Keys(args) => keys_cmd::run(args),
+        Command::Admin(args) => admin_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
     }
 }

@@ -1,0 +1,224 @@
+//! Admin API under `/v1/admin/...`: every route needs an API key; routes
+//! that change state need the `admin` role, the others `reader`.
+//!
+//! The role of each route is declared once, in its OpenAPI `security`
+//! (`api_key = ["admin"]` or `["reader"]`), and enforced by the router it
+//! is registered in ([`reader_routes`] / [`admin_routes`]); a test walks
+//! the OpenAPI document and checks every admin route against both.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use cachet_store::{ApiKeyRecord, AuditEntry, AuditRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{new_api_key, Principal, Role};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::keys::{KeyError, KeyInfo};
+use crate::{now, AppState};
+
+/// An API key as listed (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyInfo {
+    /// Key id (the part after `cachet_`).
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// `admin` or `reader`.
+    pub role: String,
+    /// Created at (Unix seconds).
+    pub created_at: i64,
+    /// Revoked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+impl From<ApiKeyRecord> for ApiKeyInfo {
+    fn from(r: ApiKeyRecord) -> Self {
+        Self { id: r.id, name: r.name, role: r.role, created_at: r.created_at, revoked_at: r.revoked_at }
+    }
+}
+
+/// A request to create an API key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// Label.
+    pub name: String,
+    /// Role of the new key.
+    pub role: Role,
+}
+
+/// A created API key: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// The key to present as `Authorization: Bearer <key>`.
+    pub key: String,
+    /// Its id.
+    pub id: String,
+    /// Its role.
+    pub role: String,
+}
+
+/// Paging of the audit log.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Entries after this sequence number (default 0).
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+fn key_error(e: KeyError) -> ApiError {
+    match e {
+        KeyError::Store(s) => ApiError::storage(s),
+        KeyError::Token(t) => ApiError::invalid(t.to_string()),
+        KeyError::Invalid(m) => ApiError::invalid(m),
+    }
+}
+
+fn audit(p: &Principal, action: &str, detail: Value) -> AuditEntry {
+    AuditEntry { ts: now(), actor: p.actor(), action: action.into(), outcome: "ok".into(), detail, ..Default::default() }
+}
+
+/// List API keys.
+#[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", security(("api_key" = ["reader"])),
+    responses((status = 200, body = [ApiKeyInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_api_keys(State(st): State<AppState>) -> Result<Json<Vec<ApiKeyInfo>>, ApiError> {
+    Ok(Json(st.store.list_api_keys().await?.into_iter().map(ApiKeyInfo::from).collect()))
+}
+
+/// Create an API key.
+#[utoipa::path(post, path = "/v1/admin/api-keys", tag = "admin", security(("api_key" = ["admin"])), request_body = CreateApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_api_key(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<CreateApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    if req.name.len() > 200 {
+        return Err(ApiError::invalid("name longer than 200 bytes"));
+    }
+    let k = new_api_key(&req.name, req.role, now()).map_err(ApiError::internal)?;
+    let a = audit(&p, "api_key.create", json!({"id": k.record.id, "name": req.name, "role": req.role.as_str()}));
+    st.store.insert_api_key(&k.record, &a).await?;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key: k.key, id: k.record.id, role: k.record.role })))
+}
+
+/// Revoke an API key.
+#[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admin", security(("api_key" = ["admin"])),
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn revoke_api_key(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if st.store.revoke_api_key(&id, now(), &audit(&p, "api_key.revoke", json!({"id": id}))).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such active API key"))
+    }
+}
+
+/// List token signing keys with their state.
+#[utoipa::path(get, path = "/v1/admin/signing-keys", tag = "admin", security(("api_key" = ["reader"])),
+    responses((status = 200, body = [KeyInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_signing_keys(State(st): State<AppState>) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    st.keys.list(now()).await.map(Json).map_err(key_error)
+}
+
+/// Rotate: publish a new signing key now; it signs after the publish lead.
+#[utoipa::path(post, path = "/v1/admin/signing-keys/rotate", tag = "admin", security(("api_key" = ["admin"])),
+    responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn rotate_signing_key(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Result<Json<KeyInfo>, ApiError> {
+    st.keys.rotate(&p.actor(), now()).await.map(Json).map_err(key_error)
+}
+
+/// Revoke a signing key (compromise): removed from the JWKS at once.
+#[utoipa::path(delete, path = "/v1/admin/signing-keys/{kid}", tag = "admin", security(("api_key" = ["admin"])),
+    params(("kid" = String, Path, description = "Key ID")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn revoke_signing_key(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(kid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if st.keys.revoke(&kid, &p.actor(), now()).await.map_err(key_error)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no such unrevoked signing key"))
+    }
+}
+
+/// Delete expired and revoked signing keys.
+#[utoipa::path(post, path = "/v1/admin/signing-keys/prune", tag = "admin", security(("api_key" = ["admin"])),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn prune_signing_keys(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+    let kids = st.keys.prune(&p.actor(), now()).await.map_err(key_error)?;
+    Ok(Json(json!({"deleted": kids})))
+}
+
+/// Read the audit log.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("api_key" = ["reader"])), params(AuditQuery),
+    responses((status = 200, body = [Object]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn audit_log(State(st): State<AppState>, Query(q): Query<AuditQuery>) -> Result<Json<Vec<AuditRecord>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(st.store.audit_page(q.after.unwrap_or(0).max(0), limit).await?))
+}
+
+/// Check the audit log's hash chain.
+#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "admin", security(("api_key" = ["reader"])),
+    responses((status = 200, description = "{ok, entries, head} or {ok: false, seq, reason}", body = Object),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn audit_verify(State(st): State<AppState>) -> Json<Value> {
+    Json(match cachet_store::verify_audit_chain(st.store.as_ref()).await {
+        Ok((n, head)) => json!({"ok": true, "entries": n, "head": head}),
+        Err(e) => json!({"ok": false, "seq": e.seq, "reason": e.reason}),
+    })
+}
+
+/// The effective configuration (no secrets).
+#[utoipa::path(get, path = "/v1/admin/config", tag = "admin", security(("api_key" = ["reader"])),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn config(State(st): State<AppState>) -> Json<Value> {
+    let c = &st.config;
+    Json(json!({
+        "issuer": st.issuer.as_str(),
+        "tls": c.tls.is_some(),
+        "token_alg": c.token_alg.as_str(),
+        "token_ttl": c.token_ttl,
+        "key_publish_lead": c.key_publish_lead,
+        "key_rotate_after": c.key_rotate_after,
+        "clock_skew": c.clock_skew,
+        "nonce_ttl": c.nonce_ttl,
+        "body_limit": c.body_limit,
+        "request_timeout": c.request_timeout,
+        "allow_verification_time": c.allow_verification_time,
+        "insecure_simulated_tee": c.insecure_simulated_tee,
+    }))
+}
+
+/// Admin routes open to `reader` (and `admin`) keys.
+pub fn reader_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_api_keys))
+        .routes(routes!(list_signing_keys))
+        .routes(routes!(audit_log))
+        .routes(routes!(audit_verify))
+        .routes(routes!(config))
+}
+
+/// Admin routes that change state: `admin` keys only.
+pub fn admin_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_api_key))
+        .routes(routes!(revoke_api_key))
+        .routes(routes!(rotate_signing_key))
+        .routes(routes!(revoke_signing_key))
+        .routes(routes!(prune_signing_keys))
+}

@@ -1,0 +1,252 @@
+//! `cachet serve` configuration: flags, environment variables, TOML file.
+//!
+//! Each setting is looked up in this order: command-line flag, environment
+//! variable (`CACHET_...`), the TOML file given by `--config`, then the
+//! built-in default. The TOML keys are the flag names with `_` for `-`
+//! (e.g. `token_ttl = 600`). Boolean switches are on when either the flag
+//! or the file turns them on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cachet_token::Algorithm;
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+
+/// Run the attestation service: challenges, evidence verification, signed
+/// EAR tokens, JWKS discovery, admin API and audit log.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "cachet-server", version)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "CACHET_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8700; port 0 picks a free port].
+    #[arg(long, env = "CACHET_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: the embedded SQLite database (nonces, API keys,
+    /// signing keys, audit log) [default: ./cachet-data].
+    #[arg(long, env = "CACHET_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL instead of the data directory's SQLite file
+    /// (`sqlite:PATH`) [default: DATA_DIR/cachet.db].
+    #[arg(long, env = "CACHET_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Token issuer (`iss`) and the base URL of discovery documents
+    /// [default: http(s)://LISTEN-ADDRESS].
+    #[arg(long, env = "CACHET_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// TLS certificate chain (PEM); serve HTTPS with rustls (needs --tls-key).
+    #[arg(long, env = "CACHET_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CACHET_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Token signature algorithm for new keys: ES256, ES384 or PS256 [default: ES256].
+    #[arg(long, env = "CACHET_TOKEN_ALG", value_name = "ALG")]
+    pub token_alg: Option<Algorithm>,
+    /// Token lifetime in seconds [default: 600].
+    #[arg(long, env = "CACHET_TOKEN_TTL", value_name = "SECONDS")]
+    pub token_ttl: Option<u64>,
+    /// How long a rotated-in signing key is published before it signs, so
+    /// relying parties' cached JWKS already hold it [default: 3600].
+    #[arg(long, env = "CACHET_KEY_PUBLISH_LEAD", value_name = "SECONDS")]
+    pub key_publish_lead: Option<u64>,
+    /// Rotate the signing key automatically once it has signed for this
+    /// long; 0 disables automatic rotation [default: 2592000 (30 days)].
+    #[arg(long, env = "CACHET_KEY_ROTATE_AFTER", value_name = "SECONDS")]
+    pub key_rotate_after: Option<u64>,
+    /// Clock difference tolerated with relying parties; retired keys stay
+    /// published for token-ttl + this [default: 60].
+    #[arg(long, env = "CACHET_CLOCK_SKEW", value_name = "SECONDS")]
+    pub clock_skew: Option<u64>,
+    /// Lifetime of a challenge nonce in seconds [default: 300].
+    #[arg(long, env = "CACHET_NONCE_TTL", value_name = "SECONDS")]
+    pub nonce_ttl: Option<u64>,
+    /// Largest request body in bytes [default: 16777216].
+    #[arg(long, env = "CACHET_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Time limit for one request in seconds [default: 30].
+    #[arg(long, env = "CACHET_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+    /// Verifications run at once; more wait [default: 8].
+    #[arg(long, env = "CACHET_MAX_CONCURRENT_VERIFICATIONS", value_name = "N")]
+    pub max_concurrent_verifications: Option<usize>,
+    /// Accept a per-request verification time (`at`) in POST /v1/attest.
+    /// For tests and offline re-verification only: it lets a client verify
+    /// evidence as of a past instant, when its certificates were valid.
+    #[arg(long, env = "CACHET_ALLOW_VERIFICATION_TIME")]
+    pub allow_verification_time: bool,
+    /// INSECURE, development only: trust a simulated TEE whose root key is
+    /// kept in DATA_DIR/simulated-tee/ (anyone with that file can forge
+    /// evidence). Its tokens are never `affirming`.
+    #[arg(long, env = "CACHET_INSECURE_SIMULATED_TEE")]
+    pub insecure_simulated_tee: bool,
+    /// Log format on stderr [default: text]. Levels via RUST_LOG (default info).
+    #[arg(long, env = "CACHET_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    issuer: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    token_alg: Option<String>,
+    token_ttl: Option<u64>,
+    key_publish_lead: Option<u64>,
+    key_rotate_after: Option<u64>,
+    clock_skew: Option<u64>,
+    nonce_ttl: Option<u64>,
+    body_limit: Option<usize>,
+    request_timeout: Option<u64>,
+    max_concurrent_verifications: Option<usize>,
+    allow_verification_time: Option<bool>,
+    insecure_simulated_tee: Option<bool>,
+    log_format: Option<LogFormat>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database URL, if not the data directory's file.
+    pub database_url: Option<String>,
+    /// Issuer; `None` means derived from the bound address.
+    pub issuer: Option<String>,
+    /// TLS certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Algorithm of new signing keys.
+    pub token_alg: Algorithm,
+    /// Token lifetime (s).
+    pub token_ttl: i64,
+    /// Publish lead of new keys (s).
+    pub key_publish_lead: i64,
+    /// Automatic rotation period (s); 0 = off.
+    pub key_rotate_after: i64,
+    /// Clock skew allowance (s).
+    pub clock_skew: i64,
+    /// Nonce lifetime (s).
+    pub nonce_ttl: i64,
+    /// Body size limit (bytes).
+    pub body_limit: usize,
+    /// Request timeout (s).
+    pub request_timeout: u64,
+    /// Concurrent verifications.
+    pub max_concurrent_verifications: usize,
+    /// Whether `at` is accepted.
+    pub allow_verification_time: bool,
+    /// Whether the simulated TEE root is trusted.
+    pub insecure_simulated_tee: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+fn secs(v: u64, name: &str) -> Result<i64, String> {
+    i64::try_from(v).ok().filter(|s| *s <= 10 * 365 * 86_400).ok_or_else(|| format!("{name}: {v} seconds is too large"))
+}
+
+impl ServeArgs {
+    /// Merge flags/environment with the configuration file and defaults.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let file = match &self.config {
+            Some(p) => read_file_config(p)?,
+            None => FileConfig::default(),
+        };
+        let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
+        let token_alg = match (&self.token_alg, &file.token_alg) {
+            (Some(a), _) => *a,
+            (None, Some(s)) => s.parse::<Algorithm>()?,
+            (None, None) => Algorithm::ES256,
+        };
+        let tls = match (self.tls_cert.clone().or(file.tls_cert), self.tls_key.clone().or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("TLS needs both tls_cert and tls_key".into()),
+        };
+        let token_ttl = secs(self.token_ttl.or(file.token_ttl).unwrap_or(600), "token_ttl")?;
+        if token_ttl < 1 {
+            return Err("token_ttl must be at least 1 second".into());
+        }
+        let nonce_ttl = secs(self.nonce_ttl.or(file.nonce_ttl).unwrap_or(300), "nonce_ttl")?;
+        if nonce_ttl < 1 {
+            return Err("nonce_ttl must be at least 1 second".into());
+        }
+        let max_concurrent_verifications =
+            self.max_concurrent_verifications.or(file.max_concurrent_verifications).unwrap_or(8).max(1);
+        Ok(Config {
+            listen: self.listen.or(file.listen).unwrap_or(default_listen),
+            data_dir: self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("cachet-data")),
+            database_url: self.database_url.clone().or(file.database_url),
+            issuer: self.issuer.clone().or(file.issuer).map(|s| s.trim_end_matches('/').to_string()),
+            tls,
+            token_alg,
+            token_ttl,
+            key_publish_lead: secs(self.key_publish_lead.or(file.key_publish_lead).unwrap_or(3600), "key_publish_lead")?,
+            key_rotate_after: secs(self.key_rotate_after.or(file.key_rotate_after).unwrap_or(30 * 86_400), "key_rotate_after")?,
+            clock_skew: secs(self.clock_skew.or(file.clock_skew).unwrap_or(60), "clock_skew")?,
+            nonce_ttl,
+            body_limit: self.body_limit.or(file.body_limit).unwrap_or(16 << 20).max(1024),
+            request_timeout: self.request_timeout.or(file.request_timeout).unwrap_or(30).max(1),
+            max_concurrent_verifications,
+            allow_verification_time: self.allow_verification_time || file.allow_verification_time.unwrap_or(false),
+            insecure_simulated_tee: self.insecure_simulated_tee || file.insecure_simulated_tee.unwrap_or(false),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > 1 << 20 {
+        return Err(format!("{}: configuration file larger than 1 MiB", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("cachet-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "token_ttl = 42\nnonce_ttl = 7\ntoken_alg = \"PS256\"\nallow_verification_time = true\n").unwrap();
+        let args = ServeArgs { config: Some(file.clone()), token_ttl: Some(99), ..Default::default() };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.token_ttl, 99);
+        assert_eq!(c.nonce_ttl, 7);
+        assert_eq!(c.token_alg, Algorithm::PS256);
+        assert!(c.allow_verification_time);
+        assert!(!c.insecure_simulated_tee);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        assert!(args.resolve().is_err(), "unknown keys are refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

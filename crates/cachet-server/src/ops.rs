@@ -1,0 +1,75 @@
+//! Support for the offline commands (`cachet keys`, `cachet admin`,
+//! `cachet audit`): they open the same store as `cachet serve`, directly,
+//! so they work whether or not a server is running (SQLite serialises the
+//! writers; a running server sees key changes within seconds).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cachet_store::{SqliteStore, Store};
+
+use crate::config::{Config, ServeArgs};
+use crate::keys::KeyService;
+
+/// Where the store is: the same flags and variables as `cachet serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// TOML configuration file of the server.
+    #[arg(long, env = "CACHET_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./cachet-data].
+    #[arg(long, env = "CACHET_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL instead of the data directory's file.
+    #[arg(long, env = "CACHET_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The server configuration these arguments select.
+    pub fn resolve(&self) -> Result<Config, String> {
+        ServeArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            ..Default::default()
+        }
+        .resolve()
+    }
+}
+
+/// An opened store with the configuration it belongs to.
+pub struct Opened {
+    /// Resolved configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<SqliteStore>,
+}
+
+impl Opened {
+    /// The key service over this store.
+    pub fn keys(&self) -> KeyService {
+        let store: Arc<dyn Store> = self.store.clone();
+        crate::key_service(&self.config, store)
+    }
+}
+
+/// Open the store selected by `args`.
+pub async fn open(args: &StoreArgs) -> Result<Opened, String> {
+    let config = args.resolve()?;
+    let store = Arc::new(crate::open_store(&config).await?);
+    Ok(Opened { config, store })
+}
+
+/// Run an async command to completion on a small runtime.
+pub fn block_on<F: Future>(f: F) -> Result<F::Output, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    Ok(rt.block_on(f))
+}
+
+/// The audit actor for commands run by a person: `cli:<user>`.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}

@@ -1,0 +1,352 @@
+//! Public routes: challenge, attest, discovery, operations.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cachet_store::{AuditEntry, NonceOutcome};
+use cachet_token::ear::{Ear, Freshness, Submod};
+use cachet_verify::{Endorsement, Tee, VerifyRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::freshness::Binding;
+use crate::{appraisal, now, AppState};
+
+/// Nonce length issued by `POST /v1/challenge` (bytes).
+pub const NONCE_LEN: usize = 32;
+/// Largest runtime data accepted (bytes, decoded).
+pub const MAX_RUNTIME_DATA: usize = 64 << 10;
+/// Most endorsement files in one request.
+pub const MAX_ENDORSEMENTS: usize = 256;
+
+/// A fresh challenge.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// The nonce, hex (32 bytes). Bind it into the evidence (see the API
+    /// description) and send it back in `POST /v1/attest`; it can be used once.
+    pub nonce: String,
+    /// When it expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// One endorsement file (certificate, CRL, collateral bundle, RIM).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndorsementIn {
+    /// A name for messages (e.g. the file name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The file's bytes, base64.
+    pub data: String,
+}
+
+/// Evidence to attest.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    /// Evidence family: sgx, tdx, snp, az-snp-vtpm, az-tdx-vtpm, nitro,
+    /// nitro-tpm, tpm, nvgpu (and sim when the server trusts the simulated TEE).
+    pub tee: String,
+    /// The evidence bytes, base64 (JSON evidence: base64 of the JSON text).
+    pub evidence: String,
+    /// Endorsements the verifier needs (collateral, certificates, CRLs).
+    #[serde(default)]
+    pub endorsements: Vec<EndorsementIn>,
+    /// A nonce from `POST /v1/challenge` (hex) that the evidence binds.
+    /// Without one the token says `cachet.freshness: not-established`.
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// Runtime data (base64) bound with the nonce, e.g. a public key; the
+    /// token carries it as `cachet.runtime_data` (base64url).
+    #[serde(default)]
+    pub runtime_data: Option<String>,
+    /// Verify as of this instant (RFC 3339) instead of now. Refused unless
+    /// the server runs with `--allow-verification-time` (tests, offline).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// The attestation result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttestResponse {
+    /// The EAR attestation token: a JWT signed with a key of the JWKS.
+    pub token: String,
+}
+
+fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
+    cachet_verify::encoding::decode_base64(s).ok_or_else(|| ApiError::invalid(format!("'{field}' is not base64")))
+}
+
+fn parse_rfc3339(s: &str) -> Result<i64, ApiError> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| ApiError::invalid(format!("'at' is not RFC 3339: {e}")))
+}
+
+/// Issue a nonce.
+#[utoipa::path(post, path = "/v1/challenge", tag = "attestation",
+    responses((status = 200, description = "A fresh nonce, usable once before it expires", body = ChallengeResponse),
+              (status = 503, description = "Store unavailable", body = ErrorBody)))]
+pub async fn challenge(State(st): State<AppState>) -> Result<Json<ChallengeResponse>, ApiError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ApiError::internal("no randomness"))?;
+    let t = now();
+    let expires_at = t + st.config.nonce_ttl;
+    st.store.insert_nonce(&nonce, t, expires_at).await?;
+    st.metrics.nonces_issued.with_label_values::<&str>(&[]).inc();
+    Ok(Json(ChallengeResponse { nonce: hex::encode(nonce), expires_at }))
+}
+
+/// Verify evidence, appraise it, and return a signed EAR token.
+#[utoipa::path(post, path = "/v1/attest", tag = "attestation", request_body = AttestRequest,
+    responses(
+        (status = 200, description = "Verified: the EAR token (its ear.status says how it was appraised)", body = AttestResponse),
+        (status = 400, description = "Malformed request (invalid_request, unknown_tee, nonce_unknown, nonce_expired, verification_time_not_allowed)", body = ErrorBody),
+        (status = 409, description = "nonce_reused: the nonce was already consumed", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 422, description = "verification_failed (the failing check is named) or freshness_binding_failed", body = ErrorBody),
+        (status = 503, description = "storage_unavailable, no_signing_key, timeout", body = ErrorBody)))]
+pub async fn attest(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<AttestRequest>,
+) -> Result<Json<AttestResponse>, ApiError> {
+    let actor = format!("client:{}", peer.ip());
+    let tee = Tee::parse(&req.tee).ok_or_else(|| {
+        let names: Vec<_> = Tee::ALL.iter().map(|t| t.as_str()).collect();
+        ApiError::new(StatusCode::BAD_REQUEST, "unknown_tee", format!("unknown tee {:?}; expected one of {}", req.tee, names.join(", ")))
+    })?;
+    let t = now();
+    let at = match &req.at {
+        None => t,
+        Some(_) if !st.config.allow_verification_time => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "verification_time_not_allowed",
+                "'at' is only accepted when the server runs with --allow-verification-time",
+            ))
+        }
+        Some(s) => parse_rfc3339(s)?,
+    };
+    let evidence = decode_b64("evidence", &req.evidence)?;
+    if evidence.len() > cachet_verify::MAX_EVIDENCE_LEN {
+        return Err(ApiError::invalid("evidence exceeds the size limit"));
+    }
+    if req.endorsements.len() > MAX_ENDORSEMENTS {
+        return Err(ApiError::invalid(format!("at most {MAX_ENDORSEMENTS} endorsements")));
+    }
+    let endorsements = req
+        .endorsements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(Endorsement {
+                name: e.name.clone().unwrap_or_else(|| format!("endorsement[{i}]")),
+                bytes: decode_b64(&format!("endorsements[{i}].data"), &e.data)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let runtime_data = match &req.runtime_data {
+        Some(s) => {
+            let v = decode_b64("runtime_data", s)?;
+            if v.len() > MAX_RUNTIME_DATA {
+                return Err(ApiError::invalid("runtime_data exceeds 64 KiB"));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let nonce = match &req.nonce {
+        Some(h) => {
+            let n = hex::decode(h.trim()).map_err(|_| ApiError::invalid("'nonce' is not hex"))?;
+            if !(8..=64).contains(&n.len()) {
+                return Err(ApiError::invalid("'nonce' must be 8 to 64 bytes"));
+            }
+            Some(n)
+        }
+        None => None,
+    };
+
+    // Consume the nonce before verifying: of concurrent uses exactly one
+    // proceeds, and a nonce is spent even when its evidence is refused.
+    if let Some(n) = &nonce {
+        let refuse = |status, code, msg: &str| Err(ApiError::new(status, code, msg));
+        let outcome = st.store.consume_nonce(n, t).await?;
+        let refused = match outcome {
+            NonceOutcome::Consumed => Ok(()),
+            NonceOutcome::Unknown => refuse(StatusCode::BAD_REQUEST, "nonce_unknown", "this nonce was not issued by this service"),
+            NonceOutcome::Expired => refuse(StatusCode::BAD_REQUEST, "nonce_expired", "this nonce has expired; request a new challenge"),
+            NonceOutcome::AlreadyUsed => refuse(StatusCode::CONFLICT, "nonce_reused", "this nonce was already used"),
+        };
+        if let Err(e) = refused {
+            record(&st, &actor, tee, "refused", Some(e.code.to_string()), None, json!({"reason": e.message})).await;
+            st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+            return Err(e);
+        }
+    }
+    let binding = (nonce.is_some() || runtime_data.is_some())
+        .then(|| Binding::new(tee, nonce.as_deref().unwrap_or_default(), runtime_data.as_deref().unwrap_or_default()));
+
+    // Verify (CPU-bound) on the blocking pool, a bounded number at once.
+    let permit = st.verify_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    let anchors = st.anchors.clone();
+    let verifier_nonce = binding.as_ref().and_then(|b| b.verifier_nonce().map(<[u8]>::to_vec));
+    let started = Instant::now();
+    let verification = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        cachet_verify::verify(
+            tee,
+            &VerifyRequest {
+                evidence: &evidence,
+                endorsements: &endorsements,
+                anchors: &anchors,
+                at,
+                expected_nonce: verifier_nonce.as_deref(),
+            },
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    st.metrics.verification_seconds.with_label_values(&[tee.as_str()]).observe(started.elapsed().as_secs_f64());
+
+    let claims = match verification.result {
+        Ok(c) => c,
+        Err(e) => {
+            record(&st, &actor, tee, "refused", Some(e.check.clone()), None, json!({"message": e.message})).await;
+            st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+            tracing::info!(tee = %tee, check = %e.check, "attestation refused: {}", e.message);
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "verification_failed",
+                message: e.to_string(),
+                check: Some(e.check),
+            });
+        }
+    };
+    if let Some(b) = &binding {
+        if let Err(why) = b.check(&claims, &verification.checks) {
+            record(&st, &actor, tee, "refused", Some("Freshness binding".into()), None, json!({"message": why})).await;
+            st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "freshness_binding_failed",
+                message: format!("Freshness binding: {why}"),
+                check: Some("Freshness binding".into()),
+            });
+        }
+    }
+
+    let a = appraisal::appraise(tee, &claims);
+    let mut token_id = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut token_id).map_err(|_| ApiError::internal("no randomness"))?;
+    let token_id = hex::encode(token_id);
+    let mut submods = BTreeMap::new();
+    submods.insert(
+        tee.as_str().to_string(),
+        Submod { status: a.status, trust_vector: a.trust_vector, annotated_evidence: claims, policy_id: a.policy_id.clone() },
+    );
+    let ear = Ear {
+        issuer: st.issuer.to_string(),
+        issued_at: t,
+        expires_at: t + st.config.token_ttl,
+        token_id: token_id.clone(),
+        verifier_build: format!("cachet {}", env!("CARGO_PKG_VERSION")),
+        submods,
+        nonce: nonce.clone(),
+        runtime_data: runtime_data.clone(),
+        policy_hash: a.policy_hash.clone(),
+        freshness: if nonce.is_some() { Freshness::Nonce } else { Freshness::NotEstablished },
+        verification_time: at,
+    };
+    let (token, kid) = st.keys.sign(&ear.to_claims(), t).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot sign a token");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is available")
+    })?;
+    let detail = json!({"status": a.status.as_str(), "reasons": a.reasons, "kid": kid, "freshness": ear.freshness.as_str(), "verification_time": at});
+    let entry = AuditEntry {
+        ts: t,
+        actor,
+        action: "attest".into(),
+        tee: Some(tee.as_str().into()),
+        outcome: "ok".into(),
+        failed_check: None,
+        token_id: Some(token_id),
+        detail,
+    };
+    // A token is only handed out once its decision is in the audit log.
+    st.store.append_audit(&entry).await?;
+    st.metrics.attestations.with_label_values(&[tee.as_str(), a.status.as_str()]).inc();
+    Ok(Json(AttestResponse { token }))
+}
+
+/// Append a refusal to the audit log (logged, not fatal, if the store fails).
+async fn record(st: &AppState, actor: &str, tee: Tee, outcome: &str, check: Option<String>, token_id: Option<String>, detail: Value) {
+    let entry = AuditEntry {
+        ts: now(),
+        actor: actor.into(),
+        action: "attest".into(),
+        tee: Some(tee.as_str().into()),
+        outcome: outcome.into(),
+        failed_check: check,
+        token_id,
+        detail,
+    };
+    if let Err(e) = st.store.append_audit(&entry).await {
+        tracing::error!(error = %e, "cannot append to the audit log");
+    }
+}
+
+/// OpenID Connect discovery document (issuer and JWKS location).
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "Discovery document", body = Object)))]
+pub async fn openid_configuration(State(st): State<AppState>) -> Json<Value> {
+    let algs: Vec<&str> = cachet_token::Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+    Json(json!({
+        "issuer": st.issuer.as_str(),
+        "jwks_uri": format!("{}/.well-known/jwks.json", st.issuer),
+        "id_token_signing_alg_values_supported": algs,
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["iss", "iat", "exp", "jti", "eat_profile", "eat_nonce", "ear.verifier-id", "submods"],
+    }))
+}
+
+/// The token signing keys (JWKS): pending, active and retired-but-unexpired keys.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "JSON Web Key Set", body = Object)))]
+pub async fn jwks(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let doc = st.keys.jwks(now()).await.map_err(|e| ApiError::storage(e))?;
+    Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(doc)).into_response())
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers and a key can sign.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = ErrorBody)))]
+pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    st.store.ping().await?;
+    let ring = st.keys.ring().await.map_err(ApiError::storage)?;
+    if ring.signer(now()).is_none() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is active"));
+    }
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "cachet_attestations_total, cachet_verification_seconds, ...", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+}

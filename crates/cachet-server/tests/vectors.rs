@@ -1,0 +1,107 @@
+//! Every `accept` case of `testdata/vectors/cases.json`, attested through
+//! the real server over HTTP (with the case's verification time, which the
+//! server accepts only with `--allow-verification-time`), and the token's
+//! EAR claims checked against a local verification of the same case.
+
+mod common;
+
+use cachet_server::appraisal;
+use cachet_verify::{Tee, TrustAnchors, VerifyRequest};
+use common::*;
+use serde_json::{json, Value};
+
+fn attest_body(c: &Case) -> Value {
+    let endorsements: Vec<Value> =
+        c.endorsement_files().iter().map(|e| json!({"name": e.name, "data": b64(&e.bytes)})).collect();
+    json!({
+        "tee": c.tee,
+        "evidence": b64(&c.evidence_bytes()),
+        "endorsements": endorsements,
+        "at": c.verify_at.as_deref().expect("accept cases have verify_at"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accept_case_is_attested_with_a_correct_ear_token() {
+    let srv = start("vectors", |a| a.allow_verification_time = true).await;
+    let anchors = TrustAnchors::pinned();
+    let accept: Vec<Case> = cases().into_iter().filter(|c| c.expect == "accept").collect();
+    assert!(!accept.is_empty());
+    let mut not_verified = Vec::new();
+    for c in &accept {
+        let tee = Tee::parse(&c.tee).expect("known tee");
+        let at = time::OffsetDateTime::parse(c.verify_at.as_deref().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp();
+        let (evidence, endorsements) = (c.evidence_bytes(), c.endorsement_files());
+        let local = cachet_verify::verify(
+            tee,
+            &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None },
+        );
+        let (status, body) = srv.post("/v1/attest", &attest_body(c)).await;
+        let claims = match local.result {
+            Err(e) => {
+                // The server must refuse exactly as the verifier does...
+                assert_eq!(status, 422, "{}: {body}", c.id);
+                assert_eq!(body["error"]["code"], "verification_failed", "{}", c.id);
+                assert_eq!(body["error"]["check"], e.check.as_str(), "{}", c.id);
+                // ...and the case counts as not yet attested: the test fails below.
+                not_verified.push(format!("{} ({}): {e}", c.id, c.tee));
+                continue;
+            }
+            Ok(claims) => claims,
+        };
+        assert_eq!(status, 200, "{}: {body}", c.id);
+        let token = body["token"].as_str().expect("token");
+        let t = srv.verify_token(token).await;
+        let now = cachet_server::now();
+
+        assert_eq!(header(token)["alg"], "ES256", "{}", c.id);
+        assert!(header(token)["kid"].is_string());
+        assert_eq!(t["eat_profile"], "tag:github.com,2023:veraison/ear", "{}", c.id);
+        let (iat, exp) = (t["iat"].as_i64().unwrap(), t["exp"].as_i64().unwrap());
+        assert!((now - iat).abs() <= 60, "{}: iat is the issue time, not the verification time", c.id);
+        assert_eq!(exp - iat, 600, "{}: default token lifetime", c.id);
+        assert_eq!(t["cachet.verification_time"], at, "{}", c.id);
+        assert!(t["ear.verifier-id"]["build"].as_str().unwrap().starts_with("cachet "), "{}", c.id);
+        assert!(t["ear.verifier-id"]["developer"].is_string());
+        assert_eq!(t["cachet.freshness"], "not-established", "{}: no nonce was given", c.id);
+        assert!(t.get("eat_nonce").is_none());
+        assert_eq!(t["cachet.policy_hash"], appraisal::builtin_policy_hash());
+        assert!(t["jti"].as_str().unwrap().len() >= 32);
+
+        let sub = &t["submods"][c.tee.as_str()];
+        let want = appraisal::appraise(tee, &claims);
+        assert_eq!(sub["ear.status"], want.status.as_str(), "{}", c.id);
+        assert_eq!(sub["ear.trustworthiness-vector"], serde_json::to_value(want.trust_vector).unwrap(), "{}", c.id);
+        assert_eq!(sub["ear.trustworthiness-vector"]["instance-identity"], 2, "{}", c.id);
+        assert_eq!(sub["ear.appraisal-policy-id"], appraisal::BUILTIN_POLICY_ID);
+        let evidence_claims = &sub["ear.veraison.annotated-evidence"];
+        assert_eq!(evidence_claims, &claims, "{}: the token carries the verified claims", c.id);
+        for (k, v) in &c.expected_claims {
+            assert_eq!(&evidence_claims[k], v, "{}: expected claim {k}", c.id);
+        }
+        if claims["debug"] == true {
+            assert_eq!(sub["ear.status"], "contraindicated", "{}", c.id);
+        }
+        if claims["debug"] == false && claims["tcb_status"] == "UpToDate" {
+            assert_eq!(sub["ear.status"], "affirming", "{}", c.id);
+        }
+    }
+    println!("attested {} of {} accept cases", accept.len() - not_verified.len(), accept.len());
+    assert!(
+        not_verified.is_empty(),
+        "{} accept case(s) are not verified by cachet-verify yet (the server refused them exactly as the verifier does):\n  {}",
+        not_verified.len(),
+        not_verified.join("\n  ")
+    );
+}
+
+#[tokio::test]
+async fn a_verification_time_is_refused_unless_the_server_allows_it() {
+    let srv = start("no-at", |_| {}).await;
+    let c = cases().into_iter().find(|c| c.expect == "accept").unwrap();
+    let (status, body) = srv.post("/v1/attest", &attest_body(&c)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "verification_time_not_allowed");
+}

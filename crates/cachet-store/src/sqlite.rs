@@ -1,0 +1,366 @@
+//! The embedded SQLite backend (the default: no other process needed).
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a
+//! transaction is on disk when its commit returns; a `kill -9` (or power
+//! loss) after an acknowledged write loses nothing. Writers that read before
+//! writing (the audit chain) use `BEGIN IMMEDIATE`, so two processes (the
+//! server and a `cachet keys` command) never interleave a chain append.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
+use crate::{ApiKeyRecord, NonceOutcome, SigningKeyRecord, Store, StoreError, StoreResult};
+
+/// The database file name inside a data directory.
+pub const DB_FILE: &str = "cachet.db";
+
+/// The SQLite implementation of [`Store`].
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) `cachet.db` in `data_dir`, and migrate it.
+    pub async fn open_dir(data_dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(format!("{}: {e}", data_dir.display())))?;
+        restrict_dir(data_dir);
+        Self::open_file(&data_dir.join(DB_FILE)).await
+    }
+
+    /// Open (creating if needed) the database file at `path`, and migrate it.
+    pub async fn open_file(path: &Path) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::new().filename(path);
+        Self::open_with(opts).await
+    }
+
+    /// Open a `sqlite:` URL (e.g. `sqlite:///var/lib/cachet/cachet.db`).
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Database(e.to_string()))?;
+        Self::open_with(opts).await
+    }
+
+    async fn open_with(opts: SqliteConnectOptions) -> StoreResult<Self> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Database(format!("migration: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for maintenance tools and tests.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn immediate(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Make the data directory private to its owner (it holds private keys).
+fn restrict_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+/// Append an audit entry inside an open (immediate) transaction.
+async fn append_in(tx: &mut Transaction<'static, Sqlite>, e: &AuditEntry) -> StoreResult<AuditRecord> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
+    let (seq, prev_hash) = match last {
+        Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
+        None => (1, GENESIS.to_string()),
+    };
+    let detail = e.detail.to_string();
+    let hash = chain_hash(
+        &prev_hash,
+        seq,
+        e.ts,
+        &e.actor,
+        &e.action,
+        e.tee.as_deref(),
+        &e.outcome,
+        e.failed_check.as_deref(),
+        e.token_id.as_deref(),
+        &detail,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, ts, actor, action, tee, outcome, failed_check, token_id, detail, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(e.ts)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.tee)
+    .bind(&e.outcome)
+    .bind(&e.failed_check)
+    .bind(&e.token_id)
+    .bind(&detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(AuditRecord {
+        seq,
+        ts: e.ts,
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        tee: e.tee.clone(),
+        outcome: e.outcome.clone(),
+        failed_check: e.failed_check.clone(),
+        token_id: e.token_id.clone(),
+        detail,
+        prev_hash,
+        hash,
+    })
+}
+
+fn api_key_from(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        secret_hash: row.try_get("secret_hash")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn signing_key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+    let chain_text: String = row.try_get("cert_chain")?;
+    let chain_hex: Vec<String> =
+        serde_json::from_str(&chain_text).map_err(|e| StoreError::Corrupt(format!("signing key cert_chain: {e}")))?;
+    let cert_chain = chain_hex
+        .iter()
+        .map(|h| hex::decode(h).map_err(|e| StoreError::Corrupt(format!("signing key cert_chain: {e}"))))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(SigningKeyRecord {
+        kid: row.try_get("kid")?,
+        alg: row.try_get("alg")?,
+        custody: row.try_get("custody")?,
+        public_spki: row.try_get("public_spki")?,
+        handle: row.try_get("handle")?,
+        cert_chain,
+        created_at: row.try_get("created_at")?,
+        active_from: row.try_get("active_from")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn chain_json(chain: &[Vec<u8>]) -> String {
+    serde_json::Value::from(chain.iter().map(hex::encode).collect::<Vec<_>>()).to_string()
+}
+
+fn audit_from(row: &SqliteRow) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        seq: row.try_get("seq")?,
+        ts: row.try_get("ts")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        tee: row.try_get("tee")?,
+        outcome: row.try_get("outcome")?,
+        failed_check: row.try_get("failed_check")?,
+        token_id: row.try_get("token_id")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_nonce(&self, nonce: &[u8], created_at: i64, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO nonces (nonce, created_at, expires_at) VALUES (?, ?, ?)")
+            .bind(nonce)
+            .bind(created_at)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn consume_nonce(&self, nonce: &[u8], now: i64) -> StoreResult<NonceOutcome> {
+        // One statement: SQLite runs it atomically, so exactly one of any
+        // number of concurrent consumers sees a row change.
+        let done = sqlx::query(
+            "UPDATE nonces SET consumed_at = ? WHERE nonce = ? AND consumed_at IS NULL AND expires_at > ?",
+        )
+        .bind(now)
+        .bind(nonce)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(NonceOutcome::Consumed);
+        }
+        let row = sqlx::query("SELECT expires_at, consumed_at FROM nonces WHERE nonce = ?")
+            .bind(nonce)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            None => NonceOutcome::Unknown,
+            Some(r) if r.try_get::<Option<i64>, _>("consumed_at")?.is_some() => NonceOutcome::AlreadyUsed,
+            Some(_) => NonceOutcome::Expired,
+        })
+    }
+
+    async fn purge_nonces(&self, before: i64) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM nonces WHERE expires_at < ?").bind(before).execute(&self.pool).await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.immediate().await?;
+        sqlx::query("INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.role)
+            .bind(&key.secret_hash)
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .execute(&mut *tx)
+            .await?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(api_key_from).transpose()
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(api_key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: i64, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.immediate().await?;
+        let r = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.immediate().await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, custody, public_spki, handle, cert_chain, created_at, active_from, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.custody)
+        .bind(&key.public_spki)
+        .bind(&key.handle)
+        .bind(chain_json(&key.cert_chain))
+        .bind(key.created_at)
+        .bind(key.active_from)
+        .bind(key.revoked_at)
+        .execute(&mut *tx)
+        .await?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.pool).await?;
+        rows.iter().map(signing_key_from).collect()
+    }
+
+    async fn revoke_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.immediate().await?;
+        let r = sqlx::query("UPDATE signing_keys SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL")
+            .bind(at)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_signing_key_chain(&self, kid: &str, chain: &[Vec<u8>], audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.immediate().await?;
+        let r = sqlx::query("UPDATE signing_keys SET cert_chain = ? WHERE kid = ?")
+            .bind(chain_json(chain))
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String], audit: &AuditEntry) -> StoreResult<u64> {
+        let mut tx = self.immediate().await?;
+        let mut n = 0;
+        for kid in kids {
+            n += sqlx::query("DELETE FROM signing_keys WHERE kid = ?").bind(kid).execute(&mut *tx).await?.rows_affected();
+        }
+        if n > 0 {
+            append_in(&mut tx, audit).await?;
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
+        let mut tx = self.immediate().await?;
+        let rec = append_in(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit.clamp(1, 10_000))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from).collect()
+    }
+}

@@ -1,0 +1,87 @@
+//! `cachet admin`: API keys for the admin API (create, list, revoke).
+
+use std::process::ExitCode;
+
+use cachet_server::auth::{new_api_key, Role};
+use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
+use cachet_store::{AuditEntry, Store};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create an API key and print it (shown once; only its hash is kept).
+    CreateKey {
+        /// `admin` (every admin route) or `reader` (read-only routes).
+        #[arg(long, value_enum)]
+        role: Role,
+        /// A label for the key.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List API keys (never their secrets).
+    ListKeys,
+    /// Revoke an API key by id.
+    RevokeKey {
+        /// Key id (the part after `cachet_`).
+        id: String,
+    },
+}
+
+pub fn run(args: AdminArgs) -> ExitCode {
+    match block_on(run_async(args)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("cachet admin: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_async(args: AdminArgs) -> Result<ExitCode, String> {
+    let opened = open(&args.store).await?;
+    let store = opened.store.clone();
+    let now = cachet_server::now();
+    let audit = |action: &str, detail: serde_json::Value| AuditEntry {
+        ts: now,
+        actor: cli_actor(),
+        action: action.into(),
+        outcome: "ok".into(),
+        detail,
+        ..Default::default()
+    };
+    let code = match args.command {
+        AdminCommand::CreateKey { role, name } => {
+            let k = new_api_key(&name, role, now)?;
+            let a = audit("api_key.create", json!({"id": k.record.id, "name": name, "role": role.as_str()}));
+            store.insert_api_key(&k.record, &a).await.map_err(|e| e.to_string())?;
+            eprintln!("created {} key {} (shown once; keep it secret)", role.as_str(), k.record.id);
+            println!("{}", k.key);
+            ExitCode::SUCCESS
+        }
+        AdminCommand::ListKeys => {
+            let keys = store.list_api_keys().await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&keys).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        AdminCommand::RevokeKey { id } => {
+            if store.revoke_api_key(&id, now, &audit("api_key.revoke", json!({"id": id}))).await.map_err(|e| e.to_string())? {
+                eprintln!("revoked {id}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("cachet admin: no active API key {id}");
+                ExitCode::from(1)
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}

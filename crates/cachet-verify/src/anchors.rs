@@ -148,7 +148,7 @@ impl TrustAnchors {
     }
 
     /// The anchors of one kind.
-    pub fn of_kind(&self, kind: AnchorKind) -> impl Iterator<Item = &Anchor> {
+    pub fn of_kind(&self, kind: AnchorKind) -> impl Iterator<Item = &Anchor> + Clone {
         self.anchors.iter().filter(move |a| a.kind == kind)
     }
 

@@ -1,1 +1,35 @@
-//! Appraisal: Rego policies and reference values turn verified claims into an EAR attestation result.
+//! # cachet-appraise: verified claims in, EAR appraisal out
+//!
+//! The RATS *Verifier*'s appraisal step. A verifier (`cachet-verify`) says
+//! what the evidence claims and that it is genuine; an appraisal policy says
+//! whether that is *good enough* — which measurements, which TCB statuses,
+//! never debug — and explains each decision.
+//!
+//! * [`Policy`]: a Rego policy, compiled once ([`Policy::compile`]),
+//!   validated before it is stored ([`Policy::validate`]: compiled *and* run
+//!   on sample claims of every family), evaluated many times
+//!   ([`Policy::evaluate`]) with each rule's outcome in [`Appraisal::reasons`].
+//!   [`PolicyCache`] keeps compiled policies by the SHA-256 of their text.
+//! * [`ReferenceValues`]: named sets of allowed values with expiry, from a
+//!   JSON/TOML file or from in-toto / SLSA provenance ([`provenance`]);
+//!   policies see the values live at the appraisal instant.
+//! * [`defaults`]: the strict default policy of every TEE family.
+//! * [`Appraisal`]: the EAR result — `ear.status` and the AR4SI
+//!   trustworthiness vector — plus the policy hash.
+//!
+//! Pure library code: no network, no files, no clock (the appraisal instant
+//! is an input).
+
+pub mod defaults;
+pub mod ear;
+pub mod policy;
+pub mod provenance;
+pub mod refvals;
+pub mod samples;
+
+pub use ear::{Appraisal, Reason, Status, TrustVector};
+pub use policy::{policy_hash, AppraisalInput, Policy, PolicyCache, PolicyError};
+pub use refvals::{RefSet, RefValue, ReferenceValues, RefvalError};
+
+/// Seconds since the Unix epoch, UTC (as in `cachet-verify`).
+pub type UnixTime = i64;

@@ -1,0 +1,146 @@
+# Cachet default appraisal policy: the simulated TEE (development only).
+#
+# Simulated reports are signed by a locally generated key that a server trusts
+# only when started with --insecure-simulated-tee. There is no hardware
+# protection, so the best a simulated TEE can get is a warning: hardware 32.
+# A debug report is refused; the measurement is affirmed only when it matches
+# the reference values ("measurement" or "sim.measurement").
+
+package cachet.default.sim
+
+import rego.v1
+
+# The claims compared with reference values of the same name.
+measured := ["measurement", "svn"]
+
+# No hardware: a simulation is never genuine hardware.
+hardware := 32
+
+reasons contains r if {
+	r := {"rule": "platform", "outcome": "warning", "detail": "simulated TEE: no hardware protection; trusted only because the verifier runs with --insecure-simulated-tee"}
+}
+
+config_needed := false
+
+# ---------------------------------------------------------------------------
+# Debug mode: refused. A debuggable simulated TEE exposes its memory to the host,
+# so nothing it attests to can be trusted.
+
+debug_on if input.claims.debug == true
+
+debug_unknown if not is_boolean(input.claims.debug)
+
+reasons contains r if {
+	debug_on
+	r := {"rule": "debug", "outcome": "contraindicated", "detail": "debug mode is enabled: debug report"}
+}
+
+reasons contains r if {
+	input.claims.debug == false
+	r := {"rule": "debug", "outcome": "affirming", "detail": "debug mode is off"}
+}
+
+reasons contains r if {
+	debug_unknown
+	r := {"rule": "debug", "outcome": "warning", "detail": "the claims do not say whether debug mode is on"}
+}
+
+# AR4SI configuration: 96 debug (unsupportable), 36 debug state unknown,
+# 32 configuration change needed, 2 approved.
+configuration := 96 if {
+	debug_on
+} else := 36 if {
+	debug_unknown
+} else := 32 if {
+	config_needed
+} else := 2
+
+# ---------------------------------------------------------------------------
+# Reference values
+#
+# data.reference_values.NAME is the array of allowed values of the set NAME,
+# as live at the appraisal instant (expired values already removed; a set
+# whose values all expired is an empty array: nothing matches it). A set
+# named "<tee>.<name>" (e.g. "sim.measurement") is preferred to the set
+# "<name>", so one store can hold values for several families.
+
+ref_set(name) := s if {
+	s := data.reference_values[sprintf("%s.%s", [input.tee, name])]
+} else := s if {
+	s := data.reference_values[name]
+}
+
+# The measurements of this family that have a reference set.
+configured contains name if {
+	some name in measured
+	_ := ref_set(name)
+}
+
+matched contains name if {
+	some name in configured
+	value_matches(name)
+}
+
+mismatched contains name if {
+	some name in configured
+	not value_matches(name)
+}
+
+# Strictness. Copy this policy and change these two lines to require
+# reference values: mismatch_outcome := "contraindicated" refuses a
+# measurement outside its set (by default "unrecognized", a warning), and
+# require_reference_values := true refuses evidence none of whose
+# measurements has a reference set (by default: no executables claim).
+mismatch_outcome := "warning"
+
+require_reference_values := false
+
+# AR4SI executables: 2 every configured set matches, 33 a value is not
+# recognized, 96 refused (per the two settings above).
+executables := 96 if {
+	count(mismatched) > 0
+	mismatch_outcome == "contraindicated"
+} else := 33 if {
+	count(mismatched) > 0
+} else := 96 if {
+	count(configured) == 0
+	require_reference_values
+} else := 2 if {
+	count(matched) > 0
+}
+
+reasons contains r if {
+	some name in matched
+	r := {"rule": sprintf("reference_values.%s", [name]), "outcome": "affirming", "detail": sprintf("%s %s is an allowed value", [name, shown(name)])}
+}
+
+reasons contains r if {
+	some name in mismatched
+	r := {"rule": sprintf("reference_values.%s", [name]), "outcome": mismatch_outcome, "detail": sprintf("%s %s is not among the %d allowed values", [name, shown(name), count(ref_set(name))])}
+}
+
+unconfigured_outcome := "contraindicated" if {
+	require_reference_values
+} else := "none"
+
+reasons contains r if {
+	count(configured) == 0
+	r := {"rule": "reference_values", "outcome": unconfigured_outcome, "detail": sprintf("no reference values for any of %s: measurements not appraised", [concat(", ", measured)])}
+}
+
+# A claim as reference values spell it: hex in lowercase, numbers in decimal.
+observed(name) := lower(v) if {
+	v := input.claims[name]
+	is_string(v)
+}
+
+observed(name) := format_int(v, 10) if {
+	v := input.claims[name]
+	is_number(v)
+}
+
+value_matches(name) if observed(name) in ref_set(name)
+
+shown(name) := s if {
+	s := observed(name)
+} else := "(absent from the claims)"

@@ -1,0 +1,193 @@
+# Cachet default appraisal policy: Intel TDX trust domains (DCAP quote v4/v5).
+#
+# Strict by default: a debug TD is refused; TCB status UpToDate is affirming,
+# the *Needed, OutOfDate and TDRelaunchAdvised statuses a warning, Revoked
+# refused; the TD's measurements (mr_td, rtmr0..3, mr_config_id, mr_owner,
+# mr_owner_config, mr_seam) are affirmed only when they match the reference
+# values, and are unappraised (no claim) when none are configured.
+#
+# input.claims: the TDX verifier's claims; data.reference_values: see below.
+
+package cachet.default.tdx
+
+import rego.v1
+
+# The claims compared with reference values of the same name.
+measured := ["mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_config_id", "mr_owner", "mr_owner_config", "mr_seam"]
+
+# AR4SI instance-identity: the verifier checked the signing key's chain to
+# the manufacturer's pinned root, so the attesting instance is recognized.
+instance_identity := 2
+
+# ---------------------------------------------------------------------------
+# Platform TCB (Intel's TCB status, from TCB Info and QE Identity)
+#
+# AR4SI hardware: 2 genuine and current, 32 genuine with known
+# vulnerabilities (patch or mitigation available), 96 revoked, 97 unknown.
+# AR4SI configuration: 32 when Intel says the platform configuration needs
+# changing (e.g. hyper-threading or memory integrity settings).
+
+tcb_status := object.get(input.claims, "tcb_status", "")
+
+tcb_table := {
+	"UpToDate": {"hardware": 2, "config_needed": false, "outcome": "affirming"},
+	"SWHardeningNeeded": {"hardware": 32, "config_needed": false, "outcome": "warning"},
+	"ConfigurationNeeded": {"hardware": 2, "config_needed": true, "outcome": "warning"},
+	"ConfigurationAndSWHardeningNeeded": {"hardware": 32, "config_needed": true, "outcome": "warning"},
+	"OutOfDate": {"hardware": 32, "config_needed": false, "outcome": "warning"},
+	"OutOfDateConfigurationNeeded": {"hardware": 32, "config_needed": true, "outcome": "warning"},
+	"TDRelaunchAdvised": {"hardware": 32, "config_needed": false, "outcome": "warning"},
+	"TDRelaunchAdvisedConfigurationNeeded": {"hardware": 32, "config_needed": true, "outcome": "warning"},
+	"Revoked": {"hardware": 96, "config_needed": false, "outcome": "contraindicated"},
+}
+
+hardware := tcb_table[tcb_status].hardware
+
+default hardware := 97
+
+config_needed if tcb_table[tcb_status].config_needed
+
+advisories := concat(", ", object.get(input.claims, "advisory_ids", []))
+
+reasons contains r if {
+	entry := tcb_table[tcb_status]
+	r := {"rule": "tcb_status", "outcome": entry.outcome, "detail": sprintf("TCB status %s (advisories: %s)", [tcb_status, advisories])}
+}
+
+reasons contains r if {
+	not tcb_table[tcb_status]
+	r := {"rule": "tcb_status", "outcome": "contraindicated", "detail": sprintf("TCB status %q is not one Intel defines: the platform TCB cannot be appraised", [tcb_status])}
+}
+
+reasons contains r if {
+	config_needed
+	r := {"rule": "configuration", "outcome": "warning", "detail": sprintf("Intel reports the platform configuration needs changing (%s)", [tcb_status])}
+}
+
+# ---------------------------------------------------------------------------
+# Debug mode: refused. A debuggable trust domain exposes its memory to the host,
+# so nothing it attests to can be trusted.
+
+debug_on if input.claims.debug == true
+
+debug_unknown if not is_boolean(input.claims.debug)
+
+reasons contains r if {
+	debug_on
+	r := {"rule": "debug", "outcome": "contraindicated", "detail": "debug mode is enabled: the host can read and change the TD's memory"}
+}
+
+reasons contains r if {
+	input.claims.debug == false
+	r := {"rule": "debug", "outcome": "affirming", "detail": "debug mode is off"}
+}
+
+reasons contains r if {
+	debug_unknown
+	r := {"rule": "debug", "outcome": "warning", "detail": "the claims do not say whether debug mode is on"}
+}
+
+# AR4SI configuration: 96 debug (unsupportable), 36 debug state unknown,
+# 32 configuration change needed, 2 approved.
+configuration := 96 if {
+	debug_on
+} else := 36 if {
+	debug_unknown
+} else := 32 if {
+	config_needed
+} else := 2
+
+# AR4SI runtime-opaque: memory encrypted by the CPU (2), visible when debug is on (96).
+runtime_opaque := 96 if {
+	debug_on
+} else := 2
+
+# ---------------------------------------------------------------------------
+# Reference values
+#
+# data.reference_values.NAME is the array of allowed values of the set NAME,
+# as live at the appraisal instant (expired values already removed; a set
+# whose values all expired is an empty array: nothing matches it). A set
+# named "<tee>.<name>" (e.g. "tdx.mr_td") is preferred to the set
+# "<name>", so one store can hold values for several families.
+
+ref_set(name) := s if {
+	s := data.reference_values[sprintf("%s.%s", [input.tee, name])]
+} else := s if {
+	s := data.reference_values[name]
+}
+
+# The measurements of this family that have a reference set.
+configured contains name if {
+	some name in measured
+	_ := ref_set(name)
+}
+
+matched contains name if {
+	some name in configured
+	value_matches(name)
+}
+
+mismatched contains name if {
+	some name in configured
+	not value_matches(name)
+}
+
+# Strictness. Copy this policy and change these two lines to require
+# reference values: mismatch_outcome := "contraindicated" refuses a
+# measurement outside its set (by default "unrecognized", a warning), and
+# require_reference_values := true refuses evidence none of whose
+# measurements has a reference set (by default: no executables claim).
+mismatch_outcome := "warning"
+
+require_reference_values := false
+
+# AR4SI executables: 2 every configured set matches, 33 a value is not
+# recognized, 96 refused (per the two settings above).
+executables := 96 if {
+	count(mismatched) > 0
+	mismatch_outcome == "contraindicated"
+} else := 33 if {
+	count(mismatched) > 0
+} else := 96 if {
+	count(configured) == 0
+	require_reference_values
+} else := 2 if {
+	count(matched) > 0
+}
+
+reasons contains r if {
+	some name in matched
+	r := {"rule": sprintf("reference_values.%s", [name]), "outcome": "affirming", "detail": sprintf("%s %s is an allowed value", [name, shown(name)])}
+}
+
+reasons contains r if {
+	some name in mismatched
+	r := {"rule": sprintf("reference_values.%s", [name]), "outcome": mismatch_outcome, "detail": sprintf("%s %s is not among the %d allowed values", [name, shown(name), count(ref_set(name))])}
+}
+
+unconfigured_outcome := "contraindicated" if {
+	require_reference_values
+} else := "none"
+
+reasons contains r if {
+	count(configured) == 0
+	r := {"rule": "reference_values", "outcome": unconfigured_outcome, "detail": sprintf("no reference values for any of %s: measurements not appraised", [concat(", ", measured)])}
+}
+
+# A claim as reference values spell it: hex in lowercase, numbers in decimal.
+observed(name) := lower(v) if {
+	v := input.claims[name]
+	is_string(v)
+}
+
+observed(name) := format_int(v, 10) if {
+	v := input.claims[name]
+	is_number(v)
+}
+
+value_matches(name) if observed(name) in ref_set(name)
+
+shown(name) := s if {
+	s := observed(name)
+} else := "(absent from the claims)"

@@ -175,6 +175,27 @@ fn refused_after_the_rim_signer_expires() {
 }
 
 #[test]
+fn an_expired_copy_beside_a_valid_rim_is_not_an_error() {
+    use cachet_verify::nvgpu::rim;
+    use cachet_verify::x509::{parse_cert, validity_window};
+    let c = full_case();
+    let rims = folder_rims(&c);
+    // The first instant at which one of the RIMs' signers has expired.
+    let first_expiry = rims
+        .iter()
+        .filter_map(|e| rim::parse(&e.bytes).ok())
+        .filter_map(|r| parse_cert(&r.certs[0]).ok().map(|p| validity_window(&p).1))
+        .min()
+        .unwrap();
+    let e = with(without_rims(&c), rims);
+    let v = run(Tee::Nvgpu, &c.evidence_bytes(), &e, &TrustAnchors::pinned(), first_expiry + 1);
+    let cl = claims(&v);
+    assert_eq!(cl["rim_appraisal"], "driver+vbios");
+    let ignored = cl["rims_ignored"].as_array().unwrap();
+    assert!(ignored.iter().any(|i| i["reason"].as_str().unwrap_or("").contains("not valid at this time")), "{ignored:?}");
+}
+
+#[test]
 fn refused_before_the_device_chain_is_valid() {
     use cachet_verify::x509::{certs_from_pem, parse_cert, validity_window};
     for c in accept_cases() {

@@ -310,6 +310,7 @@ fn appraise_rims(
     checks: &mut Checks,
 ) -> VResult<RimOutcome> {
     let mut applied: Vec<(Component, rim::Rim, appraise::Comparison)> = Vec::new();
+    let mut stale: Vec<(Component, Checks, VerifyError)> = Vec::new();
     let mut ignored = Vec::new();
     for e in given {
         let r = rim::parse(&e.bytes).map_err(|err| checks.fail("RIM format", format!("{}: {err}", e.name)))?;
@@ -328,9 +329,27 @@ fn appraise_rims(
         let chain_name = format!("RIM certificate chain ({label})");
         match applies {
             Ok(component) => {
-                x509::verify_chain(&chain_name, leaf, pool, anchors, req.at, checks)?;
-                let cmp = appraise::compare(&r, ctx.measurements, ctx.nvdec0_disabled);
-                applied.push((component, r, cmp));
+                let mut scratch = Checks::new();
+                match x509::verify_chain(&chain_name, leaf, pool, anchors, req.at, &mut scratch) {
+                    Ok(_) => {
+                        checks.extend_prefixed("", scratch);
+                        let cmp = appraise::compare(&r, ctx.measurements, ctx.nvdec0_disabled);
+                        applied.push((component, r, cmp));
+                    }
+                    // Not valid at this time: usable only if no other RIM
+                    // of the component is (NVIDIA re-signs RIMs when their
+                    // signer certificates expire; an old copy beside a
+                    // fresh one is not an error).
+                    Err(err) if err.check.ends_with(" validity") => {
+                        ignored.push(json!({"id": r.tag_id, "sha256": r.sha256, "version": r.version, "product": r.product,
+                            "reason": format!("signer chain not valid at this time: {}", err.message)}));
+                        stale.push((component, scratch, err));
+                    }
+                    Err(err) => {
+                        checks.extend_prefixed("", scratch);
+                        return Err(err);
+                    }
+                }
             }
             Err(reason) => {
                 // Authentic or refused, but its validity period does not
@@ -342,8 +361,17 @@ fn appraise_rims(
                     }
                 }
                 checks.pass(&chain_name, format!("{}: authentic; not applied ({reason})", e.name));
-                ignored.push(json!({"id": r.tag_id, "version": r.version, "product": r.product, "reason": reason}));
+                ignored.push(json!({"id": r.tag_id, "sha256": r.sha256, "version": r.version, "product": r.product, "reason": reason}));
             }
+        }
+    }
+
+    // A component whose every applicable RIM is out of its validity period
+    // fails on that.
+    for (component, scratch, err) in stale {
+        if !applied.iter().any(|(k, _, _)| *k == component) {
+            checks.extend_prefixed("", scratch);
+            return Err(err);
         }
     }
 

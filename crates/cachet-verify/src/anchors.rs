@@ -28,6 +28,10 @@ pub enum AnchorKind {
     /// Never part of [`TrustAnchors::pinned`]: only a server started with
     /// `--insecure-simulated-tee` adds its own simulated root to its set.
     SimulatedTee,
+    /// A TPM manufacturer's (or an operator's) EK certificate root, for
+    /// credential activation. Never compiled in: TPM vendors are many and
+    /// the operator chooses which EK CAs to trust.
+    TpmEkRoot,
 }
 
 /// AMD EPYC product lines with their own ARK.

@@ -34,7 +34,7 @@ use swtpm::{Swtpm, EK_ECC, EK_ECC_CERT_NV, EK_RSA, EK_RSA_CERT_NV};
 
 /// swtpm's local CA is a development root: no pinned anchor kind fits, and
 /// activation takes the anchors it is given regardless of kind.
-const EK_ROOT_KIND: AnchorKind = AnchorKind::SimulatedTee;
+const EK_ROOT_KIND: AnchorKind = AnchorKind::TpmEkRoot;
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

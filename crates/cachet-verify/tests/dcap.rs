@@ -620,6 +620,31 @@ fn every_tcb_and_identity_rule_fails_by_name_in_validly_signed_collateral() {
     let v = run(c.tee(), &requote(&c.evidence_bytes(), &pki), &e, &anchors, c.verify_at());
     assert_eq!(failed_check(&v), "TCB Info TEE");
     assert_eq!(failed_check(&with_signed_edits(&c, &pki, |t| t["id"] = json!("TDX"), none)), "TCB Info format");
+    // The same platform judged by a TCB Info v2 (SGX only: no id, components
+    // as sgxtcbcompNNsvn) gives the same level and status.
+    let v = with_signed_edits(
+        &c,
+        &pki,
+        |t| {
+            let o = t.as_object_mut().expect("object");
+            o.remove("id");
+            o.insert("version".into(), json!(2));
+            for l in o.get_mut("tcbLevels").and_then(Value::as_array_mut).expect("levels") {
+                let comps = l["tcb"]["sgxtcbcomponents"].as_array().expect("components").clone();
+                let pce = l["tcb"]["pcesvn"].clone();
+                let mut tcb = serde_json::Map::new();
+                for (i, comp) in comps.iter().enumerate() {
+                    tcb.insert(format!("sgxtcbcomp{:02}svn", i + 1), comp["svn"].clone());
+                }
+                tcb.insert("pcesvn".into(), pce);
+                l["tcb"] = Value::Object(tcb);
+            }
+        },
+        none,
+    );
+    let got = claims(&v);
+    assert_eq!(got["tcb_status"], c.expected_claims["tcb_status"]);
+    assert!(same_claim(&c.expected_claims["advisory_ids"], got.get("advisory_ids")));
     assert_eq!(failed_check(&with_signed_edits(&c, &pki, none, |q| q["id"] = json!("TD_QE"))), "QE Identity TEE");
     assert_eq!(failed_check(&with_signed_edits(&c, &pki, |t| levels(t).iter_mut().for_each(|l| l["tcbStatus"] = json!("Revoked")), none)), "TCB status");
 }

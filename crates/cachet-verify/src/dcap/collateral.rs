@@ -180,7 +180,7 @@ pub fn add_file(c: &mut Collateral, name: &str, bytes: &[u8]) {
         c.ignored.push(name.to_string());
         return;
     };
-    let t = text.trim();
+    let t = trim_text(text);
     if t.starts_with('{') {
         match add_json(c, name, t) {
             Ok(true) => {}
@@ -198,6 +198,11 @@ pub fn add_file(c: &mut Collateral, name: &str, bytes: &[u8]) {
         }
     }
     c.ignored.push(name.to_string());
+}
+
+/// Trim whitespace and the NUL terminators C APIs leave on collateral strings.
+fn trim_text(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_whitespace() || c == '\0')
 }
 
 /// A DER certificate or CRL. Returns whether it was one.
@@ -280,7 +285,7 @@ pub fn percent_decode(text: &str) -> Option<String> {
 
 /// Hex or base64 text holding DER.
 fn decode_text_der(text: &str) -> Option<Vec<u8>> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace() && *c != '\0').collect();
     if compact.is_empty() {
         return None;
     }
@@ -392,7 +397,7 @@ fn json_body(v: &RawValue, name: &str) -> Result<SignedJson, String> {
         let bytes = value_bytes(v)?;
         String::from_utf8(bytes).map_err(|_| "not UTF-8 JSON text".to_string())?
     };
-    let text_trim = text.trim();
+    let text_trim = trim_text(&text);
     if !text_trim.starts_with('{') {
         return Err("not JSON text".into());
     }
@@ -414,7 +419,7 @@ fn value_bytes(v: &RawValue) -> Result<Vec<u8>, String> {
         return Ok(arr);
     }
     let s: String = serde_json::from_str(raw).map_err(|e| format!("expected a string or byte array: {e}"))?;
-    let t = s.trim();
+    let t = trim_text(&s);
     if t.starts_with('{') || t.contains("-----BEGIN") || t.contains("BEGIN%20") {
         return Ok(t.as_bytes().to_vec());
     }

@@ -81,6 +81,14 @@ impl Checks {
         VerifyError::new(name, detail)
     }
 
+    /// Record a failed check that does not fail verification: the evidence
+    /// is authentic, but a comparison against reference values (e.g. an
+    /// NVIDIA RIM) did not hold. The claims carry the outcome and the
+    /// appraisal policy decides, as it does for an out-of-date TCB.
+    pub fn warn(&mut self, name: &str, detail: impl Into<String>) {
+        self.list.push(Check { name: name.to_string(), ok: false, detail: detail.into() });
+    }
+
     /// Record the check as passed when `ok`, else fail it.
     pub fn require(
         &mut self,

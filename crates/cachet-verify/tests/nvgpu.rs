@@ -128,29 +128,40 @@ fn full_case_matches_driver_and_vbios_rims_on_every_index() {
     }
 }
 
+/// A RIM that applies to this GPU but whose golden values differ is not a
+/// forgery (the evidence and the RIM are both authentic): the mismatch is
+/// reported, index by index, as `rim_status: "mismatch"` with a failed
+/// "RIM measurements (…)" check, and the appraisal policy refuses it — the
+/// same split as an out-of-date TCB. (NVIDIA's PROD VBIOS RIM, supplied by
+/// the `nvgpu-h100-2023` case, matches 8 of the sample report's 12 VBIOS
+/// measurements; the test RIMs NVIDIA published for it match all.)
 #[test]
-fn an_applicable_rim_that_does_not_match_is_refused_by_name() {
-    let (mut refused, mut matched) = (0, 0);
+fn an_applicable_rim_that_does_not_match_is_reported_by_name() {
+    let (mut mismatched, mut matched) = (0, 0);
     for c in accept_cases() {
         for rim in folder_rims(&c) {
             let e = with(without_rims(&c), vec![rim.clone()]);
             let v = run(Tee::Nvgpu, &c.evidence_bytes(), &e, &TrustAnchors::pinned(), c.verify_at());
-            match &v.result {
-                Ok(cl) => {
+            let cl = claims(&v);
+            assert_ne!(cl["rim_appraisal"], "none", "{}: RIM was not applied", rim.name);
+            let failed: Vec<_> = v.checks.iter().filter(|k| !k.ok).collect();
+            match cl["rim_status"].as_str() {
+                Some("match") => {
                     matched += 1;
-                    assert_ne!(cl["rim_appraisal"], "none", "{}: RIM was not applied", rim.name);
+                    assert!(failed.is_empty(), "{}: {failed:?}", rim.name);
                 }
-                Err(err) => {
-                    refused += 1;
-                    assert!(err.check.starts_with("RIM measurements ("), "{}: {err}", rim.name);
-                    assert!(err.message.contains("differ"), "{err}");
+                Some("mismatch") => {
+                    mismatched += 1;
+                    assert_eq!(failed.len(), 1, "{failed:?}");
+                    assert!(failed[0].name.starts_with("RIM measurements ("), "{failed:?}");
+                    assert!(failed[0].detail.contains("differ"), "{failed:?}");
+                    assert_eq!(cl["dbgstat"], "unknown");
                 }
+                other => panic!("{}: rim_status {other:?}", rim.name),
             }
         }
     }
-    // The vectors hold both kinds (NVIDIA's PROD VBIOS RIM does not match
-    // the sample report; the RIMs NVIDIA published for it do).
-    assert!(refused >= 1 && matched >= 2, "refused {refused}, matched {matched}");
+    assert!(mismatched >= 1 && matched >= 2, "mismatched {mismatched}, matched {matched}");
 }
 
 #[test]

@@ -48,7 +48,10 @@
 //! numbering RIMs use), `device_cert` (`subject`, `serial`, `ueid`,
 //! `hwmodel`, `fwid`, `report_fwid`), `rims` (`driver`/`vbios`: `id`,
 //! `sha256`, `version`, `matched`, `mismatched`, `skipped`, `all_matched`,
-//! `other_applicable`), `rims_ignored`, `rim_appraisal`
+//! `other_applicable`), `rims_ignored`, `rim_status` (`match`: every
+//! compared RIM matched in full; `mismatch`: some applicable RIM's golden
+//! values differ — reported, not a verification failure, for the appraisal
+//! policy to refuse; `no_rim`), `rim_appraisal`
 //! (`driver+vbios`/`driver`/`vbios`/`none`), `dbgstat`,
 //! `revocation_checked`.
 //!
@@ -227,6 +230,7 @@ fn verify_report(
     c.insert("device_cert".into(), device_claims(&chain.certs, cert_fwid.as_deref(), report_fwid));
     c.insert("dbgstat".into(), json!(if rims.both_matched { "disabled" } else { "unknown" }));
     c.insert("rim_appraisal".into(), json!(rims.appraisal));
+    c.insert("rim_status".into(), json!(rims.status));
     c.insert("rims".into(), rims.claims);
     c.insert("rims_ignored".into(), json!(rims.ignored));
     c.insert("revocation_checked".into(), json!(false));
@@ -278,6 +282,8 @@ struct RimOutcome {
     ignored: Vec<Value>,
     appraisal: &'static str,
     both_matched: bool,
+    /// `match`, `mismatch` or `no_rim` (see the module docs).
+    status: &'static str,
 }
 
 /// Which component a RIM applies to for this report, or why it does not.
@@ -408,7 +414,12 @@ fn appraise_rims(
                 .filter(|(k, _, _)| *k == component)
                 .map(|(_, r, m)| format!("RIM {} ({}): indices {:?} differ", r.tag_id, r.version, m.mismatched))
                 .collect();
-            return Err(checks.fail(&name, format!("the GPU's measurements match no applicable RIM: {}", all.join("; "))));
+            // Authentic evidence whose measurements differ from NVIDIA's
+            // golden values is not a forgery: it is a GPU in a state the
+            // reference values do not endorse. Like an out-of-date TCB, that
+            // is reported (`rim_status: "mismatch"`, the indices per RIM) for
+            // the appraisal policy, whose defaults contraindicate it.
+            checks.warn(&name, format!("the GPU's measurements match no applicable RIM: {}", all.join("; ")));
         }
         let mut j = appraise::to_json(r, cmp);
         let others: Vec<Value> = applied
@@ -429,7 +440,14 @@ fn appraise_rims(
         (false, true) => "vbios",
         (false, false) => "none",
     };
-    Ok(RimOutcome { claims: Value::Object(claims), ignored, appraisal, both_matched: driver.is_some() && vbios.is_some() })
+    let matched = |c: Option<&(Component, rim::Rim, appraise::Comparison)>| c.is_some_and(|(_, _, m)| m.all_matched());
+    let both_matched = matched(driver) && matched(vbios);
+    let status = match (driver, vbios) {
+        (None, None) => "no_rim",
+        _ if [driver, vbios].into_iter().flatten().all(|(_, _, m)| m.all_matched()) => "match",
+        _ => "mismatch",
+    };
+    Ok(RimOutcome { claims: Value::Object(claims), ignored, appraisal, both_matched, status })
 }
 
 /// One GPU's evidence in a JSON set, as NVIDIA's attestation SDK writes it.

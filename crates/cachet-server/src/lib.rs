@@ -215,9 +215,9 @@ pub async fn start(config: Config) -> Result<Server, String> {
         let sim = cachet_attester::simulated::SimulatedTee::load_or_create(&simulated_tee_dir(&config)).map_err(|e| e.to_string())?;
         anchors.push(AnchorKind::SimulatedTee, sim.root_der().to_vec());
         eprintln!(
-            "\n*** WARNING: INSECURE SIMULATED TEE ENABLED (--insecure-simulated-tee) ***\n\
-             *** Evidence signed by {} is accepted as `sim`.        ***\n\
-             *** For development only: anyone with that key can forge attestations. ***\n",
+            "\n*** WARNING: INSECURE SIMULATED TEE ENABLED (--insecure-simulated-tee)\n\
+             *** Evidence signed by the key in {} is accepted as `sim`.\n\
+             *** Development only: anyone with that key can forge attestations.\n",
             simulated_tee_dir(&config).display()
         );
         tracing::warn!(

@@ -16,13 +16,13 @@ use crate::keys::KeyService;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// TOML configuration file of the server.
-    #[arg(long, env = "CACHET_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "CACHET_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Data directory [default: ./cachet-data].
-    #[arg(long, env = "CACHET_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "CACHET_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Database URL instead of the data directory's file.
-    #[arg(long, env = "CACHET_DATABASE_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "CACHET_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 }
 

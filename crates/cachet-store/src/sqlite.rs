@@ -301,7 +301,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, active_from, kid").fetch_all(&self.pool).await?;
         rows.iter().map(signing_key_from).collect()
     }
 

@@ -171,11 +171,15 @@ impl KeyRing {
         self.policy
     }
 
-    /// The key that took over from `k` (became active after it) by `now`.
+    /// When a newer key took over from `k` (became active after it), by
+    /// `now`. A newer key revoked *after* it became active did take over
+    /// (revoking it later does not bring `k` back); one revoked before its
+    /// activation never did.
     fn retired_at(&self, k: &SigningKey, now: i64) -> Option<i64> {
         self.keys
             .iter()
-            .filter(|j| j.revoked_at.is_none() && j.order() > k.order() && j.active_from <= now)
+            .filter(|j| j.order() > k.order() && j.active_from <= now)
+            .filter(|j| j.revoked_at.is_none_or(|r| r > j.active_from))
             .map(|j| j.active_from)
             .min()
     }
@@ -269,12 +273,29 @@ mod tests {
     }
 
     #[test]
+    fn revoking_the_successor_does_not_bring_back_a_retired_key() {
+        let mut keys = vec![k("old", 0, 0), k("new", 10, 20)];
+        keys[1].revoked_at = Some(1000);
+        let ring = KeyRing::new(keys.clone(), P);
+        assert_eq!(ring.state(&ring.keys()[0], 1000), KeyState::Expired);
+        assert!(ring.signer(1000).is_none(), "a replacement must be created");
+        // Revoked while still pending: it never took over, the old key still signs.
+        keys[1].revoked_at = Some(15);
+        let ring = KeyRing::new(keys, P);
+        assert_eq!(ring.signer(1000).unwrap().kid, "old");
+    }
+
+    #[test]
     fn a_revoked_key_is_unpublished_at_once_and_never_signs() {
         let mut keys = vec![k("a", 0, 0), k("b", 10, 10)];
         keys[1].revoked_at = Some(20);
         let ring = KeyRing::new(keys, P);
-        assert_eq!(ring.signer(30).unwrap().kid, "a");
+        // "b" is gone at once; "a" (retired when "b" took over) stays only
+        // until its own tokens have expired, and never signs again.
         assert_eq!(ring.published(30).iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert!(ring.signer(30).is_none());
+        assert!(ring.published(70).is_empty());
+        assert_eq!(ring.removable(70).len(), 2);
     }
 
     #[test]

@@ -46,7 +46,14 @@ pub async fn start(tag: &str, f: impl FnOnce(&mut ServeArgs)) -> TestServer {
     f(&mut a);
     let server = cachet_server::start(a.resolve().expect("config")).await.expect("server starts");
     let url = server.url.clone();
-    TestServer { server: Some(server), url, dir, client: reqwest::Client::new() }
+    TestServer { server: Some(server), url, dir, client: http_client() }
+}
+
+/// A plain HTTP client (installs the process's rustls crypto provider,
+/// aws-lc-rs, which reqwest needs even for plain HTTP).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().expect("client")
 }
 
 impl TestServer {

@@ -1,0 +1,184 @@
+//! The admin API: every route (taken from the served OpenAPI document, so a
+//! new route is covered automatically) is refused without a key, with a bad
+//! or revoked key, and with a reader key where admin is needed; key
+//! rotation publishes before use and keeps the old key until its tokens
+//! expire; revocation unpublishes at once; every change is in the audit
+//! log, whose hash chain detects an edited row.
+
+mod common;
+
+use cachet_server::auth::Role;
+use cachet_store::{SqliteStore, Store};
+use common::*;
+use serde_json::{json, Value};
+
+/// Every admin operation of the OpenAPI document: (method, path, role).
+async fn admin_operations(srv: &TestServer) -> Vec<(String, String, String)> {
+    let (s, doc) = srv.get("/openapi.json").await;
+    assert_eq!(s, 200);
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let role = op["security"][0]["api_key"][0].as_str().map(str::to_string);
+            if path.starts_with("/v1/admin") {
+                let role = role.unwrap_or_else(|| panic!("{method} {path}: admin route without a declared role"));
+                ops.push((method.to_uppercase(), path.clone(), role));
+            } else {
+                assert!(role.is_none(), "{method} {path}: only admin routes need keys");
+            }
+        }
+    }
+    ops
+}
+
+async fn call(srv: &TestServer, method: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+    // Path parameters get a value that names nothing: the guard must answer first.
+    let path = path.replace("{id}", "0000000000000000").replace("{kid}", "no-such-kid");
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = srv.client.request(m, srv.at(&path));
+    if method == "POST" {
+        req = req.json(&json!({"name": "x", "role": "reader"}));
+    }
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    status_json(req.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_needs_a_key_with_the_right_role() {
+    let srv = start("authz", |_| {}).await;
+    let ops = admin_operations(&srv).await;
+    assert!(ops.len() >= 10, "{ops:?}");
+    assert!(ops.iter().any(|o| o.2 == "admin") && ops.iter().any(|o| o.2 == "reader"));
+    let reader = srv.api_key(Role::Reader).await;
+    let admin = srv.api_key(Role::Admin).await;
+    let revoked = srv.api_key(Role::Admin).await;
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+    let (s, _) = srv.client.delete(srv.at(&format!("/v1/admin/api-keys/{revoked_id}"))).bearer_auth(&admin).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
+    assert_eq!(s, 204);
+    let forged = format!("cachet_{}_{}", admin.split('_').nth(1).unwrap(), "0".repeat(64));
+
+    for (method, path, role) in &ops {
+        for (label, key) in [("no key", None), ("garbage", Some("nope")), ("forged secret", Some(forged.as_str())), ("revoked", Some(revoked.as_str()))] {
+            let (s, v) = call(&srv, method, path, key).await;
+            assert_eq!(s, 401, "{method} {path} with {label}: {v}");
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+        let (s, v) = call(&srv, method, path, Some(&reader)).await;
+        if role == "admin" {
+            assert_eq!(s, 403, "{method} {path} with a reader key: {v}");
+            assert_eq!(v["error"]["code"], "forbidden");
+        } else {
+            assert_eq!(s, 200, "{method} {path} with a reader key: {v}");
+        }
+    }
+    // Admin keys pass the guard everywhere (404 for the made-up ids).
+    for (method, path, _) in &ops {
+        let (s, v) = call(&srv, method, path, Some(&admin)).await;
+        assert!(!matches!(s, 401 | 403), "{method} {path} with an admin key: {s} {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_publishes_before_use_and_keeps_the_old_key_until_its_tokens_expire() {
+    let srv = start("rotate", |a| {
+        a.allow_verification_time = true;
+        a.key_publish_lead = Some(2);
+        a.token_ttl = Some(2);
+        a.clock_skew = Some(1);
+    })
+    .await;
+    let admin = srv.api_key(Role::Admin).await;
+    let c = cases().into_iter().find(|c| c.expect == "accept" && c.tee == "sgx").unwrap();
+    let attest = || async {
+        let endorsements: Vec<Value> = c.endorsement_files().iter().map(|e| json!({"data": b64(&e.bytes)})).collect();
+        let b = json!({"tee": c.tee, "evidence": b64(&c.evidence_bytes()), "endorsements": endorsements, "at": c.verify_at});
+        let (s, v) = srv.post("/v1/attest", &b).await;
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    };
+    let kids = |jwks: Vec<cachet_token::jwk::PublicKey>| {
+        let mut k = jwks.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+        k.sort();
+        k
+    };
+    let pair = |a: &str, b: &str| {
+        let mut v = vec![a.to_string(), b.to_string()];
+        v.sort();
+        v
+    };
+
+    let old_token = attest().await;
+    let old = header(&old_token)["kid"].as_str().unwrap().to_string();
+    assert_eq!(kids(srv.jwks().await), vec![old.clone()]);
+
+    let r = srv.client.post(srv.at("/v1/admin/signing-keys/rotate")).bearer_auth(&admin).send().await.unwrap();
+    let (s, new) = status_json(r).await;
+    assert_eq!((s, new["state"].as_str()), (200, Some("pending")), "{new}");
+    let new_kid = new["kid"].as_str().unwrap().to_string();
+    // Published at once, not used yet.
+    assert_eq!(kids(srv.jwks().await), pair(&old, &new_kid));
+    assert_eq!(header(&attest().await)["kid"], old.as_str());
+    // After the publish lead the new key signs; the old one is still published.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let new_token = attest().await;
+    assert_eq!(header(&new_token)["kid"], new_kid.as_str());
+    assert_eq!(kids(srv.jwks().await), pair(&old, &new_kid));
+    // After token_ttl + clock_skew the old key leaves the JWKS.
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
+    assert_eq!(kids(srv.jwks().await), vec![new_kid.clone()]);
+    let r = srv.client.get(srv.at("/v1/admin/signing-keys")).bearer_auth(&admin).send().await.unwrap();
+    let (_, list) = status_json(r).await;
+    let states: Vec<&str> = list.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["expired", "active"]);
+
+    // Revoking the signing key unpublishes it at once; a replacement signs.
+    let r = srv.client.delete(srv.at(&format!("/v1/admin/signing-keys/{new_kid}"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let now_kids = kids(srv.jwks().await);
+    assert!(!now_kids.contains(&new_kid) && now_kids.len() == 1, "{now_kids:?}");
+    assert_eq!(header(&attest().await)["kid"], now_kids[0].as_str());
+    // Prune deletes the expired and the revoked key.
+    let r = srv.client.post(srv.at("/v1/admin/signing-keys/prune")).bearer_auth(&admin).send().await.unwrap();
+    let (_, pruned) = status_json(r).await;
+    assert_eq!(pruned["deleted"].as_array().unwrap().len(), 2, "{pruned}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_decisions_and_changes_and_detects_an_edited_row() {
+    let srv = start("audit", |a| a.insecure_simulated_tee = true).await;
+    let reader = srv.api_key(Role::Reader).await;
+    let admin = srv.api_key(Role::Admin).await;
+    // One refused attestation and one admin change.
+    let (s, _) = srv.post("/v1/attest", &json!({"tee": "sgx", "evidence": b64(b"not a quote")})).await;
+    assert_eq!(s, 422);
+    let r = srv.client.post(srv.at("/v1/admin/api-keys")).bearer_auth(&admin).json(&json!({"name": "ci", "role": "reader"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let get = |path: &'static str| {
+        let req = srv.client.get(srv.at(path)).bearer_auth(&reader);
+        async move { status_json(req.send().await.unwrap()).await.1 }
+    };
+    let log = get("/v1/admin/audit?limit=1000").await;
+    let entries = log.as_array().unwrap();
+    let refused = entries.iter().find(|e| e["action"] == "attest").expect("attestation audited");
+    assert_eq!((refused["outcome"].as_str(), refused["tee"].as_str()), (Some("refused"), Some("sgx")));
+    assert_eq!(refused["failed_check"], "Quote format");
+    assert!(refused["actor"].as_str().unwrap().starts_with("client:127.0.0.1"));
+    let created = entries.iter().find(|e| e["action"] == "api_key.create" && e["actor"].as_str().unwrap().starts_with("api-key:"));
+    assert!(created.is_some(), "admin change audited with its actor: {log}");
+    let v = get("/v1/admin/audit/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["entries"].as_u64().unwrap() as usize, entries.len());
+
+    // Edit one row behind the server's back: the chain names it.
+    let store = SqliteStore::open_dir(&srv.dir).await.unwrap();
+    let seq = refused["seq"].as_i64().unwrap();
+    sqlx::query("UPDATE audit_log SET outcome = 'ok' WHERE seq = ?").bind(seq).execute(store.pool()).await.unwrap();
+    let v = get("/v1/admin/audit/verify").await;
+    assert_eq!((v["ok"].as_bool(), v["seq"].as_i64()), (Some(false), Some(seq)), "{v}");
+    let err = cachet_store::verify_audit_chain(&store).await.unwrap_err();
+    assert_eq!(err.seq, seq);
+    assert!(store.audit_page(0, 1).await.is_ok());
+}

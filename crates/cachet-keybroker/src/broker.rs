@@ -1,0 +1,340 @@
+//! The key broker: owners put secrets with release policies; attested
+//! workloads ask for them; each secret is released only under its own
+//! owner's policy, encrypted to the key the workload bound into its evidence.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use cachet_appraise::ReferenceValues;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::envelope;
+use crate::jwe::{self, WorkloadKey};
+use crate::kek::KeyEncryptionKey;
+use crate::policy::ReleasePolicies;
+use crate::secret::SecretValue;
+use crate::store::{SecretRecord, SecretStore};
+use crate::BrokerError;
+
+/// Most secrets one release request may name.
+pub const MAX_SECRETS_PER_REQUEST: usize = 32;
+
+/// Longest owner or secret name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Whether `s` is a valid owner (tenant) or secret name:
+/// 1–128 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit. No `/`
+/// (it separates owner and name in release requests), no path tricks.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_names(owner: &str, name: &str) -> Result<(), BrokerError> {
+    if !valid_name(owner) {
+        return Err(BrokerError::Invalid("owner names are 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit".into()));
+    }
+    if !valid_name(name) {
+        return Err(BrokerError::Invalid("secret names are 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit".into()));
+    }
+    Ok(())
+}
+
+/// What may be shown about a secret: everything but its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMeta {
+    /// The owning tenant.
+    pub owner: String,
+    /// The name within the owner.
+    pub name: String,
+    /// The release policy (Rego).
+    pub policy: String,
+    /// SHA-256 of the policy (hex).
+    pub policy_hash: String,
+    /// KEK custodian and id the value is sealed under.
+    pub kek: String,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// Last update (Unix seconds).
+    pub updated_at: i64,
+    /// Version (1 on creation).
+    pub version: i64,
+}
+
+impl From<&SecretRecord> for SecretMeta {
+    fn from(r: &SecretRecord) -> Self {
+        SecretMeta {
+            owner: r.owner.clone(),
+            name: r.name.clone(),
+            policy: r.policy.clone(),
+            policy_hash: r.policy_hash.clone(),
+            kek: format!("{} {}", r.sealed.kek_kind, r.sealed.kek_id),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+/// A release request: verified token claims and the secrets wanted.
+#[derive(Debug, Clone)]
+pub struct ReleaseRequest {
+    /// The claims of an attestation token whose signature, issuer and
+    /// expiry the caller has verified (`cachet_token::jws::verify`).
+    pub claims: Value,
+    /// Secrets wanted, as `owner/name`.
+    pub secrets: Vec<String>,
+    /// The key the requester wants the secrets encrypted to, if it names
+    /// one: it must be the key bound in the token (else: key substitution).
+    pub workload_key: Option<Value>,
+}
+
+/// What happened to one requested secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseResult {
+    /// `owner/name` as requested.
+    pub secret: String,
+    /// The owner (empty when the reference was malformed).
+    pub owner: String,
+    /// Whether the secret was released.
+    pub released: bool,
+    /// Why it was released or refused (never the value).
+    pub reason: String,
+    /// SHA-256 of the owner's policy that decided, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// The value as a compact JWE encrypted to the workload key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwe: Option<String>,
+}
+
+/// The broker's answer to a release request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// The token's `jti`.
+    pub token_id: Option<String>,
+    /// RFC 7638 thumbprint of the workload key the JWEs are encrypted to.
+    pub workload_key: Option<String>,
+    /// One result per distinct requested secret, in request order.
+    pub results: Vec<ReleaseResult>,
+}
+
+/// Broker settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Refuse tokens whose evidence was not bound to a verifier nonce
+    /// (`cachet.freshness` other than `nonce`). On by default.
+    pub require_freshness: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self { require_freshness: true }
+    }
+}
+
+/// The runtime data bound in the token (`cachet.runtime_data`, base64url)
+/// parsed as JSON, when it is JSON.
+pub fn runtime_data_json(claims: &Value) -> Option<Value> {
+    let b = URL_SAFE_NO_PAD.decode(claims.get("cachet.runtime_data")?.as_str()?).ok()?;
+    serde_json::from_slice::<Value>(&b).ok()
+}
+
+/// The workload's public key from the token's runtime data. The runtime
+/// data is a UTF-8 JSON object that is either the public JWK itself or has
+/// it under `"jwk"` (room for other members beside it).
+pub fn workload_key_of(claims: &Value) -> Result<WorkloadKey, String> {
+    let rd = claims.get("cachet.runtime_data").ok_or("the token carries no runtime data, so no workload key to encrypt to")?;
+    let bytes = rd.as_str().and_then(|s| URL_SAFE_NO_PAD.decode(s).ok()).ok_or("the token's runtime data is not base64url")?;
+    let json: Value = serde_json::from_slice(&bytes).map_err(|_| "the token's runtime data is not a JSON object carrying a JWK".to_string())?;
+    let jwk = if json.get("kty").is_some() { &json } else { json.get("jwk").ok_or("the token's runtime data has no JWK (neither a JWK nor a \"jwk\" member)")? };
+    WorkloadKey::from_jwk(jwk).map_err(|e| e.to_string())
+}
+
+/// Owners' secrets, sealed under a KEK, released under owners' policies.
+pub struct KeyBroker {
+    kek: Arc<dyn KeyEncryptionKey>,
+    store: Arc<dyn SecretStore>,
+    policies: ReleasePolicies,
+    refvals: RwLock<Arc<ReferenceValues>>,
+    config: BrokerConfig,
+}
+
+impl KeyBroker {
+    /// A broker sealing with `kek` and keeping secrets in `store`.
+    pub fn new(kek: Arc<dyn KeyEncryptionKey>, store: Arc<dyn SecretStore>, config: BrokerConfig) -> Self {
+        Self { kek, store, policies: ReleasePolicies::default(), refvals: RwLock::new(Arc::new(ReferenceValues::new())), config }
+    }
+
+    /// Replace the reference values release policies see.
+    pub fn set_reference_values(&self, refvals: ReferenceValues) {
+        if let Ok(mut r) = self.refvals.write() {
+            *r = Arc::new(refvals);
+        }
+    }
+
+    /// The KEK in use (its `kind` and `key_id`).
+    pub fn kek(&self) -> &dyn KeyEncryptionKey {
+        self.kek.as_ref()
+    }
+
+    /// Create or replace `owner`'s secret `name` with `value` and `policy`.
+    /// The policy is validated first, so a broken policy never replaces a
+    /// working one; the value is sealed under a fresh data key.
+    pub async fn put_secret(&self, owner: &str, name: &str, value: &SecretValue, policy: &str, now: i64) -> Result<SecretMeta, BrokerError> {
+        check_names(owner, name)?;
+        if value.is_empty() {
+            return Err(BrokerError::Invalid("a secret value cannot be empty".into()));
+        }
+        self.policies.validate(policy)?;
+        let sealed = envelope::seal(self.kek.as_ref(), owner, name, value)?;
+        let previous = self.store.get_secret(owner, name).await?;
+        let record = SecretRecord {
+            owner: owner.to_string(),
+            name: name.to_string(),
+            policy: policy.to_string(),
+            policy_hash: cachet_appraise::policy_hash(policy),
+            sealed,
+            created_at: previous.as_ref().map_or(now, |p| p.created_at),
+            updated_at: now,
+            version: previous.as_ref().map_or(1, |p| p.version.saturating_add(1)),
+        };
+        self.store.put_secret(&record).await?;
+        Ok(SecretMeta::from(&record))
+    }
+
+    /// `owner`'s secret `name`, without its value.
+    pub async fn get_secret(&self, owner: &str, name: &str) -> Result<Option<SecretMeta>, BrokerError> {
+        check_names(owner, name)?;
+        Ok(self.store.get_secret(owner, name).await?.as_ref().map(SecretMeta::from))
+    }
+
+    /// `owner`'s secrets, without values.
+    pub async fn list_secrets(&self, owner: &str) -> Result<Vec<SecretMeta>, BrokerError> {
+        if !valid_name(owner) {
+            return Err(BrokerError::Invalid("bad owner name".into()));
+        }
+        Ok(self.store.list_secrets(owner).await?.iter().map(SecretMeta::from).collect())
+    }
+
+    /// Delete `owner`'s secret `name`; whether it existed.
+    pub async fn delete_secret(&self, owner: &str, name: &str) -> Result<bool, BrokerError> {
+        check_names(owner, name)?;
+        self.store.delete_secret(owner, name).await
+    }
+
+    /// Decide a release request at `now` (Unix seconds). Each requested
+    /// secret is decided by its own owner's policy alone; released values
+    /// come back as JWEs encrypted to the workload key bound in the token.
+    /// Errors only for a malformed request (too many names); refusals are
+    /// per-secret results with reasons.
+    pub async fn release(&self, req: &ReleaseRequest, now: i64) -> Result<ReleaseResponse, BrokerError> {
+        let mut seen = BTreeSet::new();
+        let wanted: Vec<&String> = req.secrets.iter().filter(|s| seen.insert(s.as_str())).collect();
+        if wanted.is_empty() {
+            return Err(BrokerError::Invalid("name at least one secret".into()));
+        }
+        if wanted.len() > MAX_SECRETS_PER_REQUEST {
+            return Err(BrokerError::Invalid(format!("at most {MAX_SECRETS_PER_REQUEST} secrets per request")));
+        }
+        let token_id = req.claims.get("jti").and_then(Value::as_str).map(str::to_string);
+        let key = workload_key_of(&req.claims);
+        let refuse_all = |reason: String, key: Option<String>| ReleaseResponse {
+            token_id: token_id.clone(),
+            workload_key: key,
+            results: wanted
+                .iter()
+                .map(|s| ReleaseResult {
+                    secret: s.to_string(),
+                    owner: s.split_once('/').map(|(o, _)| o.to_string()).filter(|o| valid_name(o)).unwrap_or_default(),
+                    released: false,
+                    reason: reason.clone(),
+                    policy_hash: None,
+                    jwe: None,
+                })
+                .collect(),
+        };
+        // Request-wide preconditions: a live token, freshness, the key.
+        match req.claims.get("exp").and_then(Value::as_i64) {
+            Some(exp) if exp > now => {}
+            _ => return Ok(refuse_all("the attestation token has expired".into(), None)),
+        }
+        if self.config.require_freshness && req.claims.get("cachet.freshness").and_then(Value::as_str) != Some("nonce") {
+            return Ok(refuse_all("the attestation did not establish freshness (no verifier nonce bound in the evidence)".into(), None));
+        }
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return Ok(refuse_all(format!("no usable workload key: {e}"), None)),
+        };
+        let thumb = key.thumbprint();
+        if let Some(asked) = &req.workload_key {
+            match WorkloadKey::from_jwk(asked) {
+                Ok(k) if k == key => {}
+                Ok(k) => {
+                    return Ok(refuse_all(
+                        format!("key substitution: the request names key {} but the attestation is bound to key {thumb}", k.thumbprint()),
+                        Some(thumb),
+                    ))
+                }
+                Err(e) => return Ok(refuse_all(format!("the requested key is unusable: {e}"), Some(thumb))),
+            }
+        }
+        let refvals = self.refvals.read().map(|r| r.clone()).unwrap_or_else(|_| Arc::new(ReferenceValues::new()));
+        let mut results = Vec::with_capacity(wanted.len());
+        for s in wanted {
+            results.push(self.release_one(s, &req.claims, &key, &refvals, now).await);
+        }
+        Ok(ReleaseResponse { token_id, workload_key: Some(thumb), results })
+    }
+
+    async fn release_one(&self, reference: &str, claims: &Value, key: &WorkloadKey, refvals: &ReferenceValues, now: i64) -> ReleaseResult {
+        let mut r = ReleaseResult { secret: reference.to_string(), owner: String::new(), released: false, reason: String::new(), policy_hash: None, jwe: None };
+        let Some((owner, name)) = reference.split_once('/').filter(|(o, n)| valid_name(o) && valid_name(n)) else {
+            r.reason = "not a secret reference (owner/name)".into();
+            return r;
+        };
+        r.owner = owner.to_string();
+        let record = match self.store.get_secret(owner, name).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => {
+                r.reason = "no such secret".into();
+                return r;
+            }
+            Err(e) => {
+                r.reason = format!("the secret store failed: {e}");
+                return r;
+            }
+        };
+        let decision = self.policies.decide(&record.policy, claims, refvals, now);
+        r.policy_hash = Some(decision.policy_hash);
+        r.reason = decision.reason;
+        if !decision.allowed {
+            return r;
+        }
+        let value = match envelope::open(self.kek.as_ref(), owner, name, &record.sealed) {
+            Ok(v) => v,
+            Err(e) => {
+                r.reason = format!("the secret could not be opened: {e}");
+                return r;
+            }
+        };
+        let mut extra = Map::new();
+        extra.insert("cachet.secret".into(), reference.into());
+        if let Some(jti) = claims.get("jti") {
+            extra.insert("cachet.token_id".into(), jti.clone());
+        }
+        match jwe::encrypt(key, value.expose(), &extra) {
+            Ok(j) => {
+                r.released = true;
+                r.jwe = Some(j);
+            }
+            Err(e) => r.reason = format!("encrypting to the workload key failed: {e}"),
+        }
+        r
+    }
+}

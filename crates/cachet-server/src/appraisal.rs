@@ -13,8 +13,12 @@
 //!   `ConfigurationNeeded`, `ConfigurationAndSWHardeningNeeded`, `OutOfDate`,
 //!   `OutOfDateConfigurationNeeded` → `hardware` warning → **warning**;
 //!   `Revoked` (or anything unknown) → contraindicated / warning;
+//! - `rim_status` (vendor golden values, e.g. NVIDIA RIMs): `match` →
+//!   `executables` affirming; anything else → `executables` 33
+//!   ("unrecognized") → **warning**;
 //! - the simulated TEE is never genuine hardware → at best **warning**;
-//! - no reference values are checked yet: `executables` is "no claim".
+//! - no operator reference values are checked yet: otherwise `executables`
+//!   is "no claim".
 
 use cachet_token::ear::{tier, Status, TrustVector};
 use cachet_verify::Tee;
@@ -29,6 +33,7 @@ verified -> instance-identity=2 hardware=2\n\
 debug=true -> configuration=96 status=contraindicated\n\
 debug missing where the family has one -> status=warning\n\
 tcb_status UpToDate -> hardware=2; SWHardeningNeeded|ConfigurationNeeded|ConfigurationAndSWHardeningNeeded|OutOfDate|OutOfDateConfigurationNeeded -> hardware=32 status=warning; Revoked -> hardware=96 status=contraindicated; other -> hardware=32 status=warning\n\
+rim_status match -> executables=2; other -> executables=33 status=warning\n\
 sim -> hardware=32 status=warning\n\
 confidential families not in debug -> runtime-opaque=2\n";
 
@@ -51,6 +56,9 @@ pub struct Appraisal {
 pub fn builtin_policy_hash() -> String {
     format!("sha-256:{}", hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, BUILTIN_POLICY_TEXT.as_bytes())))
 }
+
+/// AR4SI `executables` 33: unrecognized executables were loaded.
+const UNRECOGNIZED_EXECUTABLES: i8 = 33;
 
 /// Families whose evidence has a debug mode the verifier reports.
 fn has_debug_mode(tee: Tee) -> bool {
@@ -103,6 +111,15 @@ pub fn appraise(tee: Tee, claims: &Value) -> Appraisal {
         }
     }
 
+    match claims.get("rim_status").and_then(Value::as_str) {
+        Some("match") => v.executables = tier::AFFIRMING,
+        Some(other) => {
+            v.executables = UNRECOGNIZED_EXECUTABLES;
+            worsen(Status::Warning, format!("firmware measurements vs. vendor golden values: {other}"), &mut reasons);
+        }
+        None => {}
+    }
+
     if tee == Tee::Simulated {
         v.hardware = tier::WARNING;
         worsen(Status::Warning, "simulated TEE: no hardware protection".into(), &mut reasons);
@@ -137,6 +154,14 @@ mod tests {
     fn missing_debug_state_where_one_exists_is_a_warning_not_affirming() {
         assert_eq!(appraise(Tee::Snp, &json!({})).status, Status::Warning);
         assert_eq!(appraise(Tee::Tpm, &json!({})).status, Status::Affirming);
+    }
+
+    #[test]
+    fn vendor_golden_value_mismatch_is_a_warning() {
+        let a = appraise(Tee::Nvgpu, &json!({"debug": false, "rim_status": "mismatch"}));
+        assert_eq!((a.status, a.trust_vector.executables), (Status::Warning, UNRECOGNIZED_EXECUTABLES));
+        let a = appraise(Tee::Nvgpu, &json!({"debug": false, "rim_status": "match"}));
+        assert_eq!((a.status, a.trust_vector.executables), (Status::Affirming, tier::AFFIRMING));
     }
 
     #[test]

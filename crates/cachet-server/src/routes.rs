@@ -283,6 +283,7 @@ pub async fn attest(
     // A token is only handed out once its decision is in the audit log.
     st.store.append_audit(&entry).await?;
     st.metrics.attestations.with_label_values(&[tee.as_str(), a.status.as_str()]).inc();
+    tracing::info!(tee = %tee, status = a.status.as_str(), kid = %kid, freshness = ear.freshness.as_str(), "attestation token issued");
     Ok(Json(AttestResponse { token }))
 }
 
@@ -322,7 +323,7 @@ pub async fn openid_configuration(State(st): State<AppState>) -> Json<Value> {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     responses((status = 200, description = "JSON Web Key Set", body = Object)))]
 pub async fn jwks(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let doc = st.keys.jwks(now()).await.map_err(|e| ApiError::storage(e))?;
+    let doc = st.keys.jwks(now()).await.map_err(ApiError::storage)?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=60")], Json(doc)).into_response())
 }
 

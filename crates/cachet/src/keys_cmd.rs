@@ -60,11 +60,11 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn read_pem(path: &PathBuf) -> Result<Vec<u8>, String> {
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {
     crate::verify_cmd::read_limited(path, 1 << 20)
 }
 
-fn chain_from(path: &PathBuf) -> Result<Vec<Vec<u8>>, String> {
+fn chain_from(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
     let chain = cachet_verify::x509::certs_from_pem(&read_pem(path)?);
     if chain.is_empty() {
         return Err(format!("{}: no CERTIFICATE block", path.display()));

@@ -45,7 +45,8 @@ fn hsm_err(what: &str) -> impl Fn(cryptoki::error::Error) -> BrokerError + '_ {
     move |e| BrokerError::Hsm(format!("{what}: {e}"))
 }
 
-/// A logged-in session on one PKCS#11 token.
+/// A logged-in session on one PKCS#11 token. Open one per process and
+/// share it (`Arc`): PKCS#11 modules are initialised once per process.
 pub struct Hsm {
     session: Mutex<Session>,
     token_label: String,

@@ -49,10 +49,12 @@ pub trait SecretStore: Send + Sync {
     async fn list_secrets(&self, owner: &str) -> Result<Vec<SecretRecord>, BrokerError>;
 }
 
+type Records = BTreeMap<(String, String), SecretRecord>;
+
 /// Secrets in memory (tests, embedding).
 #[derive(Default)]
 pub struct MemorySecretStore {
-    records: Mutex<BTreeMap<(String, String), SecretRecord>>,
+    records: Mutex<Records>,
 }
 
 impl MemorySecretStore {
@@ -68,7 +70,20 @@ impl MemorySecretStore {
         serde_json::to_vec(&recs).unwrap_or_default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<(String, String), SecretRecord>>, BrokerError> {
+    /// A store holding what [`MemorySecretStore::at_rest_bytes`] returned
+    /// (to simulate a restart in tests).
+    pub fn from_at_rest_bytes(bytes: &[u8]) -> Result<Self, BrokerError> {
+        let recs: Vec<SecretRecord> = serde_json::from_slice(bytes).map_err(|e| BrokerError::Store(format!("at-rest bytes: {e}")))?;
+        let store = Self::new();
+        if let Ok(mut m) = store.records.lock() {
+            for r in recs {
+                m.insert((r.owner.clone(), r.name.clone()), r);
+            }
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Records>, BrokerError> {
         self.records.lock().map_err(|_| BrokerError::Store("lock poisoned".into()))
     }
 }

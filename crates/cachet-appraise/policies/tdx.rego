@@ -47,7 +47,11 @@ default hardware := 97
 
 config_needed if tcb_table[tcb_status].config_needed
 
-advisories := concat(", ", object.get(input.claims, "advisory_ids", []))
+advisory_ids := object.get(input.claims, "advisory_ids", [])
+
+advisories := "none" if {
+	count(advisory_ids) == 0
+} else := concat(", ", advisory_ids)
 
 reasons contains r if {
 	entry := tcb_table[tcb_status]
@@ -111,26 +115,27 @@ runtime_opaque := 96 if {
 # named "<tee>.<name>" (e.g. "tdx.mr_td") is preferred to the set
 # "<name>", so one store can hold values for several families.
 
-ref_set(name) := s if {
-	s := data.reference_values[sprintf("%s.%s", [input.tee, name])]
-} else := s if {
-	s := data.reference_values[name]
+# The reference set of each measurement that has one: "<tee>.<name>" when
+# present, else "<name>". (Rules are evaluated once per appraisal; this is
+# the only place the sets are looked up.)
+refs := data.reference_values
+
+sets[name] := s if {
+	some name in measured
+	s := object.get(refs, concat(".", [input.tee, name]), object.get(refs, name, null))
+	s != null
 }
 
-# The measurements of this family that have a reference set.
-configured contains name if {
-	some name in measured
-	_ := ref_set(name)
-}
+configured := {name | some name, _ in sets}
 
 matched contains name if {
-	some name in configured
-	value_matches(name)
+	some name, allowed in sets
+	value_matches(name, allowed)
 }
 
 mismatched contains name if {
-	some name in configured
-	not value_matches(name)
+	some name, allowed in sets
+	not value_matches(name, allowed)
 }
 
 # Strictness. Copy this policy and change these two lines to require
@@ -163,7 +168,7 @@ reasons contains r if {
 
 reasons contains r if {
 	some name in mismatched
-	r := {"rule": sprintf("reference_values.%s", [name]), "outcome": mismatch_outcome, "detail": sprintf("%s %s is not among the %d allowed values", [name, shown(name), count(ref_set(name))])}
+	r := {"rule": sprintf("reference_values.%s", [name]), "outcome": mismatch_outcome, "detail": sprintf("%s %s is not among the %d allowed values", [name, shown(name), count(sets[name])])}
 }
 
 unconfigured_outcome := "contraindicated" if {
@@ -186,7 +191,7 @@ observed(name) := format_int(v, 10) if {
 	is_number(v)
 }
 
-value_matches(name) if observed(name) in ref_set(name)
+value_matches(name, allowed) if observed(name) in allowed
 
 shown(name) := s if {
 	s := observed(name)

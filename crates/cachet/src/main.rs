@@ -3,6 +3,7 @@
 mod admin_cmd;
 mod audit_cmd;
 mod keys_cmd;
+mod refvals_cmd;
 mod serve_cmd;
 mod verify_cmd;
 
@@ -33,6 +34,9 @@ enum Command {
     Admin(admin_cmd::AdminArgs),
     /// Check (verify) or read (show) the tamper-evident audit log.
     Audit(audit_cmd::AuditArgs),
+    /// Build and list reference values (allowed measurements) from in-toto /
+    /// SLSA provenance and plain JSON/TOML files.
+    Refvals(refvals_cmd::RefvalsArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +47,6 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys_cmd::run(args),
         Command::Admin(args) => admin_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Refvals(args) => refvals_cmd::run(args),
     }
 }

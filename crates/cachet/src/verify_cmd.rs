@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use cachet_appraise::{Appraisal, AppraisalInput, Policy, PolicyError, ReferenceValues, Status};
 use cachet_verify::{encoding, Endorsement, Tee, TrustAnchors, Verification, VerifyRequest};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -31,6 +32,15 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Appraise the verified claims with this Rego policy (or `default`:
+    /// the family's built-in default policy) and print each rule's outcome.
+    /// Exit status 1 when the appraisal is contraindicated.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Reference values for the policy (JSON or TOML, see `cachet refvals`);
+    /// implies `--policy default` when no policy is given.
+    #[arg(long)]
+    pub refvals: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +104,10 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             None => return usage_error("cannot tell which TEE produced this evidence; pass --tee"),
         },
     };
+    let appraiser = match load_appraiser(&args, tee) {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
     let anchors = TrustAnchors::pinned();
     let req = VerifyRequest {
         evidence: &evidence,
@@ -103,9 +117,21 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         expected_nonce: nonce.as_deref(),
     };
     let v = cachet_verify::verify(tee, &req);
+    let appraisal = appraiser.as_ref().map(|a| a.appraise(&v, args.nonce.as_deref(), at));
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&to_json(&v)).unwrap_or_default()),
-        Format::Text => print_text(&v, at),
+        Format::Json => {
+            let mut doc = to_json(&v);
+            if let (Some(a), Some(obj)) = (&appraisal, doc.as_object_mut()) {
+                obj.insert("appraisal".into(), appraisal_json(a));
+            }
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+        }
+        Format::Text => {
+            print_text(&v, at);
+            if let Some(a) = &appraisal {
+                print_appraisal(a);
+            }
+        }
     }
     if let Err(e) = &v.result {
         if matches!(args.format, Format::Json) {
@@ -113,7 +139,19 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         }
         return ExitCode::from(1);
     }
-    ExitCode::SUCCESS
+    match &appraisal {
+        Some(Err(e)) => {
+            eprintln!("cachet verify: appraisal failed: {e}");
+            ExitCode::from(1)
+        }
+        Some(Ok(a)) if a.status == Status::Contraindicated => {
+            if matches!(args.format, Format::Json) {
+                eprintln!("appraisal: contraindicated by policy {}", a.policy_name);
+            }
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// The `--format json` document: `{verified, tee, claims, checks, error}`.
@@ -211,4 +249,104 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// A policy and its reference values, ready to appraise claims.
+pub struct Appraiser {
+    policy: Policy,
+    refvals: ReferenceValues,
+}
+
+impl Appraiser {
+    /// Appraise a verification: the policy's verdict on verified claims, or
+    /// a contraindicated appraisal naming the failed check.
+    fn appraise(&self, v: &Verification, nonce: Option<&str>, at: i64) -> Result<Appraisal, PolicyError> {
+        match &v.result {
+            Ok(claims) => {
+                let mut input = AppraisalInput::new(v.tee.as_str(), claims.clone());
+                input.nonce = nonce.map(|n| n.trim().trim_start_matches("0x").to_ascii_lowercase());
+                self.policy.evaluate(&input, &self.refvals, at)
+            }
+            Err(e) => Ok(Appraisal::verification_failed(self.policy.name(), self.policy.hash(), &e.check, &e.message)),
+        }
+    }
+}
+
+/// `--policy FILE|default` and `--refvals FILE`: compile and validate the
+/// policy (a broken one is a usage error), read the reference values.
+fn load_appraiser(args: &VerifyArgs, tee: Tee) -> Result<Option<Appraiser>, String> {
+    let spec = match (&args.policy, &args.refvals) {
+        (None, None) => return Ok(None),
+        (Some(p), _) => p.clone(),
+        (None, Some(_)) => "default".to_string(),
+    };
+    let policy = if spec == "default" {
+        cachet_appraise::defaults::default_policy(tee.as_str()).map_err(|e| format!("--policy default: {e}"))?
+    } else {
+        let path = Path::new(&spec);
+        let bytes = read_limited(path, cachet_appraise::policy::MAX_POLICY_LEN as u64).map_err(|e| format!("--policy {e}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("--policy {spec}: not UTF-8 text"))?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| spec.clone());
+        Policy::validate(&name, &text).map_err(|e| format!("--policy {spec}: {e}"))?
+    };
+    let refvals = match &args.refvals {
+        None => ReferenceValues::new(),
+        Some(path) => {
+            let bytes = read_limited(path, cachet_appraise::refvals::MAX_FILE_LEN)?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("--refvals {}: not UTF-8 text", path.display()))?;
+            let toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+            ReferenceValues::parse(&text, toml).map_err(|e| format!("--refvals {}: {e}", path.display()))?
+        }
+    };
+    Ok(Some(Appraiser { policy, refvals }))
+}
+
+/// The `"appraisal"` member of `--format json`: the EAR status, the AR4SI
+/// vector, each rule's outcome, extra claims and the policy's hash.
+fn appraisal_json(a: &Result<Appraisal, PolicyError>) -> serde_json::Value {
+    match a {
+        Ok(a) => {
+            let mut v = serde_json::to_value(a).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("policy_id".into(), a.policy_id().into());
+            }
+            v
+        }
+        Err(e) => json!({"status": "contraindicated", "error": e.to_string()}),
+    }
+}
+
+fn print_appraisal(a: &Result<Appraisal, PolicyError>) {
+    let a = match a {
+        Ok(a) => a,
+        Err(e) => {
+            println!("  appraisal: FAILED  {e}");
+            return;
+        }
+    };
+    println!("  appraisal: {}  (policy {}, sha256 {})", a.status.as_str().to_uppercase(), a.policy_name, a.policy_hash);
+    for r in &a.reasons {
+        let mark = match r.outcome {
+            Status::Affirming => "✓",
+            Status::Warning => "!",
+            Status::Contraindicated => "✗",
+            Status::None => "·",
+        };
+        println!("    {mark} {:<16} {:<30} {}", r.outcome.as_str(), r.rule, r.detail);
+    }
+    let vector: Vec<String> = cachet_appraise::ear::VECTOR_CLAIMS
+        .iter()
+        .zip(a.trustworthiness_vector.entries())
+        .filter_map(|((rule, ear_name), (_, v))| {
+            let v = v?;
+            Some(match cachet_appraise::ear::claim_value_tag(rule, v) {
+                Some(tag) => format!("{ear_name}={v} ({tag})"),
+                None => format!("{ear_name}={v}"),
+            })
+        })
+        .collect();
+    println!("  trustworthiness vector: {}", if vector.is_empty() { "(no claims)".to_string() } else { vector.join(", ") });
+    for (k, v) in &a.claims {
+        println!("  policy claim {k}: {}", short(v));
+    }
 }

@@ -1,0 +1,365 @@
+//! The protocol client: challenge → evidence bound to the nonce and the
+//! workload's key → token → secrets released as JWEs to that key.
+//!
+//! ```text
+//! POST /v1/challenge                    → {nonce, expires_at}
+//! (evidence binds nonce ‖ runtime_data, runtime_data = canonical public JWK)
+//! POST /v1/attest {tee, evidence, endorsements, nonce, runtime_data} → {token}
+//! POST /v1/secrets/release {token, secrets, workload_key}
+//!                                       → {results: [{secret, released, reason, jwe?}]}
+//! ```
+//!
+//! HTTP is reqwest on rustls (aws-lc-rs provider, the operating system's
+//! roots plus an optional CA), no redirects (a token is never sent to a
+//! place the operator did not name), timeouts, and a size limit on every
+//! response body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use cachet_verify::Endorsement;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::ephemeral::EphemeralKey;
+use crate::jwe::JweError;
+use crate::source::{BindingInput, CollectError, Evidence, EvidenceSource};
+
+/// Default limit on a response body.
+pub const MAX_RESPONSE: usize = 4 << 20;
+
+/// Why the protocol failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The service answered with an error document.
+    #[error("{endpoint}: HTTP {status} {code}: {message}{}", check.as_ref().map(|c| format!(" (check: {c})")).unwrap_or_default())]
+    Server {
+        /// The endpoint called.
+        endpoint: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The stable error code (`nonce_reused`, `verification_failed`, ...).
+        code: String,
+        /// The message.
+        message: String,
+        /// The failing verification check, when there is one.
+        check: Option<String>,
+    },
+    /// The service could not be reached or the exchange broke off.
+    #[error("{endpoint}: {message}")]
+    Transport {
+        /// The endpoint called.
+        endpoint: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// The service answered something this client cannot use.
+    #[error("{endpoint}: {message}")]
+    Protocol {
+        /// The endpoint called.
+        endpoint: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// Evidence collection failed.
+    #[error("evidence: {0}")]
+    Evidence(#[from] CollectError),
+    /// Local setup (key generation, TLS configuration).
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl AttestError {
+    /// The server's error code, when the service refused.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Extra trusted CA certificates (PEM), e.g. the service's private CA.
+    pub ca_pem: Vec<Vec<u8>>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Largest response body accepted.
+    pub max_response: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { ca_pem: Vec::new(), timeout: Duration::from_secs(60), max_response: MAX_RESPONSE }
+    }
+}
+
+/// A challenge from `POST /v1/challenge`.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// The nonce (raw bytes).
+    pub nonce: Vec<u8>,
+    /// Its expiry (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A successful attestation.
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    /// The EAR token (JWT).
+    pub token: String,
+    /// The nonce bound.
+    pub nonce: Vec<u8>,
+    /// The evidence sent (family, bytes, back-end).
+    pub evidence: Evidence,
+}
+
+/// One released secret.
+pub struct Secret {
+    /// The reference requested (`owner/name`).
+    pub name: String,
+    /// The decrypted value (wiped when dropped).
+    pub value: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({}, {} bytes)", self.name, self.value.len())
+    }
+}
+
+/// One refused secret and why (the service's reason; never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reference requested.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The outcome of a release request.
+#[derive(Debug, Default)]
+pub struct Release {
+    /// Secrets released and decrypted.
+    pub secrets: Vec<Secret>,
+    /// Secrets refused.
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Deserialize)]
+struct ChallengeBody {
+    nonce: String,
+    expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct AttestBody {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct ReleaseBody {
+    #[serde(default)]
+    workload_key: Option<String>,
+    results: Vec<ReleaseItem>,
+}
+
+#[derive(Deserialize)]
+struct ReleaseItem {
+    secret: String,
+    released: bool,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    jwe: Option<String>,
+}
+
+/// The attester: a service URL and an evidence source.
+pub struct Attester {
+    http: reqwest::Client,
+    base: String,
+    source: Arc<dyn EvidenceSource>,
+    endorsements: Vec<Endorsement>,
+    max_response: usize,
+}
+
+impl std::fmt::Debug for Attester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attester").field("server", &self.base).field("source", &self.source.name()).finish_non_exhaustive()
+    }
+}
+
+impl Attester {
+    /// An attester for the service at `server` (`http(s)://host:port`).
+    pub fn new(server: &str, source: Arc<dyn EvidenceSource>, options: &ClientOptions) -> Result<Self, AttestError> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let base = server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(AttestError::Setup(format!("server URL {server:?} must start with http:// or https://")));
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(options.timeout)
+            .user_agent(concat!("cachet-attester/", env!("CARGO_PKG_VERSION")));
+        for pem in &options.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| AttestError::Setup(format!("CA certificate: {e}")))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| AttestError::Setup(format!("HTTP client: {e}")))?;
+        Ok(Self { http, base, source, endorsements: Vec::new(), max_response: options.max_response })
+    }
+
+    /// Send these endorsements with every attestation (e.g. TDX collateral).
+    pub fn with_endorsements(mut self, endorsements: Vec<Endorsement>) -> Self {
+        self.endorsements = endorsements;
+        self
+    }
+
+    /// The evidence source's name.
+    pub fn source_name(&self) -> &'static str {
+        self.source.name()
+    }
+
+    /// POST a JSON body, returning the JSON answer or the service's error.
+    async fn post(&self, endpoint: &'static str, body: &Value) -> Result<Value, AttestError> {
+        let transport = |e: reqwest::Error| AttestError::Transport { endpoint, message: e.without_url().to_string() };
+        let mut resp = self.http.post(format!("{}{endpoint}", self.base)).json(body).send().await.map_err(transport)?;
+        let status = resp.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > self.max_response {
+                return Err(AttestError::Protocol { endpoint, message: format!("response larger than {} bytes", self.max_response) });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let doc: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if status.is_success() {
+            return doc.ok_or_else(|| AttestError::Protocol { endpoint, message: "the response is not JSON".into() });
+        }
+        let err = doc.as_ref().and_then(|d| d.get("error"));
+        let text = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str).map(str::to_string);
+        Err(AttestError::Server {
+            endpoint,
+            status: status.as_u16(),
+            code: text("code").unwrap_or_else(|| "http_error".into()),
+            message: text("message").unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()),
+            check: text("check"),
+        })
+    }
+
+    /// `POST /v1/challenge`.
+    pub async fn challenge(&self) -> Result<Challenge, AttestError> {
+        const EP: &str = "/v1/challenge";
+        let v = self.post(EP, &json!({})).await?;
+        let body: ChallengeBody =
+            serde_json::from_value(v).map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("unexpected challenge: {e}") })?;
+        let nonce = hex::decode(body.nonce.trim())
+            .map_err(|_| AttestError::Protocol { endpoint: EP, message: "the nonce is not hex".into() })?;
+        if !(8..=64).contains(&nonce.len()) {
+            return Err(AttestError::Protocol { endpoint: EP, message: format!("a {}-byte nonce (expected 8 to 64)", nonce.len()) });
+        }
+        Ok(Challenge { nonce, expires_at: body.expires_at })
+    }
+
+    /// Collect evidence for `nonce` and `runtime_data` on a blocking thread.
+    pub async fn collect(&self, nonce: &[u8], runtime_data: &[u8]) -> Result<Evidence, AttestError> {
+        let source = self.source.clone();
+        let (nonce, rd) = (nonce.to_vec(), runtime_data.to_vec());
+        tokio::task::spawn_blocking(move || source.collect(&BindingInput { nonce: &nonce, runtime_data: &rd }))
+            .await
+            .map_err(|e| AttestError::Setup(format!("evidence collection thread: {e}")))?
+            .map_err(AttestError::from)
+    }
+
+    /// Challenge, collect evidence binding `nonce ‖ runtime_data`, and
+    /// `POST /v1/attest`: the token.
+    pub async fn attest(&self, runtime_data: &[u8]) -> Result<Attestation, AttestError> {
+        let challenge = self.challenge().await?;
+        let evidence = self.collect(&challenge.nonce, runtime_data).await?;
+        let token = self.send_evidence(&evidence, Some(&challenge.nonce), runtime_data).await?;
+        Ok(Attestation { token, nonce: challenge.nonce, evidence })
+    }
+
+    /// `POST /v1/attest` with evidence already collected.
+    pub async fn send_evidence(&self, evidence: &Evidence, nonce: Option<&[u8]>, runtime_data: &[u8]) -> Result<String, AttestError> {
+        const EP: &str = "/v1/attest";
+        let endorsements: Vec<Value> = evidence
+            .endorsements
+            .iter()
+            .chain(&self.endorsements)
+            .map(|e| json!({"name": e.name, "data": STANDARD.encode(&e.bytes)}))
+            .collect();
+        let mut body = json!({
+            "tee": evidence.tee.as_str(),
+            "evidence": STANDARD.encode(&evidence.evidence),
+            "endorsements": endorsements,
+        });
+        if let Some(n) = nonce {
+            body["nonce"] = Value::String(hex::encode(n));
+        }
+        if !runtime_data.is_empty() {
+            body["runtime_data"] = Value::String(STANDARD.encode(runtime_data));
+        }
+        let v = self.post(EP, &body).await?;
+        let body: AttestBody =
+            serde_json::from_value(v).map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("no token: {e}") })?;
+        Ok(body.token)
+    }
+
+    /// Attest with a fresh ephemeral key as runtime data: the token and the key.
+    pub async fn attest_with_key(&self) -> Result<(Attestation, EphemeralKey), AttestError> {
+        let key = EphemeralKey::generate().map_err(AttestError::Setup)?;
+        let attestation = self.attest(key.runtime_data()).await?;
+        Ok((attestation, key))
+    }
+
+    /// `POST /v1/secrets/release` with `token` for `names` (`owner/name`),
+    /// decrypting each released JWE with `key`. A JWE that does not decrypt
+    /// is an error (the service encrypted to another key, or it was altered).
+    pub async fn release(&self, token: &str, key: &EphemeralKey, names: &[String]) -> Result<Release, AttestError> {
+        const EP: &str = "/v1/secrets/release";
+        let v = self.post(EP, &json!({"token": token, "secrets": names, "workload_key": key.public_jwk()})).await?;
+        let body: ReleaseBody = serde_json::from_value(v)
+            .map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("unexpected release answer: {e}") })?;
+        if let Some(t) = &body.workload_key {
+            if *t != key.thumbprint() {
+                return Err(AttestError::Protocol {
+                    endpoint: EP,
+                    message: format!("secrets were encrypted to key {t}, not to this workload's key {}", key.thumbprint()),
+                });
+            }
+        }
+        let mut out = Release::default();
+        for item in body.results {
+            match (item.released, item.jwe) {
+                (true, Some(jwe)) => {
+                    let d = key.decrypt(&jwe).map_err(|e: JweError| AttestError::Protocol {
+                        endpoint: EP,
+                        message: format!("secret {}: {e}", item.secret),
+                    })?;
+                    out.secrets.push(Secret { name: item.secret, value: d.plaintext });
+                }
+                (true, None) => {
+                    return Err(AttestError::Protocol { endpoint: EP, message: format!("secret {} released without a JWE", item.secret) })
+                }
+                (false, _) => out.refused.push(Refusal { name: item.secret, reason: item.reason }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole flow: attest with a fresh key, then ask for `names`.
+    pub async fn fetch_secrets(&self, names: &[String]) -> Result<(Attestation, Release), AttestError> {
+        let (attestation, key) = self.attest_with_key().await?;
+        let release = self.release(&attestation.token, &key, names).await?;
+        Ok((attestation, release))
+    }
+}

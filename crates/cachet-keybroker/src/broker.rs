@@ -187,25 +187,41 @@ impl KeyBroker {
     /// The policy is validated first, so a broken policy never replaces a
     /// working one; the value is sealed under a fresh data key.
     pub async fn put_secret(&self, owner: &str, name: &str, value: &SecretValue, policy: &str, now: i64) -> Result<SecretMeta, BrokerError> {
+        let previous = self.store.get_secret(owner, name).await?;
+        let record = self.prepare_secret(owner, name, value, policy, previous.as_ref(), now)?;
+        self.store.put_secret(&record).await?;
+        Ok(SecretMeta::from(&record))
+    }
+
+    /// The record [`KeyBroker::put_secret`] stores, without storing it (for
+    /// callers that write it together with an audit entry): names and policy
+    /// validated, value sealed, version and creation time carried over from
+    /// `previous`.
+    pub fn prepare_secret(
+        &self,
+        owner: &str,
+        name: &str,
+        value: &SecretValue,
+        policy: &str,
+        previous: Option<&SecretRecord>,
+        now: i64,
+    ) -> Result<SecretRecord, BrokerError> {
         check_names(owner, name)?;
         if value.is_empty() {
             return Err(BrokerError::Invalid("a secret value cannot be empty".into()));
         }
         self.policies.validate(policy)?;
         let sealed = envelope::seal(self.kek.as_ref(), owner, name, value)?;
-        let previous = self.store.get_secret(owner, name).await?;
-        let record = SecretRecord {
+        Ok(SecretRecord {
             owner: owner.to_string(),
             name: name.to_string(),
             policy: policy.to_string(),
             policy_hash: cachet_appraise::policy_hash(policy),
             sealed,
-            created_at: previous.as_ref().map_or(now, |p| p.created_at),
+            created_at: previous.map_or(now, |p| p.created_at),
             updated_at: now,
-            version: previous.as_ref().map_or(1, |p| p.version.saturating_add(1)),
-        };
-        self.store.put_secret(&record).await?;
-        Ok(SecretMeta::from(&record))
+            version: previous.map_or(1, |p| p.version.saturating_add(1)),
+        })
     }
 
     /// `owner`'s secret `name`, without its value.

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{new_api_key, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::keys::{KeyError, KeyInfo};
 use crate::{now, AppState};
@@ -35,11 +35,14 @@ pub struct ApiKeyInfo {
     /// Revoked at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<i64>,
+    /// The tenant the key acts for (owner of secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl From<ApiKeyRecord> for ApiKeyInfo {
     fn from(r: ApiKeyRecord) -> Self {
-        Self { id: r.id, name: r.name, role: r.role, created_at: r.created_at, revoked_at: r.revoked_at }
+        Self { id: r.id, name: r.name, role: r.role, created_at: r.created_at, revoked_at: r.revoked_at, tenant: r.tenant }
     }
 }
 
@@ -51,6 +54,10 @@ pub struct CreateApiKey {
     pub name: String,
     /// Role of the new key.
     pub role: Role,
+    /// The tenant the key acts for: it owns the secrets put with this key
+    /// and sees only those (key broker).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// A created API key: the only time its secret is shown.
@@ -103,8 +110,8 @@ pub async fn create_api_key(
     if req.name.len() > 200 {
         return Err(ApiError::invalid("name longer than 200 bytes"));
     }
-    let k = new_api_key(&req.name, req.role, now()).map_err(ApiError::internal)?;
-    let a = audit(&p, "api_key.create", json!({"id": k.record.id, "name": req.name, "role": req.role.as_str()}));
+    let k = crate::auth::new_tenant_api_key(&req.name, req.role, req.tenant.as_deref(), now()).map_err(ApiError::invalid)?;
+    let a = audit(&p, "api_key.create", json!({"id": k.record.id, "name": req.name, "role": req.role.as_str(), "tenant": req.tenant}));
     st.store.insert_api_key(&k.record, &a).await?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key: k.key, id: k.record.id, role: k.record.role })))
 }
@@ -206,6 +213,9 @@ pub async fn config(State(st): State<AppState>) -> Json<Value> {
 /// Admin routes open to `reader` (and `admin`) keys.
 pub fn reader_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(crate::secrets::get_secret))
+        .routes(routes!(crate::secrets::list_secrets))
+        .routes(routes!(crate::secrets::secret_releases))
         .routes(routes!(list_api_keys))
         .routes(routes!(list_signing_keys))
         .routes(routes!(audit_log))
@@ -216,6 +226,8 @@ pub fn reader_routes() -> OpenApiRouter<AppState> {
 /// Admin routes that change state: `admin` keys only.
 pub fn admin_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(crate::secrets::put_secret))
+        .routes(routes!(crate::secrets::delete_secret))
         .routes(routes!(create_api_key))
         .routes(routes!(revoke_api_key))
         .routes(routes!(rotate_signing_key))

@@ -54,6 +54,8 @@ pub struct Principal {
     pub key_id: String,
     /// Its role.
     pub role: Role,
+    /// The tenant it acts for (the owner of key-broker secrets), if any.
+    pub tenant: Option<String>,
 }
 
 impl Principal {
@@ -76,8 +78,19 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes()))
 }
 
-/// Create a key with a random id and secret.
+/// Create a key with a random id and secret, acting for no tenant.
 pub fn new_api_key(name: &str, role: Role, now: i64) -> Result<NewApiKey, String> {
+    new_tenant_api_key(name, role, None, now)
+}
+
+/// Create a key acting for `tenant` (which owns the secrets it puts);
+/// tenant names are those of secret owners (1-128 of `A-Z a-z 0-9 . _ -`).
+pub fn new_tenant_api_key(name: &str, role: Role, tenant: Option<&str>, now: i64) -> Result<NewApiKey, String> {
+    if let Some(t) = tenant {
+        if !cachet_keybroker::broker::valid_name(t) {
+            return Err(format!("invalid tenant {t:?}: 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit"));
+        }
+    }
     let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
     aws_lc_rs::rand::fill(&mut id).map_err(|_| "no randomness".to_string())?;
@@ -92,6 +105,7 @@ pub fn new_api_key(name: &str, role: Role, now: i64) -> Result<NewApiKey, String
             secret_hash: hash_secret(&secret),
             created_at: now,
             revoked_at: None,
+            tenant: tenant.map(str::to_string),
         },
     })
 }
@@ -114,7 +128,7 @@ pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Principa
         return Err(bad());
     }
     let role = Role::parse(&rec.role).ok_or_else(|| ApiError::internal(format!("API key {} has unknown role {}", rec.id, rec.role)))?;
-    Ok(Principal { key_id: rec.id, role })
+    Ok(Principal { key_id: rec.id, role, tenant: rec.tenant })
 }
 
 /// The bearer token of a request.

@@ -88,6 +88,65 @@ pub struct ServeArgs {
     /// Log format on stderr [default: text]. Levels via RUST_LOG (default info).
     #[arg(long, env = "CACHET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Key broker: the local key-encryption key file wrapping every
+    /// secret's data key, created (0600) on first start; refused if group or
+    /// others can read it [default: DATA_DIR/secrets-kek.key]. Unused with
+    /// --pkcs11-module.
+    #[arg(long, env = "CACHET_KEK_FILE", value_name = "PATH")]
+    pub kek_file: Option<PathBuf>,
+    /// PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so): keep the
+    /// key-encryption key in this HSM instead of a file.
+    #[arg(long, env = "CACHET_PKCS11_MODULE", value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the initialised PKCS#11 token to use [default: cachet].
+    #[arg(long, env = "CACHET_PKCS11_TOKEN", value_name = "LABEL")]
+    pub pkcs11_token: Option<String>,
+    /// User PIN of the PKCS#11 token (prefer the environment variable).
+    #[arg(long, env = "CACHET_PKCS11_PIN", value_name = "PIN", hide_env_values = true)]
+    pub pkcs11_pin: Option<String>,
+    /// Label of the AES key-encryption key in the token; generated in the
+    /// token (non-extractable) if absent, or imported beforehand by its owner
+    /// [default: cachet-kek].
+    #[arg(long, env = "CACHET_PKCS11_KEK_LABEL", value_name = "LABEL")]
+    pub pkcs11_kek_label: Option<String>,
+    /// Where token-signing keys are generated: `local` (the store) or
+    /// `pkcs11` (the HSM of --pkcs11-module, non-extractable) [default: local].
+    #[arg(long, env = "CACHET_SIGNING_CUSTODY", value_enum)]
+    pub signing_custody: Option<SigningCustody>,
+}
+
+/// Where token-signing private keys live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningCustody {
+    /// Generated in software, kept in the store.
+    #[default]
+    Local,
+    /// Generated and used inside the PKCS#11 HSM.
+    Pkcs11,
+}
+
+/// A PIN: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin(pub String);
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+/// The PKCS#11 HSM settings.
+#[derive(Debug, Clone)]
+pub struct Pkcs11Config {
+    /// Module path.
+    pub module: PathBuf,
+    /// Token label.
+    pub token: String,
+    /// User PIN.
+    pub pin: Pin,
+    /// KEK label.
+    pub kek_label: String,
 }
 
 /// How logs are written.
@@ -123,6 +182,12 @@ struct FileConfig {
     allow_verification_time: Option<bool>,
     insecure_simulated_tee: Option<bool>,
     log_format: Option<LogFormat>,
+    kek_file: Option<PathBuf>,
+    pkcs11_module: Option<PathBuf>,
+    pkcs11_token: Option<String>,
+    pkcs11_pin: Option<String>,
+    pkcs11_kek_label: Option<String>,
+    signing_custody: Option<SigningCustody>,
 }
 
 /// The resolved configuration.
@@ -162,6 +227,12 @@ pub struct Config {
     pub insecure_simulated_tee: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// Local KEK file (when no HSM).
+    pub kek_file: PathBuf,
+    /// The HSM, when configured.
+    pub pkcs11: Option<Pkcs11Config>,
+    /// Where signing keys live.
+    pub signing_custody: SigningCustody,
 }
 
 fn secs(v: u64, name: &str) -> Result<i64, String> {
@@ -196,9 +267,26 @@ impl ServeArgs {
         }
         let max_concurrent_verifications =
             self.max_concurrent_verifications.or(file.max_concurrent_verifications).unwrap_or(8).max(1);
+        let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("cachet-data"));
+        let pkcs11 = match self.pkcs11_module.clone().or(file.pkcs11_module) {
+            None => None,
+            Some(module) => Some(Pkcs11Config {
+                module,
+                token: self.pkcs11_token.clone().or(file.pkcs11_token).unwrap_or_else(|| "cachet".into()),
+                pin: Pin(self.pkcs11_pin.clone().or(file.pkcs11_pin).ok_or("pkcs11_module needs pkcs11_pin (CACHET_PKCS11_PIN)")?),
+                kek_label: self.pkcs11_kek_label.clone().or(file.pkcs11_kek_label).unwrap_or_else(|| "cachet-kek".into()),
+            }),
+        };
+        let signing_custody = self.signing_custody.or(file.signing_custody).unwrap_or_default();
+        if signing_custody == SigningCustody::Pkcs11 && pkcs11.is_none() {
+            return Err("signing_custody = pkcs11 needs pkcs11_module".into());
+        }
         Ok(Config {
+            kek_file: self.kek_file.clone().or(file.kek_file).unwrap_or_else(|| data_dir.join("secrets-kek.key")),
+            pkcs11,
+            signing_custody,
             listen: self.listen.or(file.listen).unwrap_or(default_listen),
-            data_dir: self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("cachet-data")),
+            data_dir,
             database_url: self.database_url.clone().or(file.database_url),
             issuer: self.issuer.clone().or(file.issuer).map(|s| s.trim_end_matches('/').to_string()),
             tls,

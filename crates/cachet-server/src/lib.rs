@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod routes;
+pub mod secrets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Bounds concurrent verifications.
     pub verify_slots: Arc<Semaphore>,
+    /// The key broker: owners' secrets and their release.
+    pub broker: Arc<cachet_keybroker::KeyBroker>,
 }
 
 #[derive(OpenApi)]
@@ -105,6 +108,7 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::challenge))
         .routes(routes!(routes::attest))
+        .routes(routes!(secrets::release))
         .routes(routes!(routes::openid_configuration))
         .routes(routes!(routes::jwks))
         .routes(routes!(routes::healthz))
@@ -191,9 +195,13 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
     }
 }
 
-/// The key service for a configuration.
+/// The key service for a configuration (signing keys in the store).
 pub fn key_service(config: &Config, store: Arc<dyn Store>) -> KeyService {
-    let custody: Arc<dyn KeyCustody> = Arc::new(LocalCustody::new());
+    key_service_with(config, store, Arc::new(LocalCustody::new()))
+}
+
+/// The key service with signing keys in `custody` (e.g. the HSM).
+pub fn key_service_with(config: &Config, store: Arc<dyn Store>, custody: Arc<dyn KeyCustody>) -> KeyService {
     let policy = RotationPolicy { publish_lead: config.key_publish_lead, token_ttl: config.token_ttl, clock_skew: config.clock_skew };
     KeyService::new(store, custody, policy, config.token_alg)
 }
@@ -203,11 +211,49 @@ pub fn simulated_tee_dir(config: &Config) -> PathBuf {
     config.data_dir.join("simulated-tee")
 }
 
+/// The PKCS#11 HSM of the configuration, opened once per process (a
+/// module is initialised once; the KEK and the signing custody share it).
+fn hsm(config: &Config) -> Result<Option<Arc<cachet_keybroker::pkcs11::Hsm>>, String> {
+    use std::sync::{Mutex, OnceLock};
+    static OPENED: OnceLock<Mutex<Vec<(PathBuf, String, Arc<cachet_keybroker::pkcs11::Hsm>)>>> = OnceLock::new();
+    let Some(p) = &config.pkcs11 else { return Ok(None) };
+    let mut opened = OPENED.get_or_init(Default::default).lock().map_err(|_| "HSM registry lock poisoned".to_string())?;
+    if let Some((_, _, h)) = opened.iter().find(|(m, t, _)| *m == p.module && *t == p.token) {
+        return Ok(Some(h.clone()));
+    }
+    let h = cachet_keybroker::pkcs11::Hsm::open(&p.module, &p.token, &p.pin.0).map_err(|e| e.to_string())?;
+    opened.push((p.module.clone(), p.token.clone(), h.clone()));
+    Ok(Some(h))
+}
+
+/// The key broker of a configuration: its KEK (the HSM's, or the local key
+/// file, created 0600 on first start) over the service store.
+pub fn key_broker(config: &Config, store: Arc<dyn Store>) -> Result<cachet_keybroker::KeyBroker, String> {
+    use cachet_keybroker::{KeyEncryptionKey, LocalFileKek};
+    let kek: Arc<dyn KeyEncryptionKey> = match (hsm(config)?, &config.pkcs11) {
+        (Some(h), Some(p)) => Arc::new(cachet_keybroker::pkcs11::Pkcs11Kek::open_or_generate(h, &p.kek_label).map_err(|e| format!("HSM KEK: {e}"))?),
+        _ => {
+            if let Some(dir) = config.kek_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            Arc::new(LocalFileKek::open_or_create(&config.kek_file).map_err(|e| e.to_string())?)
+        }
+    };
+    let secrets = Arc::new(secrets::StoreSecrets(store));
+    Ok(cachet_keybroker::KeyBroker::new(kek, secrets, cachet_keybroker::BrokerConfig::default()))
+}
+
 /// Open the store, make sure a signing key exists, bind, and serve.
 pub async fn start(config: Config) -> Result<Server, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
-    let keys = Arc::new(key_service(&config, store.clone()));
+    let broker = Arc::new(key_broker(&config, store.clone())?);
+    let keys = Arc::new(match (config.signing_custody, hsm(&config)?) {
+        (config::SigningCustody::Pkcs11, Some(h)) => {
+            key_service_with(&config, store.clone(), Arc::new(cachet_keybroker::pkcs11::Pkcs11Custody::new(h)))
+        }
+        _ => key_service(&config, store.clone()),
+    });
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;
 
     let mut anchors = TrustAnchors::pinned();
@@ -247,6 +293,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
         issuer: Arc::new(issuer.clone()),
         metrics,
         verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifications)),
+        broker,
     };
     let (router, _) = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();

@@ -119,6 +119,16 @@ pub async fn attest(
     ApiJson(req): ApiJson<AttestRequest>,
 ) -> Result<Json<AttestResponse>, ApiError> {
     let actor = format!("client:{}", peer.ip());
+    let (token, _claims) = attest_core(&st, &actor, req).await?;
+    Ok(Json(AttestResponse { token }))
+}
+
+/// Verify, appraise and sign: the work of `POST /v1/attest`, shared with
+/// `POST /v1/secrets/release` (evidence attested in the same call).
+/// Returns the signed token and its claims.
+pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) -> Result<(String, Value), ApiError> {
+    let st = st.clone();
+    let actor = actor.to_string();
     let tee = Tee::parse(&req.tee).ok_or_else(|| {
         let names: Vec<_> = Tee::ALL.iter().map(|t| t.as_str()).collect();
         ApiError::new(StatusCode::BAD_REQUEST, "unknown_tee", format!("unknown tee {:?}; expected one of {}", req.tee, names.join(", ")))
@@ -265,7 +275,8 @@ pub async fn attest(
         freshness: if nonce.is_some() { Freshness::Nonce } else { Freshness::NotEstablished },
         verification_time: at,
     };
-    let (token, kid) = st.keys.sign(&ear.to_claims(), t).await.map_err(|e| {
+    let claims = ear.to_claims();
+    let (token, kid) = st.keys.sign(&claims, t).await.map_err(|e| {
         tracing::error!(error = %e, "cannot sign a token");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is available")
     })?;
@@ -284,7 +295,7 @@ pub async fn attest(
     st.store.append_audit(&entry).await?;
     st.metrics.attestations.with_label_values(&[tee.as_str(), a.status.as_str()]).inc();
     tracing::info!(tee = %tee, status = a.status.as_str(), kid = %kid, freshness = ear.freshness.as_str(), "attestation token issued");
-    Ok(Json(AttestResponse { token }))
+    Ok((token, claims))
 }
 
 /// Append a refusal to the audit log (logged, not fatal, if the store fails).

@@ -75,6 +75,37 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     /// Revocation time, if revoked.
     pub revoked_at: Option<i64>,
+    /// The tenant the key acts for (owner of secrets), if any.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A key-broker secret as stored: the sealed (envelope-encrypted) record is
+/// opaque JSON text here; only the key broker can open it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRow {
+    /// Owning tenant.
+    pub owner: String,
+    /// Name within the owner.
+    pub name: String,
+    /// Release policy (Rego).
+    pub policy: String,
+    /// SHA-256 of the policy.
+    pub policy_hash: String,
+    /// The sealed value (JSON: wrapped data key and ciphertext).
+    pub sealed: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last update.
+    pub updated_at: i64,
+    /// Version, from 1.
+    pub version: i64,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow").field("owner", &self.owner).field("name", &self.name).field("version", &self.version).finish_non_exhaustive()
+    }
 }
 
 /// A token-signing key as stored.
@@ -152,6 +183,20 @@ pub trait Store: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord>;
     /// Audit records with `seq > after`, in order, at most `limit`.
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Create or replace a secret, with its audit entry (indexed for its owner).
+    async fn put_secret(&self, row: &SecretRow, audit: &AuditEntry) -> StoreResult<()>;
+    /// The secret `(owner, name)`.
+    async fn get_secret(&self, owner: &str, name: &str) -> StoreResult<Option<SecretRow>>;
+    /// An owner's secrets, by name.
+    async fn list_secrets(&self, owner: &str) -> StoreResult<Vec<SecretRow>>;
+    /// Delete `(owner, name)` with its audit entry; `false` if there was none.
+    async fn delete_secret(&self, owner: &str, name: &str, audit: &AuditEntry) -> StoreResult<bool>;
+    /// Append an audit entry and index it for each of `owners` (a release
+    /// decision concerns the owners of the secrets requested).
+    async fn append_owner_audit(&self, entry: &AuditEntry, owners: &[String]) -> StoreResult<AuditRecord>;
+    /// Audit records indexed for `owner` with `seq > after`, in order, at most `limit`.
+    async fn owner_audit_page(&self, owner: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 }
 
 /// Walk the whole audit log and check its hash chain.

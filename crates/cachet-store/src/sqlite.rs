@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
-use crate::{ApiKeyRecord, NonceOutcome, SigningKeyRecord, Store, StoreError, StoreResult};
+use crate::{ApiKeyRecord, NonceOutcome, SecretRow, SigningKeyRecord, Store, StoreError, StoreResult};
 
 /// The database file name inside a data directory.
 pub const DB_FILE: &str = "cachet.db";
@@ -146,7 +146,27 @@ fn api_key_from(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
         secret_hash: row.try_get("secret_hash")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        tenant: row.try_get("tenant")?,
     })
+}
+
+fn secret_from(row: &SqliteRow) -> StoreResult<SecretRow> {
+    Ok(SecretRow {
+        owner: row.try_get("owner")?,
+        name: row.try_get("name")?,
+        policy: row.try_get("policy")?,
+        policy_hash: row.try_get("policy_hash")?,
+        sealed: row.try_get("sealed")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+/// Index an audit record for an owner, inside the transaction that appended it.
+async fn index_owner(tx: &mut Transaction<'static, Sqlite>, owner: &str, seq: i64) -> StoreResult<()> {
+    sqlx::query("INSERT OR IGNORE INTO owner_audit (owner, seq) VALUES (?, ?)").bind(owner).bind(seq).execute(&mut **tx).await?;
+    Ok(())
 }
 
 fn signing_key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
@@ -239,13 +259,14 @@ impl Store for SqliteStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.immediate().await?;
-        sqlx::query("INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at, tenant) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(&key.id)
             .bind(&key.name)
             .bind(&key.role)
             .bind(&key.secret_hash)
             .bind(key.created_at)
             .bind(key.revoked_at)
+            .bind(&key.tenant)
             .execute(&mut *tx)
             .await?;
         append_in(&mut tx, audit).await?;
@@ -361,6 +382,74 @@ impl Store for SqliteStore {
             .bind(limit.clamp(1, 10_000))
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn put_secret(&self, row: &SecretRow, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.immediate().await?;
+        sqlx::query(
+            "INSERT INTO secrets (owner, name, policy, policy_hash, sealed, created_at, updated_at, version) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (owner, name) DO UPDATE SET policy = excluded.policy, policy_hash = excluded.policy_hash, \
+             sealed = excluded.sealed, updated_at = excluded.updated_at, version = excluded.version",
+        )
+        .bind(&row.owner)
+        .bind(&row.name)
+        .bind(&row.policy)
+        .bind(&row.policy_hash)
+        .bind(&row.sealed)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.version)
+        .execute(&mut *tx)
+        .await?;
+        let rec = append_in(&mut tx, audit).await?;
+        index_owner(&mut tx, &row.owner, rec.seq).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_secret(&self, owner: &str, name: &str) -> StoreResult<Option<SecretRow>> {
+        let row = sqlx::query("SELECT * FROM secrets WHERE owner = ? AND name = ?").bind(owner).bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(secret_from).transpose()
+    }
+
+    async fn list_secrets(&self, owner: &str) -> StoreResult<Vec<SecretRow>> {
+        let rows = sqlx::query("SELECT * FROM secrets WHERE owner = ? ORDER BY name").bind(owner).fetch_all(&self.pool).await?;
+        rows.iter().map(secret_from).collect()
+    }
+
+    async fn delete_secret(&self, owner: &str, name: &str, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.immediate().await?;
+        let r = sqlx::query("DELETE FROM secrets WHERE owner = ? AND name = ?").bind(owner).bind(name).execute(&mut *tx).await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let rec = append_in(&mut tx, audit).await?;
+        index_owner(&mut tx, owner, rec.seq).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn append_owner_audit(&self, entry: &AuditEntry, owners: &[String]) -> StoreResult<AuditRecord> {
+        let mut tx = self.immediate().await?;
+        let rec = append_in(&mut tx, entry).await?;
+        for o in owners {
+            index_owner(&mut tx, o, rec.seq).await?;
+        }
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn owner_audit_page(&self, owner: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.* FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = ? AND a.seq > ? ORDER BY a.seq LIMIT ?",
+        )
+        .bind(owner)
+        .bind(after)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(audit_from).collect()
     }
 }

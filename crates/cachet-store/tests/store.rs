@@ -17,7 +17,7 @@ fn entry(action: &str) -> AuditEntry {
 }
 
 fn key(id: &str) -> ApiKeyRecord {
-    ApiKeyRecord { id: id.into(), name: "n".into(), role: "admin".into(), secret_hash: "00".into(), created_at: 5, revoked_at: None }
+    ApiKeyRecord { id: id.into(), name: "n".into(), role: "admin".into(), secret_hash: "00".into(), created_at: 5, revoked_at: None, tenant: None }
 }
 
 #[tokio::test]

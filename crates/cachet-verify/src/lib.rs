@@ -11,6 +11,7 @@
 //! name of the check that failed ([`VerifyError`]).
 
 pub mod anchors;
+pub mod cache;
 pub mod check;
 pub mod encoding;
 pub mod x509;
@@ -19,6 +20,7 @@ pub mod azure;
 pub mod dcap;
 pub mod nitro;
 pub mod nvgpu;
+pub mod selftest;
 pub mod simulated;
 pub mod snp;
 pub mod tpm;

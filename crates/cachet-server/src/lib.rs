@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ops;
 pub mod routes;
 pub mod secrets;
+pub mod secrets_client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

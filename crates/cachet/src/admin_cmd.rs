@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use cachet_server::auth::{new_api_key, Role};
+use cachet_server::auth::{new_tenant_api_key, Role};
 use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
 use cachet_store::{AuditEntry, Store};
 use clap::{Args, Subcommand};
@@ -26,6 +26,10 @@ pub enum AdminCommand {
         /// A label for the key.
         #[arg(long, default_value = "")]
         name: String,
+        /// The tenant the key acts for: it owns the key-broker secrets it
+        /// puts and sees only those (`cachet secrets`).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// List API keys (never their secrets).
     ListKeys,
@@ -59,9 +63,9 @@ async fn run_async(args: AdminArgs) -> Result<ExitCode, String> {
         ..Default::default()
     };
     let code = match args.command {
-        AdminCommand::CreateKey { role, name } => {
-            let k = new_api_key(&name, role, now)?;
-            let a = audit("api_key.create", json!({"id": k.record.id, "name": name, "role": role.as_str()}));
+        AdminCommand::CreateKey { role, name, tenant } => {
+            let k = new_tenant_api_key(&name, role, tenant.as_deref(), now)?;
+            let a = audit("api_key.create", json!({"id": k.record.id, "name": name, "role": role.as_str(), "tenant": tenant}));
             store.insert_api_key(&k.record, &a).await.map_err(|e| e.to_string())?;
             eprintln!("created {} key {} (shown once; keep it secret)", role.as_str(), k.record.id);
             println!("{}", k.key);

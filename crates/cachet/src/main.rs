@@ -4,6 +4,7 @@ mod admin_cmd;
 mod audit_cmd;
 mod keys_cmd;
 mod refvals_cmd;
+mod secrets_cmd;
 mod serve_cmd;
 mod verify_cmd;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Build and list reference values (allowed measurements) from in-toto /
     /// SLSA provenance and plain JSON/TOML files.
     Refvals(refvals_cmd::RefvalsArgs),
+    /// A tenant's key-broker secrets: put (value + Rego release policy),
+    /// list, get, delete, and the releases of them.
+    Secrets(secrets_cmd::SecretsArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +52,6 @@ fn main() -> ExitCode {
         Command::Admin(args) => admin_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Refvals(args) => refvals_cmd::run(args),
+        Command::Secrets(args) => secrets_cmd::run(args),
     }
 }

@@ -314,7 +314,7 @@ pub fn verify_document(bytes: &[u8], anchors: &TrustAnchors, at: UnixTime, check
     let doc = checks.record("Document fields", parse_document(&cose.payload), "all required fields well-formed")?;
     checks.record("COSE signature", verify_cose_signature(&cose, &doc.certificate), "ES384 by the leaf certificate")?;
     let roots: Vec<&crate::anchors::Anchor> = anchors.of_kind(AnchorKind::AwsNitroRoot).collect();
-    let chain = x509::verify_chain(
+    let chain = crate::cache::verify_chain(
         "Nitro certificate chain",
         &doc.certificate,
         &doc.cabundle,

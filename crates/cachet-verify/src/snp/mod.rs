@@ -114,7 +114,7 @@ pub fn verify_report(
     let label = kind.label();
     // `of_kind` is not `Clone`; the chain walk needs to restart it.
     let arks: Vec<&crate::anchors::Anchor> = anchors.of_kind(AnchorKind::AmdArk(product)).collect();
-    let chain = x509::verify_chain(
+    let chain = crate::cache::verify_chain(
         &format!("{label} certificate chain"),
         &vek.der,
         &pool.certs,
@@ -293,7 +293,7 @@ fn check_crls(pool: &Pool, chain: &VerifiedChain, at: UnixTime, checks: &mut Che
                 format!("a CRL names '{}' as issuer, whose keyUsage does not permit signing CRLs", crl.issuer()),
             ));
         }
-        let verified = x509::verify_crl(NAME, crl_der, issuer_der, at, checks)?;
+        let verified = crate::cache::verify_crl(NAME, crl_der, issuer_der, at, checks)?;
         let subject = parse_cert(subject_der).map_err(|e| checks.fail(NAME, e))?;
         if verified.is_revoked(subject.raw_serial()) {
             return Err(checks.fail(

@@ -331,7 +331,7 @@ pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let mut pool: Vec<Vec<u8>> = ev.ak_cert_chain.iter().skip(1).cloned().collect();
     pool.extend(pool_extra);
     let roots: Vec<&crate::anchors::Anchor> = req.anchors.of_kind(AnchorKind::GoogleEkAkRoot).collect();
-    let chain = x509::verify_chain(
+    let chain = crate::cache::verify_chain(
         "AK certificate chain",
         &leaf,
         &pool,

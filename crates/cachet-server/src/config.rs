@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// `pkcs11` (the HSM of --pkcs11-module, non-extractable) [default: local].
     #[arg(long, env = "CACHET_SIGNING_CUSTODY", value_enum)]
     pub signing_custody: Option<SigningCustody>,
+    /// Reference values (JSON, or TOML for a `.toml` file; see `cachet
+    /// refvals`) that secrets' release policies read as
+    /// `data.reference_values.NAME`.
+    #[arg(long, env = "CACHET_REFERENCE_VALUES", value_name = "PATH")]
+    pub reference_values: Option<PathBuf>,
 }
 
 /// Where token-signing private keys live.
@@ -188,6 +193,7 @@ struct FileConfig {
     pkcs11_pin: Option<String>,
     pkcs11_kek_label: Option<String>,
     signing_custody: Option<SigningCustody>,
+    reference_values: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -233,6 +239,8 @@ pub struct Config {
     pub pkcs11: Option<Pkcs11Config>,
     /// Where signing keys live.
     pub signing_custody: SigningCustody,
+    /// Reference values for release policies.
+    pub reference_values: Option<PathBuf>,
 }
 
 fn secs(v: u64, name: &str) -> Result<i64, String> {
@@ -285,6 +293,7 @@ impl ServeArgs {
             kek_file: self.kek_file.clone().or(file.kek_file).unwrap_or_else(|| data_dir.join("secrets-kek.key")),
             pkcs11,
             signing_custody,
+            reference_values: self.reference_values.clone().or(file.reference_values),
             listen: self.listen.or(file.listen).unwrap_or(default_listen),
             data_dir,
             database_url: self.database_url.clone().or(file.database_url),

@@ -241,7 +241,18 @@ pub fn key_broker(config: &Config, store: Arc<dyn Store>) -> Result<cachet_keybr
         }
     };
     let secrets = Arc::new(secrets::StoreSecrets(store));
-    Ok(cachet_keybroker::KeyBroker::new(kek, secrets, cachet_keybroker::BrokerConfig::default()))
+    let broker = cachet_keybroker::KeyBroker::new(kek, secrets, cachet_keybroker::BrokerConfig::default());
+    if let Some(path) = &config.reference_values {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.len() > 16 << 20 {
+            return Err(format!("{}: reference values larger than 16 MiB", path.display()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let toml = path.extension().is_some_and(|e| e == "toml");
+        let refvals = cachet_appraise::ReferenceValues::parse(&text, toml).map_err(|e| format!("{}: {e}", path.display()))?;
+        broker.set_reference_values(refvals);
+    }
+    Ok(broker)
 }
 
 /// Open the store, make sure a signing key exists, bind, and serve.

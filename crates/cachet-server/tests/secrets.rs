@@ -333,3 +333,33 @@ async fn owners_cannot_read_overwrite_delete_list_or_see_releases_of_each_others
     assert_eq!(call(&srv, Method::GET, "/v1/admin/secrets/shared", Some(&ka), None).await.0, 404);
     assert_eq!(call(&srv, Method::GET, "/v1/admin/secrets/shared", Some(&kb), None).await.0, 200, "bank-b's own is untouched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_policies_read_the_servers_reference_values() {
+    let refs = temp_dir("kb-refs").join("refs.json");
+    std::fs::write(&refs, json!({"reference_values": {"approved": [hex::encode(GOOD)]}}).to_string()).unwrap();
+    let srv = start("kb-refvals", |a| {
+        a.insecure_simulated_tee = true;
+        a.reference_values = Some(refs.clone());
+    })
+    .await;
+    let ka = tenant_key(&srv.dir, Some("bank-a"), Role::Admin).await;
+    let policy = r#"package release
+import rego.v1
+ev := input.claims.submods[input.tee]["ear.veraison.annotated-evidence"]
+status := "affirming" if ev.measurement in data.reference_values.approved
+reasons contains {"rule": "measurement", "outcome": "contraindicated", "detail": "not in reference set 'approved'"} if {
+    not ev.measurement in data.reference_values.approved
+}
+"#;
+    assert_eq!(put(&srv, &ka, "k", VALUE_A, policy).await.0, 201);
+    let w = Workload::new();
+    for (m, released) in [(GOOD, true), (BAD, false)] {
+        let token = token_for(&srv, &w, m).await;
+        let (s, v) = release(&srv, json!({"token": token, "secrets": ["bank-a/k"]})).await;
+        assert_eq!((s, v["results"][0]["released"].as_bool()), (200, Some(released)), "{v}");
+        if !released {
+            assert!(v["results"][0]["reason"].as_str().unwrap().contains("not in reference set"), "{v}");
+        }
+    }
+}

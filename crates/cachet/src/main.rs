@@ -1,6 +1,8 @@
 //! `cachet`: the command line over Cachet's verifier, service and attester.
 
 mod admin_cmd;
+mod attest_cmd;
+mod demo_cmd;
 mod audit_cmd;
 mod keys_cmd;
 mod refvals_cmd;
@@ -41,6 +43,16 @@ enum Command {
     /// A tenant's key-broker secrets: put (value + Rego release policy),
     /// list, get, delete, and the releases of them.
     Secrets(secrets_cmd::SecretsArgs),
+    /// Attest this workload (inside a TEE): challenge, evidence bound to the
+    /// nonce, token printed on stdout. Exit 0 token, 1 refused, 2 error.
+    Attest(attest_cmd::AttestArgs),
+    /// Attest with a fresh key and fetch secrets (OWNER/NAME) released to it.
+    /// Exit 0 all released, 1 any refused, 2 error.
+    FetchSecret(attest_cmd::FetchArgs),
+    /// Run the whole key-release story locally (in-process service, INSECURE
+    /// simulated TEE): two owners, an approved and a modified workload, the
+    /// audit log.
+    Demo(demo_cmd::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +65,8 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_cmd::run(args),
         Command::Refvals(args) => refvals_cmd::run(args),
         Command::Secrets(args) => secrets_cmd::run(args),
+        Command::Attest(args) => attest_cmd::run(args),
+        Command::FetchSecret(args) => attest_cmd::run_fetch(args),
+        Command::Demo(args) => demo_cmd::run(args),
     }
 }

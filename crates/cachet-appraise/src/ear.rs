@@ -316,6 +316,15 @@ mod tests {
     }
 
     #[test]
+    fn failed_verification_is_contraindicated_and_named() {
+        let a = Appraisal::verification_failed("p", "ab", "PCK CRL", "certificate revoked");
+        assert_eq!(a.status, Status::Contraindicated);
+        assert_eq!(a.trustworthiness_vector.hardware, Some(99));
+        assert_eq!(a.reasons[0].detail, "PCK CRL: certificate revoked");
+        assert_eq!(claim_value_tag("hardware", 99), Some("crypto_failed"));
+    }
+
+    #[test]
     fn ear_submod_uses_ar4si_names() {
         let a = Appraisal {
             status: Status::Affirming,

@@ -19,6 +19,21 @@
 //!
 //! Pure library code: no network, no files, no clock (the appraisal instant
 //! is an input).
+//!
+//! ## In a service
+//!
+//! * storing a policy: `Policy::validate(name, text)` — compiled and run on
+//!   sample claims; on error keep the previous policy and return the
+//!   [`PolicyError`] (its `Display` is the user-facing message); on success
+//!   `PolicyCache::insert(Arc::new(policy))` and record `policy.hash()`;
+//! * attesting: `cache.get_or_compile(name, text)?.evaluate(&input, &refvals, at)`
+//!   (engines are `Send + Sync`; evaluations run in parallel), then put
+//!   [`Appraisal::to_ear_submod`] in the token's `submods`;
+//! * dry run / explanations: the same `evaluate`; [`Appraisal::reasons`] lists
+//!   each rule's outcome, [`Appraisal::verification_failed`] covers evidence
+//!   that did not verify;
+//! * reference values: [`ReferenceValues::parse`] / [`ReferenceValues::to_document`]
+//!   round-trip the JSON form; [`provenance::subject_digests`] reads uploads.
 
 pub mod defaults;
 pub mod ear;

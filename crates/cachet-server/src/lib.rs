@@ -196,9 +196,38 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
     }
 }
 
-/// The key service for a configuration (signing keys in the store).
+/// The key service for a configuration: signing keys in the store, or in
+/// the PKCS#11 HSM with `signing_custody = pkcs11` (so `cachet keys` and
+/// the server use the same custody).
 pub fn key_service(config: &Config, store: Arc<dyn Store>) -> KeyService {
-    key_service_with(config, store, Arc::new(LocalCustody::new()))
+    let custody: Arc<dyn KeyCustody> = match config.signing_custody {
+        config::SigningCustody::Local => Arc::new(LocalCustody::new()),
+        config::SigningCustody::Pkcs11 => match hsm(config) {
+            Ok(Some(h)) => Arc::new(cachet_keybroker::pkcs11::Pkcs11Custody::new(h)),
+            Ok(None) => Arc::new(UnavailableCustody("signing_custody = pkcs11 needs pkcs11_module".into())),
+            Err(e) => Arc::new(UnavailableCustody(e)),
+        },
+    };
+    key_service_with(config, store, custody)
+}
+
+/// The PKCS#11 custody when its HSM cannot be opened: every use fails with
+/// the reason (rather than silently falling back to software keys).
+struct UnavailableCustody(String);
+
+impl KeyCustody for UnavailableCustody {
+    fn name(&self) -> &'static str {
+        "pkcs11"
+    }
+    fn generate(&self, _: cachet_token::Algorithm, _: &str) -> Result<cachet_token::CustodyKey, cachet_token::TokenError> {
+        Err(cachet_token::TokenError::Key(format!("HSM unavailable: {}", self.0)))
+    }
+    fn sign(&self, _: cachet_token::Algorithm, _: &[u8], _: &[u8]) -> Result<Vec<u8>, cachet_token::TokenError> {
+        Err(cachet_token::TokenError::Sign(format!("HSM unavailable: {}", self.0)))
+    }
+    fn destroy(&self, _: &[u8]) -> Result<(), cachet_token::TokenError> {
+        Err(cachet_token::TokenError::Key(format!("HSM unavailable: {}", self.0)))
+    }
 }
 
 /// The key service with signing keys in `custody` (e.g. the HSM).
@@ -216,7 +245,8 @@ pub fn simulated_tee_dir(config: &Config) -> PathBuf {
 /// module is initialised once; the KEK and the signing custody share it).
 fn hsm(config: &Config) -> Result<Option<Arc<cachet_keybroker::pkcs11::Hsm>>, String> {
     use std::sync::{Mutex, OnceLock};
-    static OPENED: OnceLock<Mutex<Vec<(PathBuf, String, Arc<cachet_keybroker::pkcs11::Hsm>)>>> = OnceLock::new();
+    type Opened = Vec<(PathBuf, String, Arc<cachet_keybroker::pkcs11::Hsm>)>;
+    static OPENED: OnceLock<Mutex<Opened>> = OnceLock::new();
     let Some(p) = &config.pkcs11 else { return Ok(None) };
     let mut opened = OPENED.get_or_init(Default::default).lock().map_err(|_| "HSM registry lock poisoned".to_string())?;
     if let Some((_, _, h)) = opened.iter().find(|(m, t, _)| *m == p.module && *t == p.token) {
@@ -260,12 +290,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
     let broker = Arc::new(key_broker(&config, store.clone())?);
-    let keys = Arc::new(match (config.signing_custody, hsm(&config)?) {
-        (config::SigningCustody::Pkcs11, Some(h)) => {
-            key_service_with(&config, store.clone(), Arc::new(cachet_keybroker::pkcs11::Pkcs11Custody::new(h)))
-        }
-        _ => key_service(&config, store.clone()),
-    });
+    let keys = Arc::new(key_service(&config, store.clone()));
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;
 
     let mut anchors = TrustAnchors::pinned();

@@ -43,6 +43,23 @@ rim_incomplete contains i if {
 	object.get(g, "rim_appraisal", "none") != "driver+vbios"
 }
 
+rim_incomplete contains i if {
+	some i in rim_mismatch
+}
+
+# A GPU whose measurements differ from an applicable, authentic NVIDIA RIM
+# runs firmware NVIDIA does not endorse for that release: refused (the
+# verifier reports this as rim_status "mismatch", naming the indices).
+rim_mismatch contains i if {
+	some i, g in gpus
+	object.get(g, "rim_status", "no_rim") == "mismatch"
+}
+
+reasons contains r if {
+	some i in rim_mismatch
+	r := {"rule": sprintf("rim.gpu%d", [i]), "outcome": "contraindicated", "detail": "measurements differ from NVIDIA's golden values (RIM) for this driver/VBIOS release"}
+}
+
 reasons contains r if {
 	some i, g in gpus
 	not i in rim_incomplete
@@ -59,6 +76,7 @@ rims_complete if {
 # measurement without reference values.
 reasons contains r if {
 	some i in rim_incomplete
+	not i in rim_mismatch
 	r := {"rule": sprintf("rim.gpu%d", [i]), "outcome": "none", "detail": sprintf("measurements compared with NVIDIA's RIMs: %s (driver and VBIOS RIMs are both needed)", [object.get(gpus[i], "rim_appraisal", "none")])}
 }
 
@@ -122,6 +140,8 @@ require_reference_values := false
 # AR4SI executables: 2 every configured set matches, 33 a value is not
 # recognized, 96 refused (per the two settings above).
 executables := 96 if {
+	count(rim_mismatch) > 0
+} else := 96 if {
 	count(mismatched) > 0
 	mismatch_outcome == "contraindicated"
 } else := 33 if {

@@ -28,7 +28,35 @@ fn rims_matched(claims: &serde_json::Value) -> bool {
         Some(list) => list.iter().collect(),
         None => vec![claims],
     };
-    claims["tee"] == "nvgpu" && gpus.iter().all(|g| g["rim_appraisal"] == "driver+vbios")
+    claims["tee"] == "nvgpu" && gpus.iter().all(|g| g["rim_appraisal"] == "driver+vbios" && g["rim_status"] == "match")
+}
+
+/// Whether some GPU's measurements differ from an applicable NVIDIA RIM.
+fn rim_mismatch(claims: &serde_json::Value) -> bool {
+    let gpus: Vec<&serde_json::Value> = match claims.get("gpus").and_then(|g| g.as_array()) {
+        Some(list) => list.iter().collect(),
+        None => vec![claims],
+    };
+    claims["tee"] == "nvgpu" && gpus.iter().any(|g| g["rim_status"] == "mismatch")
+}
+
+/// NVIDIA's PROD VBIOS RIM supplied with the `nvgpu-h100-2023` case differs
+/// from the sample GPU at 4 of 12 indices: the verifier reports it
+/// (`rim_status: "mismatch"`), and the default policy refuses it even when
+/// the operator's own reference values match.
+#[test]
+fn a_gpu_that_differs_from_its_rim_is_refused_by_default() {
+    let (cases, _) = verified_cases();
+    let bad: Vec<_> = cases.iter().filter(|c| rim_mismatch(&c.claims)).collect();
+    assert!(!bad.is_empty(), "the vectors hold a GPU report that differs from an applicable RIM");
+    let p = default_policy("nvgpu").unwrap();
+    for c in bad {
+        let (name, value) = pick_measurement("nvgpu", &c.claims).unwrap();
+        let a = p.evaluate(&AppraisalInput::new("nvgpu", c.claims.clone()), &refvals(&name, &value), c.at).unwrap();
+        assert_eq!(a.status, Status::Contraindicated, "{}: {:#?}", c.id, a.reasons);
+        assert_eq!(a.trustworthiness_vector.executables, Some(96));
+        assert!(a.reasons.iter().any(|r| r.rule.starts_with("rim.gpu") && r.outcome == Status::Contraindicated));
+    }
 }
 
 #[test]
@@ -45,7 +73,9 @@ fn default_policies_appraise_every_verified_case() {
         assert_eq!(a.policy_hash, p.hash());
         let debug = c.claims.get("debug").and_then(|d| d.as_bool()).unwrap_or(false);
         let tcb = c.claims.get("tcb_status").and_then(|t| t.as_str()).unwrap_or("");
-        if debug {
+        if rim_mismatch(&c.claims) {
+            assert_eq!(a.status, Status::Contraindicated, "{}: a RIM mismatch is refused", c.id);
+        } else if debug {
             assert_eq!(a.status, Status::Contraindicated, "{}: debug evidence is refused", c.id);
             assert!(a.reasons.iter().any(|r| r.rule == "debug" && r.outcome == Status::Contraindicated), "{}", c.id);
         } else if tcb == "UpToDate" {
@@ -100,7 +130,9 @@ fn an_out_of_date_tdx_quote_is_a_warning() {
 #[test]
 fn reference_values_decide_the_measurements_of_every_family() {
     let (cases, _) = verified_cases();
-    for c in cases.iter().filter(|c| c.claims.get("debug").and_then(|d| d.as_bool()) != Some(true)) {
+    // (GPUs that differ from their RIM are refused whatever the reference
+    // values say: a_gpu_that_differs_from_its_rim_is_refused_by_default.)
+    for c in cases.iter().filter(|c| c.claims.get("debug").and_then(|d| d.as_bool()) != Some(true) && !rim_mismatch(&c.claims)) {
         let Some((name, value)) = pick_measurement(&c.tee, &c.claims) else {
             panic!("{}: no measurement found in the claims", c.id);
         };

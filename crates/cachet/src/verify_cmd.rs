@@ -1,5 +1,16 @@
 //! `cachet verify`: evidence file + endorsement files -> verdict, claims, checks.
 
+
+/// Output to stdout that never panics: `cachet verify … | head` closes the
+/// pipe early, and std's `println!` would panic on the broken pipe. Shadows
+/// the prelude macro for this module.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

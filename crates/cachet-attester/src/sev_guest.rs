@@ -55,8 +55,14 @@ struct SnpGuestRequestIoctl {
     exitinfo2: u64,
 }
 
-nix::ioctl_readwrite!(snp_get_report, b'S', 0x0, SnpGuestRequestIoctl);
-nix::ioctl_readwrite!(snp_get_ext_report, b'S', 0x2, SnpGuestRequestIoctl);
+nix::ioctl_readwrite!(
+    /// `SNP_GET_REPORT` (`_IOWR('S', 0x0, struct snp_guest_request_ioctl)`).
+    snp_get_report, b'S', 0x0, SnpGuestRequestIoctl
+);
+nix::ioctl_readwrite!(
+    /// `SNP_GET_EXT_REPORT` (`_IOWR('S', 0x2, struct snp_guest_request_ioctl)`).
+    snp_get_ext_report, b'S', 0x2, SnpGuestRequestIoctl
+);
 
 /// The VMM error meaning "certificate buffer too small" (length updated).
 const VMM_ERR_INVALID_LEN: u64 = 1;

@@ -29,7 +29,10 @@ struct TdxReportReq {
     tdreport: [u8; TDREPORT_LEN],
 }
 
-nix::ioctl_readwrite!(tdx_cmd_get_report0, b'T', 1, TdxReportReq);
+nix::ioctl_readwrite!(
+    /// `TDX_CMD_GET_REPORT0` (`_IOWR('T', 1, struct tdx_report_req)`).
+    tdx_cmd_get_report0, b'T', 1, TdxReportReq
+);
 
 /// A TDREPORT for `report_data` from the TDX module, via `device`.
 pub fn td_report(device: &Path, report_data: &[u8; 64]) -> Result<Vec<u8>, CollectError> {

@@ -29,9 +29,17 @@
 //! `RIM measurements (…)` naming the indices.
 //!
 //! **Revocation.** NVIDIA publishes the revocation status of device and RIM
-//! certificates only by OCSP, which is online; this verifier is offline and
-//! does not check it, and says so in every result
-//! (`"revocation_checked": false`).
+//! certificates only by OCSP, which is online; this verifier is offline. A
+//! caller who wants revocation checked supplies stored OCSP responses as
+//! endorsements (see [`ocsp`]): checks `OCSP response` (format, signature by
+//! the issuing CA or its delegated responder, `thisUpdate <= at <=
+//! nextUpdate`), `Device certificate revocation` and `RIM certificate
+//! revocation` (a revoked certificate fails by name). The claims say what
+//! was checked: `revocation_checked` is `true` when every certificate of the
+//! device chain and of the applied RIMs' chains (trust anchors excepted) has
+//! a verified `good` response, `false` when none has (always so without
+//! responses), `"partial"` otherwise; `revocation` lists each certificate
+//! with its status (`good`, `unknown`, `not_covered`).
 //!
 //! **Debug.** The report has no debug indicator. NVIDIA's verifier asserts
 //! `dbgstat: "disabled"` only when every measurement matched its RIMs; the
@@ -53,7 +61,7 @@
 //! values differ — reported, not a verification failure, for the appraisal
 //! policy to refuse; `no_rim`), `rim_appraisal`
 //! (`driver+vbios`/`driver`/`vbios`/`none`), `dbgstat`,
-//! `revocation_checked`.
+//! `revocation_checked`, `revocation`.
 //!
 //! Evidence may also be a JSON array of per-GPU evidence as NVIDIA's
 //! attestation SDK collects it for a multi-GPU (PPCIe) system
@@ -63,6 +71,7 @@
 
 pub mod appraise;
 pub mod device;
+pub mod ocsp;
 pub mod opaque;
 pub mod rim;
 pub mod spdm;
@@ -82,7 +91,8 @@ pub const MAX_GPUS: usize = 64;
 /// Verify NVIDIA GPU evidence: one attestation report (binary, hex or
 /// base64, decoded by the caller) or a JSON array of per-GPU evidence.
 pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
-    let inputs = Inputs::from_endorsements(req.endorsements);
+    let mut inputs = Inputs::from_endorsements(req.endorsements);
+    inputs.ocsp = ocsp::from_endorsements(req.endorsements, checks)?;
     let first = req.evidence.iter().find(|b| !b.is_ascii_whitespace());
     if matches!(first, Some(b'[') | Some(b'{')) {
         return verify_set(req, &inputs, checks);
@@ -98,6 +108,8 @@ struct Inputs<'a> {
     certs: Vec<Vec<u8>>,
     /// Every XML endorsement: candidate RIMs.
     rims: Vec<&'a Endorsement>,
+    /// Stored OCSP responses, parsed.
+    ocsp: Vec<ocsp::StoredResponse>,
 }
 
 impl<'a> Inputs<'a> {
@@ -107,13 +119,15 @@ impl<'a> Inputs<'a> {
         for e in list {
             if rim::looks_like_xml(&e.bytes) {
                 rims.push(e);
+            } else if ocsp::is_ocsp(e) {
+                // Parsed (and its format checked) by `ocsp::from_endorsements`.
             } else if is_der_cert(&e.bytes) {
                 certs.push(e.bytes.clone());
             } else {
                 certs.extend(certs_from_pem(&e.bytes));
             }
         }
-        Inputs { certs, rims }
+        Inputs { certs, rims, ocsp: Vec::new() }
     }
 }
 
@@ -211,6 +225,13 @@ fn verify_report(
     let ctx = ReportContext { driver_version: driver_version.as_deref(), vbios_version: vbios_version.as_deref(), chip: chip.as_deref(), measurements: &measurements, nvdec0_disabled };
     let rims = appraise_rims(&ctx, &inputs.rims, req, checks)?;
 
+    // Revocation, from stored OCSP responses (when given).
+    let mut revocation =
+        ocsp::check_chain("Device certificate revocation", "device", &chain.certs, &inputs.ocsp, req.at, checks)?;
+    for (label, rim_chain) in &rims.chains {
+        revocation.merge(ocsp::check_chain("RIM certificate revocation", label, rim_chain, &inputs.ocsp, req.at, checks)?);
+    }
+
     let mut c = Map::new();
     c.insert("debug".into(), json!(false));
     c.insert("nonce".into(), json!(hex::encode(rq.nonce)));
@@ -233,7 +254,8 @@ fn verify_report(
     c.insert("rim_status".into(), json!(rims.status));
     c.insert("rims".into(), rims.claims);
     c.insert("rims_ignored".into(), json!(rims.ignored));
-    c.insert("revocation_checked".into(), json!(false));
+    c.insert("revocation_checked".into(), revocation.checked_claim());
+    c.insert("revocation".into(), json!(revocation.entries));
     Ok(c)
 }
 
@@ -284,6 +306,8 @@ struct RimOutcome {
     both_matched: bool,
     /// `match`, `mismatch` or `no_rim` (see the module docs).
     status: &'static str,
+    /// The verified signer chain of each applied RIM (`rim driver`/`rim vbios`), for revocation.
+    chains: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 /// Which component a RIM applies to for this report, or why it does not.
@@ -316,6 +340,7 @@ fn appraise_rims(
     checks: &mut Checks,
 ) -> VResult<RimOutcome> {
     let mut applied: Vec<(Component, rim::Rim, appraise::Comparison)> = Vec::new();
+    let mut chains: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     let mut stale: Vec<(Component, Checks, VerifyError)> = Vec::new();
     let mut ignored = Vec::new();
     for e in given {
@@ -337,8 +362,9 @@ fn appraise_rims(
             Ok(component) => {
                 let mut scratch = Checks::new();
                 match x509::verify_chain(&chain_name, leaf, pool, anchors, req.at, &mut scratch) {
-                    Ok(_) => {
+                    Ok(verified) => {
                         checks.extend_prefixed("", scratch);
+                        chains.push((format!("rim {}", component.as_str()), verified.certs));
                         let cmp = appraise::compare(&r, ctx.measurements, ctx.nvdec0_disabled);
                         applied.push((component, r, cmp));
                     }
@@ -447,7 +473,7 @@ fn appraise_rims(
         _ if [driver, vbios].into_iter().flatten().all(|(_, _, m)| m.all_matched()) => "match",
         _ => "mismatch",
     };
-    Ok(RimOutcome { claims: Value::Object(claims), ignored, appraisal, both_matched, status })
+    Ok(RimOutcome { claims: Value::Object(claims), ignored, appraisal, both_matched, status, chains })
 }
 
 /// One GPU's evidence in a JSON set, as NVIDIA's attestation SDK writes it.
@@ -487,13 +513,21 @@ fn verify_set(req: &VerifyRequest<'_>, inputs: &Inputs<'_>, checks: &mut Checks)
     }
     let nonces: Vec<&Value> = gpus.iter().map(|g| &g["nonce"]).collect();
     let nonce = if nonces.windows(2).all(|w| w[0] == w[1]) { nonces.first().map(|v| (*v).clone()) } else { None };
+    let each: Vec<&Value> = gpus.iter().map(|g| &g["revocation_checked"]).collect();
+    let revocation_checked = if each.iter().all(|v| **v == json!(true)) {
+        json!(true)
+    } else if each.iter().all(|v| **v == json!(false)) {
+        json!(false)
+    } else {
+        json!("partial")
+    };
     Ok(json!({
         "tee": "nvgpu",
         "debug": false,
         "nonce": nonce,
         "gpu_count": gpus.len(),
         "gpus": gpus,
-        "revocation_checked": false,
+        "revocation_checked": revocation_checked,
     }))
 }
 

@@ -37,6 +37,17 @@ reasons contains r if {
 	r := {"rule": "revocation", "outcome": "none", "detail": "no OCSP response was supplied: revocation of the device certificates was not checked"}
 }
 
+# Stored OCSP responses covered only some certificates of the chains.
+reasons contains r if {
+	object.get(input.claims, "revocation_checked", false) == "partial"
+	r := {"rule": "revocation", "outcome": "none", "detail": "stored OCSP responses cover only some of the device/RIM certificates: revocation partly checked"}
+}
+
+reasons contains r if {
+	object.get(input.claims, "revocation_checked", false) == true
+	r := {"rule": "revocation", "outcome": "affirming", "detail": "a verified OCSP response says every device/RIM certificate is good"}
+}
+
 # RIM comparison: each GPU must have matched both the driver and the VBIOS RIM.
 rim_incomplete contains i if {
 	some i, g in gpus

@@ -1,172 +1,187 @@
-//! Appraisal: verified claims → EAR status and trustworthiness vector.
+//! Appraisal: verified claims → EAR status and trustworthiness vector, by a
+//! Rego policy (`cachet-appraise`).
 //!
 //! This is the ONE seam between verification and the token: [`appraise`].
-//! For now it applies a fixed built-in policy; the Rego policy engine
-//! (`cachet-appraise`) will replace its body without touching the callers.
+//! The policy is the one the request names (a stored policy), or else the
+//! TEE's default: a stored policy named `default-<tee>` when there is one,
+//! otherwise the strict default policy shipped with `cachet-appraise`
+//! (`crates/cachet-appraise/policies/<tee>.rego`). It sees the reference
+//! values of the store (plus those of `--reference-values`) live at the
+//! verification instant.
 //!
-//! Built-in policy `cachet:builtin:v1`:
-//! - evidence that verified chains to the manufacturer's root:
-//!   `instance-identity` and `hardware` affirming;
-//! - `debug: true` → `configuration` contraindicated → **contraindicated**;
-//!   a family that has a debug mode but reported none → **warning**;
-//! - `tcb_status` (Intel DCAP): `UpToDate` affirming; `SWHardeningNeeded`,
-//!   `ConfigurationNeeded`, `ConfigurationAndSWHardeningNeeded`, `OutOfDate`,
-//!   `OutOfDateConfigurationNeeded` → `hardware` warning → **warning**;
-//!   `Revoked` (or anything unknown) → contraindicated / warning;
-//! - `rim_status` (vendor golden values, e.g. NVIDIA RIMs): `match` →
-//!   `executables` affirming; anything else → `executables` 33
-//!   ("unrecognized") → **warning**;
-//! - the simulated TEE is never genuine hardware → at best **warning**;
-//! - no operator reference values are checked yet: otherwise `executables`
-//!   is "no claim".
+//! Speed: the policy text is looked up in the store per request (a plain
+//! SQL query, so several replicas sharing a database agree), but compiled
+//! only once per distinct text: [`Appraiser`] keeps compiled policies in a
+//! [`PolicyCache`] keyed by the policy's SHA-256, so a changed policy (a new
+//! hash) is compiled once at its first use and the old one ages out.
 
-use cachet_token::ear::{tier, Status, TrustVector};
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use cachet_appraise::defaults::{default_policy_name, default_policy_text};
+use cachet_appraise::{Appraisal, AppraisalInput, Policy, PolicyCache, RefSet, ReferenceValues};
+use cachet_store::Store;
+use cachet_token::ear::{Status, TrustVector};
 use cachet_verify::Tee;
-use serde_json::Value;
 
-/// Identifier of the built-in policy (`ear.appraisal-policy-id`).
-pub const BUILTIN_POLICY_ID: &str = "cachet:builtin:v1";
+use crate::error::ApiError;
+use crate::AppState;
 
-/// The built-in policy, stated as text; its SHA-256 is the policy hash.
-const BUILTIN_POLICY_TEXT: &str = "cachet:builtin:v1\n\
-verified -> instance-identity=2 hardware=2\n\
-debug=true -> configuration=96 status=contraindicated\n\
-debug missing where the family has one -> status=warning\n\
-tcb_status UpToDate -> hardware=2; SWHardeningNeeded|ConfigurationNeeded|ConfigurationAndSWHardeningNeeded|OutOfDate|OutOfDateConfigurationNeeded -> hardware=32 status=warning; Revoked -> hardware=96 status=contraindicated; other -> hardware=32 status=warning\n\
-rim_status match -> executables=2; other -> executables=33 status=warning\n\
-sim -> hardware=32 status=warning\n\
-confidential families not in debug -> runtime-opaque=2\n";
+/// Compiled policies kept in memory.
+pub const POLICY_CACHE_CAPACITY: usize = 64;
 
-/// The appraisal of one verified evidence.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Appraisal {
-    /// Overall status.
-    pub status: Status,
-    /// AR4SI vector.
-    pub trust_vector: TrustVector,
-    /// Which policy appraised.
-    pub policy_id: String,
-    /// `sha-256:<hex>` of the policy.
-    pub policy_hash: String,
-    /// Why the status is not affirming (for logs and the audit log).
-    pub reasons: Vec<String>,
+/// The compiled-policy cache and the live reference values of a server.
+pub struct Appraiser {
+    cache: PolicyCache,
+    /// Store sets merged over the `--reference-values` file's sets.
+    refvals: RwLock<Arc<ReferenceValues>>,
+    /// The `--reference-values` file, if any (read once at start).
+    file_refvals: Option<ReferenceValues>,
 }
 
-/// `sha-256:<hex>` of the built-in policy text.
-pub fn builtin_policy_hash() -> String {
-    format!("sha-256:{}", hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, BUILTIN_POLICY_TEXT.as_bytes())))
+impl Appraiser {
+    /// An appraiser with the reference values of `file_refvals` (store sets
+    /// are added by [`Appraiser::reload_reference_values`]).
+    pub fn new(file_refvals: Option<ReferenceValues>) -> Appraiser {
+        let initial = file_refvals.clone().unwrap_or_default();
+        Appraiser { cache: PolicyCache::new(POLICY_CACHE_CAPACITY), refvals: RwLock::new(Arc::new(initial)), file_refvals }
+    }
+
+    /// The reference values policies see now.
+    pub fn reference_values(&self) -> Arc<ReferenceValues> {
+        self.refvals.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Re-read the reference-value sets of the store (after a change, and at
+    /// start); store sets replace file sets of the same name. Returns the
+    /// merged collection.
+    pub async fn reload_reference_values(&self, store: &dyn Store) -> Result<Arc<ReferenceValues>, ApiError> {
+        let mut merged = self.file_refvals.clone().unwrap_or_default();
+        for row in store.list_reference_sets().await? {
+            let set: RefSet = serde_json::from_str(&row.doc)
+                .map_err(|e| ApiError::internal(format!("stored reference set {}: {e}", row.name)))?;
+            merged.insert_set(&row.name, set).map_err(|e| ApiError::internal(format!("stored reference set {}: {e}", row.name)))?;
+        }
+        let merged = Arc::new(merged);
+        if let Ok(mut r) = self.refvals.write() {
+            *r = merged.clone();
+        }
+        Ok(merged)
+    }
+
+    /// Keep an already validated policy so its first attestation does not compile it again.
+    pub fn remember(&self, policy: Policy) -> Arc<Policy> {
+        self.cache.insert(Arc::new(policy))
+    }
+
+    /// The compiled policy for `(name, text)`: cached, or compiled now.
+    fn compiled(&self, name: &str, text: &str) -> Result<Arc<Policy>, ApiError> {
+        self.cache.get_or_compile(name, text).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_invalid", format!("policy {name}: {e}"))
+        })
+    }
 }
 
-/// AR4SI `executables` 33: unrecognized executables were loaded.
-const UNRECOGNIZED_EXECUTABLES: i8 = 33;
-
-/// Families whose evidence has a debug mode the verifier reports.
-fn has_debug_mode(tee: Tee) -> bool {
-    matches!(tee, Tee::Sgx | Tee::Tdx | Tee::Snp | Tee::AzSnpVtpm | Tee::AzTdxVtpm | Tee::Nitro | Tee::Simulated)
+/// `sha-256:<hex>`, the form tokens and the admin API give a policy hash in.
+pub fn hash_label(hex: &str) -> String {
+    format!("sha-256:{hex}")
 }
 
-/// Families whose memory is opaque to the host (confidential computing).
-fn is_confidential(tee: Tee) -> bool {
-    !matches!(tee, Tee::Tpm)
+/// The text of policy `name`: the current stored version, or for
+/// `default-<tee>` names without one, the shipped default. `None`: no such policy.
+pub async fn policy_text(store: &dyn Store, name: &str) -> Result<Option<(String, PolicySource)>, ApiError> {
+    if let Some(row) = store.get_policy(name, None).await? {
+        return Ok(Some((row.text, PolicySource::Stored(row.version))));
+    }
+    let shipped = name.strip_prefix("default-").and_then(default_policy_text);
+    Ok(shipped.map(|t| (t.to_string(), PolicySource::Builtin)))
 }
 
-/// Appraise the verified `claims` of evidence of family `tee`.
-pub fn appraise(tee: Tee, claims: &Value) -> Appraisal {
-    let mut v = TrustVector { instance_identity: tier::AFFIRMING, hardware: tier::AFFIRMING, ..Default::default() };
-    let mut status = Status::Affirming;
-    let mut reasons = Vec::new();
-    let mut worsen = |s: Status, why: String, reasons: &mut Vec<String>| {
-        status = status.max(s);
-        reasons.push(why);
-    };
+/// Where a policy's text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A stored version.
+    Stored(i64),
+    /// Shipped with Cachet (`cachet-appraise/policies/`).
+    Builtin,
+}
 
-    match claims.get("debug").and_then(Value::as_bool) {
-        Some(true) => {
-            v.configuration = tier::CONTRAINDICATED;
-            worsen(Status::Contraindicated, "the TEE runs in debug mode".into(), &mut reasons);
-        }
-        Some(false) => {
-            v.configuration = tier::AFFIRMING;
-            if is_confidential(tee) {
-                v.runtime_opaque = tier::AFFIRMING;
-            }
-        }
-        None if has_debug_mode(tee) => {
-            worsen(Status::Warning, "the verifier reported no debug state".into(), &mut reasons);
-        }
-        None => {}
+/// The compiled policy that appraises evidence of `tee`: `requested` (a
+/// policy name), else the TEE's default (`default-<tee>`, stored or shipped).
+pub async fn resolve_policy(st: &AppState, tee: &str, requested: Option<&str>) -> Result<Arc<Policy>, ApiError> {
+    let name = requested.map(str::to_string).unwrap_or_else(|| default_policy_name(tee));
+    let (text, _) = policy_text(st.store.as_ref(), &name).await?.ok_or_else(|| match requested {
+        Some(_) => ApiError::new(StatusCode::BAD_REQUEST, "policy_unknown", format!("no policy named {name:?}")),
+        None => ApiError::new(StatusCode::BAD_REQUEST, "policy_unknown", format!("no default policy for TEE {tee:?}")),
+    })?;
+    st.appraiser.compiled(&name, &text)
+}
+
+/// Appraise verified evidence of `tee` (its claims, runtime data and nonce
+/// in `input`) with the policy `requested` or the TEE's default, and the
+/// reference values live at `at`. The policy runs on the blocking pool.
+pub async fn appraise(st: &AppState, tee: Tee, requested: Option<&str>, input: AppraisalInput, at: i64) -> Result<Appraisal, ApiError> {
+    let policy = resolve_policy(st, tee.as_str(), requested).await?;
+    let refvals = st.appraiser.reference_values();
+    run(policy, input, refvals, at).await
+}
+
+/// Evaluate a compiled policy off the async threads.
+pub async fn run(policy: Arc<Policy>, input: AppraisalInput, refvals: Arc<ReferenceValues>, at: i64) -> Result<Appraisal, ApiError> {
+    let name = policy.name().to_string();
+    tokio::task::spawn_blocking(move || policy.evaluate(&input, &refvals, at))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_evaluation_failed", format!("policy {name}: {e}")))
+}
+
+/// The EAR status of an appraisal, as the token crate names it.
+pub fn token_status(s: cachet_appraise::Status) -> Status {
+    match s {
+        cachet_appraise::Status::None => Status::None,
+        cachet_appraise::Status::Affirming => Status::Affirming,
+        cachet_appraise::Status::Warning => Status::Warning,
+        cachet_appraise::Status::Contraindicated => Status::Contraindicated,
     }
+}
 
-    if let Some(tcb) = claims.get("tcb_status").and_then(Value::as_str) {
-        match tcb {
-            "UpToDate" => {}
-            "Revoked" => {
-                v.hardware = tier::CONTRAINDICATED;
-                worsen(Status::Contraindicated, "TCB status Revoked".into(), &mut reasons);
-            }
-            other => {
-                v.hardware = tier::WARNING;
-                worsen(Status::Warning, format!("TCB status {other}"), &mut reasons);
-            }
-        }
+/// The AR4SI vector of an appraisal, as the token crate holds it (no claim = 0).
+pub fn token_vector(v: &cachet_appraise::TrustVector) -> TrustVector {
+    TrustVector {
+        instance_identity: v.instance_identity.unwrap_or(0),
+        configuration: v.configuration.unwrap_or(0),
+        executables: v.executables.unwrap_or(0),
+        file_system: v.file_system.unwrap_or(0),
+        hardware: v.hardware.unwrap_or(0),
+        runtime_opaque: v.runtime_opaque.unwrap_or(0),
+        storage_opaque: v.storage_opaque.unwrap_or(0),
+        sourced_data: v.sourced_data.unwrap_or(0),
     }
-
-    match claims.get("rim_status").and_then(Value::as_str) {
-        Some("match") => v.executables = tier::AFFIRMING,
-        Some(other) => {
-            v.executables = UNRECOGNIZED_EXECUTABLES;
-            worsen(Status::Warning, format!("firmware measurements vs. vendor golden values: {other}"), &mut reasons);
-        }
-        None => {}
-    }
-
-    if tee == Tee::Simulated {
-        v.hardware = tier::WARNING;
-        worsen(Status::Warning, "simulated TEE: no hardware protection".into(), &mut reasons);
-    }
-
-    Appraisal { status, trust_vector: v, policy_id: BUILTIN_POLICY_ID.into(), policy_hash: builtin_policy_hash(), reasons }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn up_to_date_non_debug_is_affirming() {
-        let a = appraise(Tee::Tdx, &json!({"debug": false, "tcb_status": "UpToDate"}));
-        assert_eq!(a.status, Status::Affirming, "{:?}", a.reasons);
-        assert_eq!(a.trust_vector.hardware, tier::AFFIRMING);
-        assert_eq!(a.trust_vector.configuration, tier::AFFIRMING);
-        assert!(a.policy_hash.starts_with("sha-256:"));
+    fn status_and_vector_convert_without_loss() {
+        for (a, t) in [
+            (cachet_appraise::Status::None, Status::None),
+            (cachet_appraise::Status::Affirming, Status::Affirming),
+            (cachet_appraise::Status::Warning, Status::Warning),
+            (cachet_appraise::Status::Contraindicated, Status::Contraindicated),
+        ] {
+            assert_eq!(token_status(a), t);
+            assert_eq!(a.as_str(), t.as_str());
+        }
+        let v = cachet_appraise::TrustVector { hardware: Some(32), executables: Some(96), ..Default::default() };
+        let t = token_vector(&v);
+        assert_eq!((t.hardware, t.executables, t.configuration), (32, 96, 0));
+        assert_eq!(serde_json::to_value(t).unwrap(), serde_json::to_value(v).unwrap());
     }
 
     #[test]
-    fn debug_is_contraindicated_and_outdated_tcb_a_warning() {
-        assert_eq!(appraise(Tee::Sgx, &json!({"debug": true, "tcb_status": "UpToDate"})).status, Status::Contraindicated);
-        let a = appraise(Tee::Sgx, &json!({"debug": false, "tcb_status": "OutOfDate"}));
-        assert_eq!((a.status, a.trust_vector.hardware), (Status::Warning, tier::WARNING));
-        assert_eq!(appraise(Tee::Sgx, &json!({"debug": false, "tcb_status": "Revoked"})).status, Status::Contraindicated);
-    }
-
-    #[test]
-    fn missing_debug_state_where_one_exists_is_a_warning_not_affirming() {
-        assert_eq!(appraise(Tee::Snp, &json!({})).status, Status::Warning);
-        assert_eq!(appraise(Tee::Tpm, &json!({})).status, Status::Affirming);
-    }
-
-    #[test]
-    fn vendor_golden_value_mismatch_is_a_warning() {
-        let a = appraise(Tee::Nvgpu, &json!({"debug": false, "rim_status": "mismatch"}));
-        assert_eq!((a.status, a.trust_vector.executables), (Status::Warning, UNRECOGNIZED_EXECUTABLES));
-        let a = appraise(Tee::Nvgpu, &json!({"debug": false, "rim_status": "match"}));
-        assert_eq!((a.status, a.trust_vector.executables), (Status::Affirming, tier::AFFIRMING));
-    }
-
-    #[test]
-    fn the_simulated_tee_is_never_affirming() {
-        assert_eq!(appraise(Tee::Simulated, &json!({"debug": false})).status, Status::Warning);
-        assert_eq!(appraise(Tee::Simulated, &json!({"debug": true})).status, Status::Contraindicated);
+    fn hash_label_matches_the_token_form() {
+        assert_eq!(hash_label("ab"), "sha-256:ab");
     }
 }

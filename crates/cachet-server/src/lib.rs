@@ -2,7 +2,9 @@
 //!
 //! Evidence in, signed attestation token out: `POST /v1/challenge` issues a
 //! nonce, `POST /v1/attest` verifies evidence with `cachet-verify`, appraises
-//! it ([`appraisal::appraise`]), and returns an EAR token signed with the
+//! it with a Rego policy ([`appraisal::appraise`]; policies and reference
+//! values managed under `/v1/admin/policies` and
+//! `/v1/admin/reference-values`), and returns an EAR token signed with the
 //! active key of the JWKS (`cachet-token`); everything is persisted in the
 //! embedded store (`cachet-store`) with a hash-chained audit log.
 
@@ -15,6 +17,8 @@ pub mod freshness;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
+pub mod policies;
+pub mod refvals;
 pub mod routes;
 pub mod secrets;
 pub mod secrets_client;
@@ -69,6 +73,18 @@ pub struct AppState {
     pub verify_slots: Arc<Semaphore>,
     /// The key broker: owners' secrets and their release.
     pub broker: Arc<cachet_keybroker::KeyBroker>,
+    /// Compiled appraisal policies and the live reference values.
+    pub appraiser: Arc<appraisal::Appraiser>,
+}
+
+impl AppState {
+    /// Re-read the stored reference values after a change (or at start) and
+    /// give them to the key broker's release policies too.
+    pub async fn reload_reference_values(&self) -> Result<(), ApiError> {
+        let merged = self.appraiser.reload_reference_values(self.store.as_ref()).await?;
+        self.broker.set_reference_values((*merged).clone());
+        Ok(())
+    }
 }
 
 #[derive(OpenApi)]
@@ -272,17 +288,22 @@ pub fn key_broker(config: &Config, store: Arc<dyn Store>) -> Result<cachet_keybr
     };
     let secrets = Arc::new(secrets::StoreSecrets(store));
     let broker = cachet_keybroker::KeyBroker::new(kek, secrets, cachet_keybroker::BrokerConfig::default());
-    if let Some(path) = &config.reference_values {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.len() > 16 << 20 {
-            return Err(format!("{}: reference values larger than 16 MiB", path.display()));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let toml = path.extension().is_some_and(|e| e == "toml");
-        let refvals = cachet_appraise::ReferenceValues::parse(&text, toml).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(refvals) = reference_values_file(config)? {
         broker.set_reference_values(refvals);
     }
     Ok(broker)
+}
+
+/// The reference values of `--reference-values` (JSON or TOML), if configured.
+pub fn reference_values_file(config: &Config) -> Result<Option<cachet_appraise::ReferenceValues>, String> {
+    let Some(path) = &config.reference_values else { return Ok(None) };
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > 16 << 20 {
+        return Err(format!("{}: reference values larger than 16 MiB", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let toml = path.extension().is_some_and(|e| e == "toml");
+    cachet_appraise::ReferenceValues::parse(&text, toml).map(Some).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Open the store, make sure a signing key exists, bind, and serve.
@@ -331,7 +352,9 @@ pub async fn start(config: Config) -> Result<Server, String> {
         metrics,
         verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifications)),
         broker,
+        appraiser: Arc::new(appraisal::Appraiser::new(reference_values_file(&config)?)),
     };
+    state.reload_reference_values().await.map_err(|e| format!("reference values: {}", e.message))?;
     let (router, _) = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();

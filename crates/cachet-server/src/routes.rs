@@ -71,6 +71,11 @@ pub struct AttestRequest {
     /// the server runs with `--allow-verification-time` (tests, offline).
     #[serde(default)]
     pub at: Option<String>,
+    /// The appraisal policy to use (a name from `/v1/admin/policies`); by
+    /// default the TEE's: the stored policy `default-<tee>`, else the strict
+    /// default shipped with Cachet.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// The attestation result.
@@ -82,6 +87,74 @@ pub struct AttestResponse {
 
 fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
     cachet_verify::encoding::decode_base64(s).ok_or_else(|| ApiError::invalid(format!("'{field}' is not base64")))
+}
+
+/// The family named by a request (`unknown_tee` otherwise).
+pub(crate) fn parse_tee(name: &str) -> Result<Tee, ApiError> {
+    Tee::parse(name).ok_or_else(|| {
+        let names: Vec<_> = Tee::ALL.iter().map(|t| t.as_str()).collect();
+        ApiError::new(StatusCode::BAD_REQUEST, "unknown_tee", format!("unknown tee {name:?}; expected one of {}", names.join(", ")))
+    })
+}
+
+/// The verification instant of a request: now, or its `at` when the server
+/// allows a verification time (`verification_time_not_allowed` otherwise).
+pub(crate) fn verification_time(st: &AppState, at: Option<&str>, now: i64) -> Result<i64, ApiError> {
+    match at {
+        None => Ok(now),
+        Some(_) if !st.config.allow_verification_time => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "verification_time_not_allowed",
+            "'at' is only accepted when the server runs with --allow-verification-time",
+        )),
+        Some(s) => parse_rfc3339(s),
+    }
+}
+
+/// Decode the evidence and endorsements of a request, within the size limits.
+pub(crate) fn decode_evidence(evidence: &str, endorsements: &[EndorsementIn]) -> Result<(Vec<u8>, Vec<Endorsement>), ApiError> {
+    let evidence = decode_b64("evidence", evidence)?;
+    if evidence.len() > cachet_verify::MAX_EVIDENCE_LEN {
+        return Err(ApiError::invalid("evidence exceeds the size limit"));
+    }
+    if endorsements.len() > MAX_ENDORSEMENTS {
+        return Err(ApiError::invalid(format!("at most {MAX_ENDORSEMENTS} endorsements")));
+    }
+    let endorsements = endorsements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(Endorsement {
+                name: e.name.clone().unwrap_or_else(|| format!("endorsement[{i}]")),
+                bytes: decode_b64(&format!("endorsements[{i}].data"), &e.data)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok((evidence, endorsements))
+}
+
+/// Decode optional runtime data (base64, at most [`MAX_RUNTIME_DATA`]).
+pub(crate) fn decode_runtime_data(runtime_data: Option<&str>) -> Result<Option<Vec<u8>>, ApiError> {
+    match runtime_data {
+        Some(s) => {
+            let v = decode_b64("runtime_data", s)?;
+            if v.len() > MAX_RUNTIME_DATA {
+                return Err(ApiError::invalid("runtime_data exceeds 64 KiB"));
+            }
+            Ok(Some(v))
+        }
+        None => Ok(None),
+    }
+}
+
+/// What a policy is given for verified evidence: the claims, and the
+/// runtime data (base64) and nonce (hex) the attestation carried.
+pub(crate) fn appraisal_input(tee: Tee, claims: &Value, runtime_data: Option<&[u8]>, nonce: Option<&[u8]>) -> cachet_appraise::AppraisalInput {
+    use base64::Engine;
+    let mut input = cachet_appraise::AppraisalInput::new(tee.as_str(), claims.clone());
+    input.runtime_data = runtime_data.map(|r| Value::String(base64::engine::general_purpose::STANDARD.encode(r)));
+    input.nonce = nonce.map(hex::encode);
+    input
 }
 
 fn parse_rfc3339(s: &str) -> Result<i64, ApiError> {
@@ -129,50 +202,11 @@ pub async fn attest(
 pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) -> Result<(String, Value), ApiError> {
     let st = st.clone();
     let actor = actor.to_string();
-    let tee = Tee::parse(&req.tee).ok_or_else(|| {
-        let names: Vec<_> = Tee::ALL.iter().map(|t| t.as_str()).collect();
-        ApiError::new(StatusCode::BAD_REQUEST, "unknown_tee", format!("unknown tee {:?}; expected one of {}", req.tee, names.join(", ")))
-    })?;
+    let tee = parse_tee(&req.tee)?;
     let t = now();
-    let at = match &req.at {
-        None => t,
-        Some(_) if !st.config.allow_verification_time => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "verification_time_not_allowed",
-                "'at' is only accepted when the server runs with --allow-verification-time",
-            ))
-        }
-        Some(s) => parse_rfc3339(s)?,
-    };
-    let evidence = decode_b64("evidence", &req.evidence)?;
-    if evidence.len() > cachet_verify::MAX_EVIDENCE_LEN {
-        return Err(ApiError::invalid("evidence exceeds the size limit"));
-    }
-    if req.endorsements.len() > MAX_ENDORSEMENTS {
-        return Err(ApiError::invalid(format!("at most {MAX_ENDORSEMENTS} endorsements")));
-    }
-    let endorsements = req
-        .endorsements
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            Ok(Endorsement {
-                name: e.name.clone().unwrap_or_else(|| format!("endorsement[{i}]")),
-                bytes: decode_b64(&format!("endorsements[{i}].data"), &e.data)?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    let runtime_data = match &req.runtime_data {
-        Some(s) => {
-            let v = decode_b64("runtime_data", s)?;
-            if v.len() > MAX_RUNTIME_DATA {
-                return Err(ApiError::invalid("runtime_data exceeds 64 KiB"));
-            }
-            Some(v)
-        }
-        None => None,
-    };
+    let at = verification_time(&st, req.at.as_deref(), t)?;
+    let (evidence, endorsements) = decode_evidence(&req.evidence, &req.endorsements)?;
+    let runtime_data = decode_runtime_data(req.runtime_data.as_deref())?;
     let nonce = match &req.nonce {
         Some(h) => {
             let n = hex::decode(h.trim()).map_err(|_| ApiError::invalid("'nonce' is not hex"))?;
@@ -253,14 +287,18 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
         }
     }
 
-    let a = appraisal::appraise(tee, &claims);
+    let input = appraisal_input(tee, &claims, runtime_data.as_deref(), nonce.as_deref());
+    let a = appraisal::appraise(&st, tee, req.policy.as_deref(), input, at).await.inspect_err(|e| {
+        tracing::error!(tee = %tee, code = e.code, "appraisal failed: {}", e.message);
+    })?;
+    let status = appraisal::token_status(a.status);
     let mut token_id = [0u8; 16];
     aws_lc_rs::rand::fill(&mut token_id).map_err(|_| ApiError::internal("no randomness"))?;
     let token_id = hex::encode(token_id);
     let mut submods = BTreeMap::new();
     submods.insert(
         tee.as_str().to_string(),
-        Submod { status: a.status, trust_vector: a.trust_vector, annotated_evidence: claims, policy_id: a.policy_id.clone() },
+        Submod { status, trust_vector: appraisal::token_vector(&a.trustworthiness_vector), annotated_evidence: claims, policy_id: a.policy_id() },
     );
     let ear = Ear {
         issuer: st.issuer.to_string(),
@@ -271,16 +309,25 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
         submods,
         nonce: nonce.clone(),
         runtime_data: runtime_data.clone(),
-        policy_hash: a.policy_hash.clone(),
+        policy_hash: appraisal::hash_label(&a.policy_hash),
         freshness: if nonce.is_some() { Freshness::Nonce } else { Freshness::NotEstablished },
         verification_time: at,
     };
-    let claims = ear.to_claims();
+    let mut claims = ear.to_claims();
+    // Each rule's outcome, and the policy's extra claims, beside the EAR claims.
+    if let (Some(sub), Value::Object(extra)) = (claims["submods"].get_mut(tee.as_str()).and_then(Value::as_object_mut), a.to_ear_submod()) {
+        for (k, v) in extra {
+            if k.starts_with("cachet.") && k != "cachet.policy-hash" {
+                sub.insert(k, v);
+            }
+        }
+    }
     let (token, kid) = st.keys.sign(&claims, t).await.map_err(|e| {
         tracing::error!(error = %e, "cannot sign a token");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is available")
     })?;
-    let detail = json!({"status": a.status.as_str(), "reasons": a.reasons, "kid": kid, "freshness": ear.freshness.as_str(), "verification_time": at});
+    let not_affirming: Vec<_> = a.reasons.iter().filter(|r| r.outcome > cachet_appraise::Status::Affirming).collect();
+    let detail = json!({"status": a.status.as_str(), "policy": a.policy_name, "policy_hash": appraisal::hash_label(&a.policy_hash), "reasons": not_affirming, "kid": kid, "freshness": ear.freshness.as_str(), "verification_time": at});
     let entry = AuditEntry {
         ts: t,
         actor,

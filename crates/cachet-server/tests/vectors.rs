@@ -1,11 +1,12 @@
 //! Every `accept` case of `testdata/vectors/cases.json`, attested through
 //! the real server over HTTP (with the case's verification time, which the
 //! server accepts only with `--allow-verification-time`), and the token's
-//! EAR claims checked against a local verification of the same case.
+//! EAR claims checked against a local verification of the same case and a
+//! local appraisal with the family's default policy (`cachet-appraise`).
 
 mod common;
 
-use cachet_server::appraisal;
+use cachet_appraise::{defaults, AppraisalInput, ReferenceValues};
 use cachet_verify::{Tee, TrustAnchors, VerifyRequest};
 use common::*;
 use serde_json::{json, Value};
@@ -28,6 +29,8 @@ async fn every_accept_case_is_attested_with_a_correct_ear_token() {
     let accept: Vec<Case> = cases().into_iter().filter(|c| c.expect == "accept").collect();
     assert!(!accept.is_empty());
     let mut not_verified = Vec::new();
+    let mut families = std::collections::BTreeSet::new();
+    let mut debug_nitro = 0;
     for c in &accept {
         let tee = Tee::parse(&c.tee).expect("known tee");
         let at = time::OffsetDateTime::parse(c.verify_at.as_deref().unwrap(), &time::format_description::well_known::Rfc3339)
@@ -67,15 +70,20 @@ async fn every_accept_case_is_attested_with_a_correct_ear_token() {
         assert!(t["ear.verifier-id"]["developer"].is_string());
         assert_eq!(t["cachet.freshness"], "not-established", "{}: no nonce was given", c.id);
         assert!(t.get("eat_nonce").is_none());
-        assert_eq!(t["cachet.policy_hash"], appraisal::builtin_policy_hash());
+        let want = defaults::default_policy(&c.tee)
+            .expect("every family has a default policy")
+            .evaluate(&AppraisalInput::new(&c.tee, claims.clone()), &ReferenceValues::new(), at)
+            .expect("the default policy appraises");
+        assert_eq!(t["cachet.policy_hash"], format!("sha-256:{}", want.policy_hash), "{}: the token records the policy used", c.id);
         assert!(t["jti"].as_str().unwrap().len() >= 32);
 
         let sub = &t["submods"][c.tee.as_str()];
-        let want = appraisal::appraise(tee, &claims);
         assert_eq!(sub["ear.status"], want.status.as_str(), "{}", c.id);
-        assert_eq!(sub["ear.trustworthiness-vector"], serde_json::to_value(want.trust_vector).unwrap(), "{}", c.id);
+        assert_eq!(sub["ear.trustworthiness-vector"], serde_json::to_value(want.trustworthiness_vector).unwrap(), "{}", c.id);
         assert_eq!(sub["ear.trustworthiness-vector"]["instance-identity"], 2, "{}", c.id);
-        assert_eq!(sub["ear.appraisal-policy-id"], appraisal::BUILTIN_POLICY_ID);
+        assert_eq!(sub["ear.appraisal-policy-id"], format!("policy:default-{}@sha256:{}", c.tee, want.policy_hash), "{}", c.id);
+        assert_eq!(sub["cachet.reasons"], serde_json::to_value(&want.reasons).unwrap(), "{}: each rule's outcome", c.id);
+        families.insert(c.tee.clone());
         let evidence_claims = &sub["ear.veraison.annotated-evidence"];
         assert_eq!(evidence_claims, &claims, "{}: the token carries the verified claims", c.id);
         for (k, v) in &c.expected_claims {
@@ -87,8 +95,20 @@ async fn every_accept_case_is_attested_with_a_correct_ear_token() {
         if claims["debug"] == false && claims["tcb_status"] == "UpToDate" {
             assert_eq!(sub["ear.status"], "affirming", "{}", c.id);
         }
+        if c.tee == "tdx" && claims["debug"] == false && claims["tcb_status"] == "OutOfDate" {
+            assert_eq!(sub["ear.status"], "warning", "{}: an OutOfDate TDX platform is a warning", c.id);
+            assert_eq!(sub["ear.trustworthiness-vector"]["hardware"], 32, "{}", c.id);
+        }
+        if c.tee == "nitro" && claims["debug"] == true {
+            debug_nitro += 1;
+            assert_eq!(sub["ear.trustworthiness-vector"]["configuration"], 96, "{}", c.id);
+        }
     }
-    println!("attested {} of {} accept cases", accept.len() - not_verified.len(), accept.len());
+    println!("attested {} of {} accept cases ({families:?})", accept.len() - not_verified.len(), accept.len());
+    assert!(debug_nitro > 0, "a debug Nitro document is among the cases and was refused by the default policy");
+    for (tee, _) in defaults::DEFAULT_POLICIES.iter().filter(|(t, _)| *t != "sim") {
+        assert!(families.contains(*tee), "no accept case of {tee} was attested");
+    }
     assert!(
         not_verified.is_empty(),
         "{} accept case(s) are not verified by cachet-verify yet (the server refused them exactly as the verifier does):\n  {}",

@@ -1,8 +1,8 @@
 //! Persistence: embedded SQLite by default, behind a small SQL interface.
 //!
 //! [`Store`] is the whole interface the service needs: nonces consumed at
-//! most once, API keys (hashed), token-signing keys, and a hash-chained
-//! audit log. Every admin change is written in the same transaction as its
+//! most once, API keys (hashed), token-signing keys, appraisal policies
+//! (every version kept), reference values, and a hash-chained audit log. Every admin change is written in the same transaction as its
 //! audit entry, so no change can exist without its record. The queries are
 //! plain SQL; [`sqlite::SqliteStore`] is the embedded default (WAL journal,
 //! `synchronous=FULL`: a committed write survives `kill -9` and power loss),
@@ -108,6 +108,36 @@ impl std::fmt::Debug for SecretRow {
     }
 }
 
+/// One stored version of an appraisal policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    /// Policy name.
+    pub name: String,
+    /// Version, from 1; the highest is the current policy.
+    pub version: i64,
+    /// The Rego text.
+    pub text: String,
+    /// `sha-256:<hex>` of the text.
+    pub hash: String,
+    /// When this version was stored.
+    pub created_at: i64,
+    /// Who stored it (audit actor, e.g. `api-key:<id>`).
+    pub created_by: String,
+}
+
+/// A named reference-value set as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceSetRow {
+    /// Set name.
+    pub name: String,
+    /// The set's JSON document (cachet-appraise `RefSet`).
+    pub doc: String,
+    /// Last change.
+    pub updated_at: i64,
+    /// Who changed it last.
+    pub updated_by: String,
+}
+
 /// A token-signing key as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
@@ -197,6 +227,24 @@ pub trait Store: Send + Sync {
     async fn append_owner_audit(&self, entry: &AuditEntry, owners: &[String]) -> StoreResult<AuditRecord>;
     /// Audit records indexed for `owner` with `seq > after`, in order, at most `limit`.
     async fn owner_audit_page(&self, owner: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Store a new version of policy `row.name` (its `version` is ignored:
+    /// the next one is assigned in the transaction) with its audit entry;
+    /// returns the version stored.
+    async fn put_policy(&self, row: &PolicyRow, audit: &AuditEntry) -> StoreResult<i64>;
+    /// Policy `name` at `version`, or its current (highest) version.
+    async fn get_policy(&self, name: &str, version: Option<i64>) -> StoreResult<Option<PolicyRow>>;
+    /// The current version of every policy, by name.
+    async fn list_policies(&self) -> StoreResult<Vec<PolicyRow>>;
+    /// Every version of policy `name`, oldest first.
+    async fn policy_versions(&self, name: &str) -> StoreResult<Vec<PolicyRow>>;
+
+    /// Create or replace a reference-value set, with its audit entry.
+    async fn put_reference_set(&self, row: &ReferenceSetRow, audit: &AuditEntry) -> StoreResult<()>;
+    /// Every reference-value set, by name.
+    async fn list_reference_sets(&self) -> StoreResult<Vec<ReferenceSetRow>>;
+    /// Delete a reference-value set with its audit entry; `false` if there was none.
+    async fn delete_reference_set(&self, name: &str, audit: &AuditEntry) -> StoreResult<bool>;
 }
 
 /// Walk the whole audit log and check its hash chain.

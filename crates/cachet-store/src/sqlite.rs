@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
-use crate::{ApiKeyRecord, NonceOutcome, SecretRow, SigningKeyRecord, Store, StoreError, StoreResult};
+use crate::{ApiKeyRecord, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store, StoreError, StoreResult};
 
 /// The database file name inside a data directory.
 pub const DB_FILE: &str = "cachet.db";
@@ -160,6 +160,26 @@ fn secret_from(row: &SqliteRow) -> StoreResult<SecretRow> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
+    })
+}
+
+fn policy_from(row: &SqliteRow) -> StoreResult<PolicyRow> {
+    Ok(PolicyRow {
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        text: row.try_get("text")?,
+        hash: row.try_get("hash")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn reference_set_from(row: &SqliteRow) -> StoreResult<ReferenceSetRow> {
+    Ok(ReferenceSetRow {
+        name: row.try_get("name")?,
+        doc: row.try_get("doc")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
     })
 }
 
@@ -451,5 +471,88 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_from).collect()
+    }
+
+    async fn put_policy(&self, row: &PolicyRow, audit: &AuditEntry) -> StoreResult<i64> {
+        let mut tx = self.immediate().await?;
+        let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM policies WHERE name = ?")
+            .bind(&row.name)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("v")?;
+        sqlx::query("INSERT INTO policies (name, version, text, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&row.name)
+            .bind(next)
+            .bind(&row.text)
+            .bind(&row.hash)
+            .bind(row.created_at)
+            .bind(&row.created_by)
+            .execute(&mut *tx)
+            .await?;
+        let mut audit = audit.clone();
+        if let serde_json::Value::Object(m) = &mut audit.detail {
+            m.insert("version".into(), next.into());
+        }
+        append_in(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn get_policy(&self, name: &str, version: Option<i64>) -> StoreResult<Option<PolicyRow>> {
+        let row = match version {
+            Some(v) => sqlx::query("SELECT * FROM policies WHERE name = ? AND version = ?").bind(name).bind(v).fetch_optional(&self.pool).await?,
+            None => {
+                sqlx::query("SELECT * FROM policies WHERE name = ? ORDER BY version DESC LIMIT 1").bind(name).fetch_optional(&self.pool).await?
+            }
+        };
+        row.as_ref().map(policy_from).transpose()
+    }
+
+    async fn list_policies(&self) -> StoreResult<Vec<PolicyRow>> {
+        let rows = sqlx::query(
+            "SELECT p.* FROM policies p JOIN (SELECT name, MAX(version) AS version FROM policies GROUP BY name) m \
+             ON m.name = p.name AND m.version = p.version ORDER BY p.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(policy_from).collect()
+    }
+
+    async fn policy_versions(&self, name: &str) -> StoreResult<Vec<PolicyRow>> {
+        let rows = sqlx::query("SELECT * FROM policies WHERE name = ? ORDER BY version").bind(name).fetch_all(&self.pool).await?;
+        rows.iter().map(policy_from).collect()
+    }
+
+    async fn put_reference_set(&self, row: &ReferenceSetRow, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.immediate().await?;
+        sqlx::query(
+            "INSERT INTO reference_sets (name, doc, updated_at, updated_by) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&row.name)
+        .bind(&row.doc)
+        .bind(row.updated_at)
+        .bind(&row.updated_by)
+        .execute(&mut *tx)
+        .await?;
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_reference_sets(&self) -> StoreResult<Vec<ReferenceSetRow>> {
+        let rows = sqlx::query("SELECT * FROM reference_sets ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(reference_set_from).collect()
+    }
+
+    async fn delete_reference_set(&self, name: &str, audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.immediate().await?;
+        let r = sqlx::query("DELETE FROM reference_sets WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -1,0 +1,345 @@
+//! Appraisal policy management: `/v1/admin/policies/...`.
+//!
+//! A policy is Rego (see `cachet_appraise::policy` for the contract). Every
+//! version is kept (who stored it, when, its hash); the current one is the
+//! highest. A policy is validated — compiled, and run on sample claims of
+//! every TEE family (`Policy::validate`) — before it is stored, so a broken
+//! or failing policy is refused (`422 policy_invalid`) and never replaces a
+//! working one. `default-<tee>` names the TEE's default policy: storing one
+//! overrides the default shipped with Cachet for that TEE.
+//!
+//! `POST .../{name}/evaluate` is a dry run: it verifies the given evidence,
+//! appraises it, and returns each verification check and each policy rule's
+//! outcome, without issuing a token or consuming a nonce.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use cachet_appraise::{Appraisal, Policy};
+use cachet_store::{AuditEntry, PolicyRow};
+use cachet_verify::VerifyRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::appraisal::{self, hash_label, PolicySource};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::routes::{self, EndorsementIn};
+use crate::{now, AppState};
+
+/// Longest policy name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// A policy version as listed (without its text).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyInfo {
+    /// Policy name.
+    pub name: String,
+    /// Version (from 1); 0 for a shipped default that was never stored.
+    pub version: i64,
+    /// `sha-256:<hex>` of the text: what tokens record as `cachet.policy_hash`.
+    pub hash: String,
+    /// `stored` or `builtin` (shipped with Cachet).
+    pub source: String,
+    /// When this version was stored (absent for builtin policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    /// Who stored it (`api-key:<id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+}
+
+impl From<&PolicyRow> for PolicyInfo {
+    fn from(r: &PolicyRow) -> Self {
+        PolicyInfo {
+            name: r.name.clone(),
+            version: r.version,
+            hash: r.hash.clone(),
+            source: "stored".into(),
+            created_at: Some(r.created_at),
+            created_by: Some(r.created_by.clone()),
+        }
+    }
+}
+
+/// A policy with its text.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyDoc {
+    /// Name, version, hash, provenance.
+    #[serde(flatten)]
+    pub info: PolicyInfo,
+    /// The Rego text.
+    pub policy: String,
+}
+
+/// A policy to store.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutPolicy {
+    /// The Rego text (v1 syntax).
+    pub policy: String,
+}
+
+/// Which version to read.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct VersionQuery {
+    /// A version number (default: the current one).
+    pub version: Option<i64>,
+}
+
+/// Evidence to appraise in a dry run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// Evidence family (as in `POST /v1/attest`).
+    pub tee: String,
+    /// The evidence bytes, base64.
+    pub evidence: String,
+    /// Endorsements the verifier needs.
+    #[serde(default)]
+    pub endorsements: Vec<EndorsementIn>,
+    /// Verify as of this instant (RFC 3339); only with `--allow-verification-time`.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Runtime data (base64) to show the policy as `input.runtime_data`.
+    #[serde(default)]
+    pub runtime_data: Option<String>,
+    /// A candidate policy text to evaluate instead of the stored one (not stored).
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// One verification check.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckOut {
+    /// Check name, e.g. `PCK CRL`.
+    pub name: String,
+    /// Passed?
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// The explanation of a dry run.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvaluateResponse {
+    /// The family.
+    pub tee: String,
+    /// Whether the evidence verified.
+    pub verified: bool,
+    /// Each verification check, in order.
+    pub checks: Vec<CheckOut>,
+    /// The failing check, when the evidence did not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// The verified claims (what the policy saw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Value>,
+    /// The policy used: name and `sha-256:<hex>` hash.
+    pub policy: Value,
+    /// The appraisal: `status`, `trustworthiness_vector`, `reasons` (each
+    /// rule's outcome), `claims` (extra token claims).
+    #[schema(value_type = Object)]
+    pub appraisal: Appraisal,
+}
+
+/// Policy names: letters, digits, `_`, `-`, `.`; at most [`MAX_NAME_LEN`].
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!("policy name must be 1..{MAX_NAME_LEN} letters, digits, '_', '-', '.'")))
+    }
+}
+
+fn policy_invalid(e: cachet_appraise::PolicyError) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", e.to_string())
+}
+
+fn builtin_info(name: &str, text: &str) -> PolicyInfo {
+    PolicyInfo {
+        name: name.to_string(),
+        version: 0,
+        hash: hash_label(&cachet_appraise::policy_hash(text)),
+        source: "builtin".into(),
+        created_at: None,
+        created_by: None,
+    }
+}
+
+/// List policies: the current version of each stored policy, and each
+/// shipped default not overridden by a stored one.
+#[utoipa::path(get, path = "/v1/admin/policies", tag = "admin", security(("api_key" = ["reader"])),
+    responses((status = 200, body = [PolicyInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_policies(State(st): State<AppState>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
+    let stored = st.store.list_policies().await?;
+    let mut out: Vec<PolicyInfo> = stored.iter().map(PolicyInfo::from).collect();
+    for (tee, text) in cachet_appraise::defaults::DEFAULT_POLICIES {
+        let name = cachet_appraise::defaults::default_policy_name(tee);
+        if !stored.iter().any(|r| r.name == name) {
+            out.push(builtin_info(&name, text));
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(out))
+}
+
+/// Read a policy (current version, or `?version=N`); shipped defaults
+/// (`default-<tee>`) are readable too.
+#[utoipa::path(get, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["reader"])),
+    params(("name" = String, Path, description = "Policy name"), VersionQuery),
+    responses((status = 200, body = PolicyDoc), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_policy(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<PolicyDoc>, ApiError> {
+    check_name(&name)?;
+    if let Some(row) = st.store.get_policy(&name, q.version).await? {
+        return Ok(Json(PolicyDoc { info: PolicyInfo::from(&row), policy: row.text }));
+    }
+    if q.version.is_none_or(|v| v == 0) {
+        if let Some((text, PolicySource::Builtin)) = appraisal::policy_text(st.store.as_ref(), &name).await? {
+            return Ok(Json(PolicyDoc { info: builtin_info(&name, &text), policy: text }));
+        }
+    }
+    Err(ApiError::not_found(format!("no policy {name:?}{}", q.version.map(|v| format!(" version {v}")).unwrap_or_default())))
+}
+
+/// Every stored version of a policy (who, when, hash), oldest first.
+#[utoipa::path(get, path = "/v1/admin/policies/{name}/versions", tag = "admin", security(("api_key" = ["reader"])),
+    params(("name" = String, Path, description = "Policy name")),
+    responses((status = 200, body = [PolicyInfo]), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn policy_versions(State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
+    check_name(&name)?;
+    let rows = st.store.policy_versions(&name).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!("no stored policy {name:?}")));
+    }
+    Ok(Json(rows.iter().map(PolicyInfo::from).collect()))
+}
+
+/// Store a new version of a policy, after validating it: compiled, and run
+/// on sample claims of every TEE family. A policy that fails is refused with
+/// `422 policy_invalid` and the previous version keeps serving.
+#[utoipa::path(put, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["admin"])),
+    params(("name" = String, Path, description = "Policy name (`default-<tee>` overrides that TEE's default)")),
+    request_body = PutPolicy,
+    responses((status = 201, body = PolicyInfo),
+              (status = 422, description = "policy_invalid: does not parse, compile, or run cleanly on the sample claims", body = ErrorBody),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn put_policy(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PutPolicy>,
+) -> Result<(StatusCode, Json<PolicyInfo>), ApiError> {
+    check_name(&name)?;
+    let text = req.policy;
+    let n = name.clone();
+    let t = text.clone();
+    let validated = tokio::task::spawn_blocking(move || Policy::validate(&n, &t)).await.map_err(ApiError::internal)?;
+    let policy = match validated {
+        Ok(policy) => policy,
+        Err(e) => {
+            let entry = AuditEntry {
+                ts: now(),
+                actor: p.actor(),
+                action: "policy.put".into(),
+                outcome: "refused".into(),
+                failed_check: Some("policy_invalid".into()),
+                detail: json!({"name": name, "hash": hash_label(&cachet_appraise::policy_hash(&text)), "error": e.to_string()}),
+                ..Default::default()
+            };
+            if let Err(err) = st.store.append_audit(&entry).await {
+                tracing::error!(error = %err, "cannot append to the audit log");
+            }
+            return Err(policy_invalid(e));
+        }
+    };
+    let mut row = PolicyRow {
+        name: name.clone(),
+        version: 0,
+        hash: hash_label(policy.hash()),
+        text,
+        created_at: now(),
+        created_by: p.actor(),
+    };
+    let audit = AuditEntry {
+        ts: row.created_at,
+        actor: p.actor(),
+        action: "policy.put".into(),
+        outcome: "ok".into(),
+        detail: json!({"name": name, "hash": row.hash}),
+        ..Default::default()
+    };
+    row.version = st.store.put_policy(&row, &audit).await?;
+    st.appraiser.remember(policy);
+    tracing::info!(policy = %name, version = row.version, hash = %row.hash, "policy stored");
+    Ok((StatusCode::CREATED, Json(PolicyInfo::from(&row))))
+}
+
+/// Dry run: verify the evidence and appraise it with this policy (or the
+/// candidate text in the body); returns each verification check and each
+/// policy rule's outcome. Issues no token and consumes no nonce.
+#[utoipa::path(post, path = "/v1/admin/policies/{name}/evaluate", tag = "admin", security(("api_key" = ["reader"])),
+    params(("name" = String, Path, description = "Policy name")),
+    request_body = EvaluateRequest,
+    responses((status = 200, body = EvaluateResponse),
+              (status = 422, description = "policy_invalid (a candidate text) or policy_evaluation_failed", body = ErrorBody),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn evaluate(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<EvaluateRequest>,
+) -> Result<Json<EvaluateResponse>, ApiError> {
+    check_name(&name)?;
+    let tee = routes::parse_tee(&req.tee)?;
+    let at = routes::verification_time(&st, req.at.as_deref(), now())?;
+    let (evidence, endorsements) = routes::decode_evidence(&req.evidence, &req.endorsements)?;
+    let runtime_data = routes::decode_runtime_data(req.runtime_data.as_deref())?;
+    let policy: Arc<Policy> = match &req.policy {
+        Some(text) => {
+            let (n, t) = (name.clone(), text.clone());
+            Arc::new(tokio::task::spawn_blocking(move || Policy::compile(&n, &t)).await.map_err(ApiError::internal)?.map_err(policy_invalid)?)
+        }
+        None => {
+            if appraisal::policy_text(st.store.as_ref(), &name).await?.is_none() {
+                return Err(ApiError::not_found(format!("no policy {name:?}")));
+            }
+            appraisal::resolve_policy(&st, tee.as_str(), Some(&name)).await?
+        }
+    };
+    let permit = st.verify_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
+    let anchors = st.anchors.clone();
+    let verification = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        cachet_verify::verify(tee, &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let checks = verification.checks.iter().map(|c| CheckOut { name: c.name.clone(), ok: c.ok, detail: c.detail.clone() }).collect();
+    let policy_info = json!({"name": policy.name(), "hash": hash_label(policy.hash())});
+    let (verified, error, claims, appraisal) = match verification.result {
+        Ok(claims) => {
+            let input = routes::appraisal_input(tee, &claims, runtime_data.as_deref(), None);
+            let a = appraisal::run(policy.clone(), input, st.appraiser.reference_values(), at).await.map_err(|mut e| {
+                e.status = StatusCode::UNPROCESSABLE_ENTITY;
+                e
+            })?;
+            (true, None, Some(claims), a)
+        }
+        Err(e) => {
+            let a = Appraisal::verification_failed(policy.name(), policy.hash(), &e.check, &e.message);
+            (false, Some(json!({"check": e.check, "message": e.message})), None, a)
+        }
+    };
+    Ok(Json(EvaluateResponse { tee: tee.as_str().to_string(), verified, checks, error, claims, policy: policy_info, appraisal }))
+}

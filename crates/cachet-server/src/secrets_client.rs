@@ -9,6 +9,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use zeroize::Zeroize;
 
+/// HTTP methods for [`SecretsClient::request`].
+pub use reqwest::Method;
+
 /// Largest response read (bytes).
 const MAX_RESPONSE: usize = 16 << 20;
 
@@ -61,6 +64,12 @@ impl SecretsClient {
             let msg = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
             Err(format!("HTTP {status} {code}: {msg}"))
         }
+    }
+
+    /// Any admin-API call with this key (e.g. `PUT /v1/admin/reference-values/{name}`):
+    /// the JSON answer of a 2xx response, or `HTTP <status> <code>: <message>`.
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        self.send(method, path, body).await.map(|(_, v)| v)
     }
 
     fn path(name: &str) -> Result<String, String> {

@@ -84,6 +84,26 @@ enum RefvalsCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: ListFormat,
     },
+    /// Upload the sets of a reference-value file to a running `cachet serve`
+    /// (`PUT /v1/admin/reference-values/{name}` per set, replacing a stored
+    /// set of the same name; needs an admin API key).
+    Push {
+        /// The reference-value file (JSON or TOML).
+        #[arg(long)]
+        store: PathBuf,
+        /// The service's base URL.
+        #[arg(long, env = "CACHET_SERVER", default_value = "http://127.0.0.1:8700")]
+        server: String,
+        /// An API key with the admin role.
+        #[arg(long, env = "CACHET_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// CA certificates (PEM) to trust for an HTTPS server.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
+        /// Only these sets (default: all).
+        #[arg(long)]
+        name: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +173,28 @@ fn dispatch(cmd: RefvalsCommand) -> Result<(), Failure> {
             }
             save_store(&store, &rv)
         }
+        RefvalsCommand::Push { store, server, api_key, ca_cert, name } => {
+            let rv = load_store(&store, false)?;
+            let key = api_key.ok_or_else(|| usage("an API key is required (--api-key or CACHET_API_KEY)"))?;
+            let ca = match &ca_cert {
+                Some(p) => Some(std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())))?),
+                None => None,
+            };
+            if let Some(missing) = name.iter().find(|n| !rv.sets().contains_key(*n)) {
+                return Err(usage(format!("{}: no set named {missing:?}", store.display())));
+            }
+            let client = cachet_server::secrets_client::SecretsClient::new(&server, &key, ca.as_deref()).map_err(usage)?;
+            cachet_server::ops::block_on(async {
+                for (set_name, set) in rv.sets().iter().filter(|(n, _)| name.is_empty() || name.contains(n)) {
+                    let body = serde_json::to_value(set).map_err(|e| usage(e.to_string()))?;
+                    let path = format!("/v1/admin/reference-values/{set_name}");
+                    client.request(reqwest_put(), &path, Some(&body)).await.map_err(|e| refused(format!("{set_name}: {e}")))?;
+                    println!("{set_name}: {} value(s) pushed to {server}", set.values.len());
+                }
+                Ok(())
+            })
+            .map_err(usage)?
+        }
         RefvalsCommand::List { store, at, format } => {
             let at = match at {
                 Some(s) => parse_time(&s).map_err(|e| usage(format!("--at: {e}")))?,
@@ -174,6 +216,11 @@ fn dispatch(cmd: RefvalsCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `PUT` (the HTTP method type of the admin client).
+fn reqwest_put() -> cachet_server::secrets_client::Method {
+    cachet_server::secrets_client::Method::PUT
 }
 
 fn hex_of(b: &[u8]) -> String {

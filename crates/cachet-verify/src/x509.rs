@@ -62,28 +62,115 @@ pub fn is_der_cert(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x30) && parse_cert(bytes).is_ok()
 }
 
-/// Parse one DER certificate; trailing bytes are refused.
+/// Parse one DER certificate; trailing bytes are refused, and so is any
+/// change outside the signed part (see [`check_signed_envelope`]).
 pub fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     if der.len() > MAX_DER_LEN {
         return Err("certificate larger than 1 MiB".into());
     }
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok((rest, cert)) if rest.is_empty() => {
+            check_signed_envelope(der)?;
+            Ok(cert)
+        }
         Ok(_) => Err("trailing bytes after certificate".into()),
         Err(e) => Err(format!("not a valid X.509 certificate: {e}")),
     }
 }
 
-/// Parse one DER CRL; trailing bytes are refused.
+/// Parse one DER CRL; trailing bytes are refused, and so is any change
+/// outside the signed part (see [`check_signed_envelope`]).
 pub fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, String> {
     if der.len() > MAX_DER_LEN {
         return Err("CRL larger than 1 MiB".into());
     }
     match CertificateRevocationList::from_der(der) {
-        Ok((rest, crl)) if rest.is_empty() => Ok(crl),
+        Ok((rest, crl)) if rest.is_empty() => {
+            check_signed_envelope(der)?;
+            Ok(crl)
+        }
         Ok(_) => Err("trailing bytes after CRL".into()),
         Err(e) => Err(format!("not a valid X.509 CRL: {e}")),
     }
+}
+
+/// `(tag, header length, content length)` of a DER element with a
+/// definite, minimally encoded length.
+fn der_header(b: &[u8]) -> Result<(u8, usize, usize), String> {
+    let bad = || "not DER: malformed length".to_string();
+    let tag = *b.first().ok_or_else(bad)?;
+    let l0 = *b.get(1).ok_or_else(bad)?;
+    if l0 < 0x80 {
+        return Ok((tag, 2, usize::from(l0)));
+    }
+    let n = usize::from(l0 & 0x7f);
+    if n == 0 || n > 4 || b.get(2) == Some(&0) {
+        return Err(bad());
+    }
+    let mut len = 0usize;
+    for i in 0..n {
+        len = (len << 8) | usize::from(*b.get(2 + i).ok_or_else(bad)?);
+    }
+    if len < 0x80 {
+        return Err(bad());
+    }
+    Ok((tag, 2 + n, len))
+}
+
+/// The bytes of a certificate or CRL that its signature does not cover
+/// must still be the one valid encoding: `SEQUENCE { SEQUENCE tbs,
+/// SEQUENCE signatureAlgorithm, BIT STRING signature }` with universal
+/// tags, minimal lengths, nothing after, no unused bits in the signature,
+/// and a `signatureAlgorithm` byte for byte equal to the one inside the
+/// signed part (RFC 5280 §4.1.1.2, §5.1.1.2). The parser alone is lenient
+/// there (it accepted a BIT STRING tagged `[APPLICATION 3]`, an algorithm
+/// OID tagged as an OCTET STRING, other PSS parameters outside the signed
+/// part), which let one signed certificate be re-encoded into many byte
+/// strings with different fingerprints. With this check a certificate or
+/// CRL that verifies has exactly one encoding.
+pub fn check_signed_envelope(der: &[u8]) -> Result<(), String> {
+    let (tag, h, len) = der_header(der)?;
+    if tag != 0x30 || h.checked_add(len) != Some(der.len()) {
+        return Err("not DER: outer SEQUENCE".into());
+    }
+    let mut at = h;
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for want in [0x30u8, 0x30, 0x03] {
+        let (t, hh, l) = der_header(der.get(at..).unwrap_or_default())?;
+        if t != want {
+            return Err(format!("not DER: tag {t:#04x} where {want:#04x} belongs"));
+        }
+        if want == 0x03 && der.get(at + hh) != Some(&0) {
+            return Err("not DER: signature BIT STRING has unused bits".into());
+        }
+        let end = at.checked_add(hh + l).ok_or("not DER: length overflow")?;
+        parts.push(der.get(at..end).ok_or("not DER: truncated")?);
+        at = end;
+    }
+    if at != der.len() {
+        return Err("not DER: outer SEQUENCE length".into());
+    }
+    let (Some(tbs), Some(outer_alg)) = (parts.first(), parts.get(1)) else {
+        return Err("not DER: missing parts".into());
+    };
+    // Inside tbs: [0] version (certificates) and/or INTEGER (serial number,
+    // or a CRL's version), then the signed AlgorithmIdentifier.
+    let (_, th, _) = der_header(tbs)?;
+    let mut i = th;
+    for optional in [0xa0u8, 0x02] {
+        let rest = tbs.get(i..).unwrap_or_default();
+        if rest.first() == Some(&optional) {
+            let (_, hh, l) = der_header(rest)?;
+            i += hh + l;
+        }
+    }
+    let rest = tbs.get(i..).unwrap_or_default();
+    let (_, hh, l) = der_header(rest)?;
+    let inner_alg = rest.get(..hh + l).ok_or("not DER: truncated tbs")?;
+    if inner_alg != *outer_alg {
+        return Err("signatureAlgorithm differs from the signed one (RFC 5280 4.1.1.2)".into());
+    }
+    Ok(())
 }
 
 /// The subject of a certificate, for messages.

@@ -319,14 +319,22 @@ impl Model {
 
 /// Signed ranges of a certificate or CRL; none for a self-signed root (the
 /// verifier compares it with its pinned anchors or ignores it).
+///
+/// The whole DER counts: the to-be-signed part and the signature are
+/// covered by the issuer's signature, and every other byte (outer tags and
+/// lengths, the outer algorithm identifier, which RFC 5280 §4.1.1.2 says
+/// MUST equal the inner one, the BIT STRING's unused-bits octet) has exactly
+/// one valid value, so a change there makes the certificate invalid DER.
 fn der_signed(der: &[u8]) -> Vec<Range<usize>> {
-    let Some((tbs, sig)) = layout::x509_signed_parts(der) else { return Vec::new() };
+    if layout::x509_signed_parts(der).is_none() {
+        return Vec::new();
+    }
     if let Ok(c) = crate::x509::parse_cert(der) {
         if c.subject() == c.issuer() {
             return Vec::new();
         }
     }
-    vec![tbs, sig]
+    vec![0..der.len()]
 }
 
 /// Signed ranges of some bytes, recognised by content (and by the name of

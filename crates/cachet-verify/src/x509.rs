@@ -69,7 +69,7 @@ pub fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
         return Err("certificate larger than 1 MiB".into());
     }
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => {
+        Ok(([], cert)) => {
             check_signed_envelope(der)?;
             Ok(cert)
         }
@@ -85,7 +85,7 @@ pub fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, String> {
         return Err("CRL larger than 1 MiB".into());
     }
     match CertificateRevocationList::from_der(der) {
-        Ok((rest, crl)) if rest.is_empty() => {
+        Ok(([], crl)) => {
             check_signed_envelope(der)?;
             Ok(crl)
         }

@@ -6,6 +6,7 @@ mod demo_cmd;
 mod audit_cmd;
 mod keys_cmd;
 mod refvals_cmd;
+mod selftest_cmd;
 mod secrets_cmd;
 mod serve_cmd;
 mod verify_cmd;
@@ -53,6 +54,9 @@ enum Command {
     /// simulated TEE): two owners, an approved and a modified workload, the
     /// audit log.
     Demo(demo_cmd::DemoArgs),
+    /// Mutation self-test over the real vectors: every forgery must be
+    /// refused by name (exit 1 if one is accepted or panics).
+    Selftest(selftest_cmd::SelftestArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +72,6 @@ fn main() -> ExitCode {
         Command::Attest(args) => attest_cmd::run(args),
         Command::FetchSecret(args) => attest_cmd::run_fetch(args),
         Command::Demo(args) => demo_cmd::run(args),
+        Command::Selftest(args) => selftest_cmd::run(args),
     }
 }

@@ -302,6 +302,7 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(1024).build() {
         Ok(c) => c,
         Err(e) => {

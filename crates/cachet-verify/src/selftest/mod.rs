@@ -165,6 +165,9 @@ pub enum Kind {
     EvidenceExtend,
     /// One bit flipped anywhere in the evidence.
     EvidenceNoise,
+    /// One bit flipped in a decoded part of the evidence outside its signed
+    /// ranges (a header, padding, an unsigned field).
+    EvidenceUnsigned,
     /// Two load-bearing JSON fields swapped (refused, or the same claims:
     /// endorsements are recognised by content, not by field name).
     FieldSwap,
@@ -188,13 +191,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::EvidenceFlip,
         Kind::EvidenceSwap,
         Kind::EvidenceInsert,
         Kind::EvidenceTruncate,
         Kind::EvidenceExtend,
         Kind::EvidenceNoise,
+        Kind::EvidenceUnsigned,
         Kind::FieldSwap,
         Kind::EndorsementFlip,
         Kind::EndorsementSwap,
@@ -215,6 +219,7 @@ impl Kind {
             Kind::EvidenceTruncate => "evidence truncated",
             Kind::EvidenceExtend => "evidence extended",
             Kind::EvidenceNoise => "evidence bit flip (anywhere)",
+            Kind::EvidenceUnsigned => "evidence bit flip (unsigned field)",
             Kind::FieldSwap => "swapped JSON fields",
             Kind::EndorsementFlip => "endorsement bit flip (signed)",
             Kind::EndorsementSwap => "endorsement swapped bytes (signed)",
@@ -231,7 +236,7 @@ impl Kind {
         match self {
             Kind::EvidenceFlip => 8,
             Kind::EndorsementFlip => 5,
-            Kind::EvidenceSwap | Kind::EvidenceNoise => 2,
+            Kind::EvidenceSwap | Kind::EvidenceNoise | Kind::EvidenceUnsigned => 2,
             _ => 1,
         }
     }
@@ -635,6 +640,25 @@ impl Engine {
                 *byte ^= 1 << bit;
                 mk(kind, format!("flip bit {bit} of evidence byte 0x{pos:x}"), inputs, at, Expect::RefuseOrSameClaims)
             }
+            Kind::EvidenceUnsigned => {
+                let b = pick_blob(p, &mut rng, |b| b.loc.in_evidence() && unsigned_len(b) > 0)?;
+                let mut x = rng.below(unsigned_len(b));
+                let mut pos = 0;
+                for i in 0..b.bytes.len() {
+                    if !b.signed.iter().any(|r| r.contains(&i)) {
+                        if x == 0 {
+                            pos = i;
+                            break;
+                        }
+                        x -= 1;
+                    }
+                }
+                let bit = rng.below(8);
+                let mut bytes = b.bytes.clone();
+                *bytes.get_mut(pos)? ^= 1 << bit;
+                let detail = format!("flip bit {bit} of unsigned byte 0x{pos:x} of {} ({} bytes)", b.what, b.bytes.len());
+                mk(kind, detail, p.model.with(&s.evidence, &s.endorsements, &b.loc, Some(&bytes)), at, Expect::RefuseOrSameClaims)
+            }
             Kind::FieldSwap => {
                 let (a, b) = pick_swap_pair(p, &mut rng)?;
                 let one = p.model.with(&s.evidence, &s.endorsements, &a.loc, Some(&b.bytes));
@@ -833,6 +857,7 @@ fn applicable(p: &Prepared, k: Kind) -> bool {
             p.model.evidence_cut > 0 || blobs.iter().any(|b| matches!(b.loc, Loc::EvLeaf { .. }) && b.signed_len() > 0)
         }
         Kind::EvidenceExtend | Kind::EvidenceNoise => !s.evidence.is_empty(),
+        Kind::EvidenceUnsigned => blobs.iter().any(|b| b.loc.in_evidence() && unsigned_len(b) > 0),
         Kind::FieldSwap => swap_candidates(p).len() >= 2,
         Kind::EndorsementFlip => signed(false, 1),
         Kind::EndorsementSwap => signed(false, 2),
@@ -843,6 +868,15 @@ fn applicable(p: &Prepared, k: Kind) -> bool {
         Kind::TimeBefore => p.window.0.is_some(),
         Kind::TimeAfter => p.window.1.is_some(),
     }
+}
+
+/// Bytes of a decoded blob outside its signed ranges (only for blobs that
+/// have signed ranges: a blob without any is text or an unused part).
+fn unsigned_len(b: &Blob) -> usize {
+    if b.signed.is_empty() {
+        return 0;
+    }
+    b.bytes.len().saturating_sub(b.signed_len())
 }
 
 fn droppable(b: &Blob) -> bool {

@@ -260,6 +260,31 @@ fn altered_runtime_data_is_refused() {
     }
 }
 
+/// The HCL header (offsets 0..32) is signed by nothing: its fields are
+/// checked but never reported, so a flipped bit there can neither change
+/// the claims nor pass unnoticed (mutation finding F2: request_type 2 →
+/// 8390146 was accepted and reported as `hcl.request_type`).
+#[test]
+fn unsigned_hcl_header_fields_are_checked_and_never_claims() {
+    for c in az_cases() {
+        let ev = Ev::of(&c);
+        let good = claims(&verify(&c, &ev.text()));
+        let h = good["hcl"].as_object().expect("hcl claims");
+        assert!(!h.contains_key("request_type") && !h.contains_key("version"), "{}: unsigned header in claims {h:?}", c.id);
+        for (value, what) in [(0u32, "request type 0"), (4, "request type 4"), (8390146, "request type 8390146")] {
+            let mut m = ev.clone();
+            m.hcl[12..16].copy_from_slice(&value.to_le_bytes());
+            assert_eq!(failed_check(&verify(&c, &m.text())), "HCL report format", "{} {what}", c.id);
+        }
+        // Every documented request type is let through with the same claims.
+        for value in 1u32..=3 {
+            let mut m = ev.clone();
+            m.hcl[12..16].copy_from_slice(&value.to_le_bytes());
+            assert_eq!(claims(&verify(&c, &m.text())), good, "{} request type {value}", c.id);
+        }
+    }
+}
+
 /// The `HCLAkPub` JWK text of some runtime data.
 fn ak_jwk(var: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(var).unwrap();

@@ -77,11 +77,11 @@ impl HwKind {
 /// A parsed HCL report, borrowing from the input.
 #[derive(Debug, Clone)]
 pub struct HclReport<'a> {
-    /// Header version.
+    /// Header version (1..=2). Unsigned: checked, never a claim.
     pub version: u32,
     /// Header report_size.
     pub report_size: u32,
-    /// Header request_type.
+    /// Header request_type (1..=3). Unsigned: checked, never a claim.
     pub request_type: u32,
     /// The hardware report: 1184 bytes for SNP, the 1024-byte TDREPORT for TDX.
     pub hw_report: &'a [u8],
@@ -118,6 +118,11 @@ pub fn parse(b: &[u8]) -> Result<HclReport<'_>, String> {
     }
     let report_size = le32(b, 8);
     let request_type = le32(b, 12);
+    // Not covered by any signature: only the documented values are let
+    // through, and the value is not reported as a claim.
+    if !(1..=3).contains(&request_type) {
+        return Err(format!("request type {request_type} is not 1 (key release), 2 (AK certificate) or 3 (wrapped key)"));
+    }
     let status = le32(b, 16);
     if status != 0 {
         return Err(format!("status {status:#x}: the HCL did not produce a report"));
@@ -350,6 +355,8 @@ mod tests {
         bad(&|b| b[0] = b'X', "signature");
         bad(&|b| set32(b, 4, 3), "header version");
         bad(&|b| set32(b, 16, 1), "status");
+        bad(&|b| set32(b, 12, 0), "request type 0");
+        bad(&|b| set32(b, 12, 8390146), "request type 8390146");
         bad(&|b| set32(b, 8, 1), "report size");
         bad(&|b| set32(b, REQUEST_DATA_OFFSET, 5), "request data size");
         bad(&|b| set32(b, REQUEST_DATA_OFFSET + 4, 9), "request data version");

@@ -43,7 +43,7 @@
 //! `pcrs` (`{"sha256": {"0": hex}}`, quoted PCRs only), `ak_public` (hex),
 //! `ak_type`, `extra_data` (the quote's nonce field, where Cachet's
 //! freshness binding goes), `tpm_quote` (the other quote fields), and `hcl`:
-//! `{version, request_type, report_type, runtime_data_hash_alg,
+//! `{report_type, runtime_data_hash_alg,
 //! runtime_data_hash, user_data, vm_configuration: {secure_boot,
 //! tpm_enabled, console_enabled, tpm_persisted, …}, ek_public, keys}`.
 //! `report_data` is the hardware report's (it is `H(var_data)`), not the
@@ -430,8 +430,9 @@ fn claims(
     tq.retain(|_, v| !v.is_null());
     out.insert("tpm_quote".into(), Value::Object(tq));
     let mut h = Map::new();
-    h.insert("version".into(), json!(hcl.version));
-    h.insert("request_type".into(), json!(hcl.request_type));
+    // The HCL header (version, request_type) is signed by nothing, so it
+    // is checked in `hcl::parse` but never reported: a claim must be
+    // something the hardware vouches for.
     h.insert("report_type".into(), json!(hcl.kind.name()));
     h.insert("runtime_data_hash_alg".into(), json!(hcl.hash.name()));
     h.insert("runtime_data_hash".into(), json!(hex::encode(hcl.hash.digest(hcl.var_data))));

@@ -75,6 +75,11 @@ pub struct AppState {
     pub broker: Arc<cachet_keybroker::KeyBroker>,
     /// Compiled appraisal policies and the live reference values.
     pub appraiser: Arc<appraisal::Appraiser>,
+    /// Endorsements (certificate chains, CRLs, signed collateral) already
+    /// verified, by content hash: repeated attestations from the same
+    /// platform skip those signatures, never the evidence's own, and every
+    /// validity window is re-checked at each request's instant.
+    pub verify_cache: Arc<cachet_verify::cache::VerifyCache>,
 }
 
 impl AppState {
@@ -353,6 +358,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
         verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifications)),
         broker,
         appraiser: Arc::new(appraisal::Appraiser::new(reference_values_file(&config)?)),
+        verify_cache: Arc::new(cachet_verify::cache::VerifyCache::default()),
     };
     state.reload_reference_values().await.map_err(|e| format!("reference values: {}", e.message))?;
     let (router, _) = app(state);

@@ -1,6 +1,6 @@
 //! Prometheus metrics, exposed as text at `/metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The service's metrics.
 #[derive(Clone)]
@@ -15,6 +15,11 @@ pub struct Metrics {
     pub nonces_issued: IntCounterVec,
     /// `cachet_http_requests_total{status}` by status class.
     pub http_requests: IntCounterVec,
+    /// `cachet_endorsement_cache_lookups{result="hit"|"miss"}` and
+    /// `cachet_endorsement_cache_entries`: read from the verifier's cache
+    /// at each scrape.
+    cache_lookups: IntGaugeVec,
+    cache_entries: IntGauge,
 }
 
 impl Metrics {
@@ -34,11 +39,22 @@ impl Metrics {
         registry.register(Box::new(verification_seconds.clone()))?;
         registry.register(Box::new(nonces_issued.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
-        Ok(Self { registry, attestations, verification_seconds, nonces_issued, http_requests })
+        let cache_lookups = IntGaugeVec::new(
+            Opts::new("cachet_endorsement_cache_lookups", "Endorsement cache lookups since start, by result"),
+            &["result"],
+        )?;
+        let cache_entries = IntGauge::new("cachet_endorsement_cache_entries", "Verified endorsements held in the cache")?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        Ok(Self { registry, attestations, verification_seconds, nonces_issued, http_requests, cache_lookups, cache_entries })
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
+    /// The text exposition format, with the endorsement cache's figures.
+    pub fn render(&self, cache: cachet_verify::cache::CacheStats) -> String {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_lookups.with_label_values(&["hit"]).set(clamp(cache.hits));
+        self.cache_lookups.with_label_values(&["miss"]).set(clamp(cache.misses));
+        self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
         let mut buf = Vec::new();
         if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
             return String::new();

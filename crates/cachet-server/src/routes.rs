@@ -241,11 +241,12 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
     // Verify (CPU-bound) on the blocking pool, a bounded number at once.
     let permit = st.verify_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;
     let anchors = st.anchors.clone();
+    let cache = st.verify_cache.clone();
     let verifier_nonce = binding.as_ref().and_then(|b| b.verifier_nonce().map(<[u8]>::to_vec));
     let started = Instant::now();
     let verification = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        cachet_verify::verify(
+        cachet_verify::cache::verify_cached(
             tee,
             &VerifyRequest {
                 evidence: &evidence,
@@ -254,6 +255,7 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
                 at,
                 expected_nonce: verifier_nonce.as_deref(),
             },
+            &cache,
         )
     })
     .await
@@ -407,5 +409,5 @@ pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "cachet_attestations_total, cachet_verification_seconds, ...", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render(st.verify_cache.stats())).into_response()
 }

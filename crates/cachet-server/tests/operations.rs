@@ -96,11 +96,29 @@ async fn health_readiness_metrics_and_openapi() {
         .post("/v1/attest", &json!({"tee": "sgx", "evidence": b64(&c.evidence_bytes()), "endorsements": endorsements, "at": c.verify_at}))
         .await;
     assert_eq!(s, 200, "{v}");
+    let cache_hits = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("cachet_endorsement_cache_lookups{result=\"hit\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no cache hit figure: {text}"))
+    };
+    let text = srv.client.get(srv.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let cold_hits = cache_hits(&text);
+    // The same platform again: its PCK chain, CRLs and collateral
+    // signatures come from the verifier's cache (the quote is checked anew).
+    let (s2, v2) = srv
+        .post("/v1/attest", &json!({"tee": "sgx", "evidence": b64(&c.evidence_bytes()), "endorsements": endorsements, "at": c.verify_at}))
+        .await;
+    assert_eq!(s2, 200, "{v2}");
+    let text = srv.client.get(srv.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let warm_hits = cache_hits(&text) - cold_hits;
+    assert!(warm_hits >= 5, "the second attestation hit the cache {warm_hits} times: {text}");
+    assert!(!text.contains("cachet_endorsement_cache_entries 0\n"), "{text}");
     let (s, _) = srv.post("/v1/attest", &json!({"tee": "snp", "evidence": b64(b"junk")})).await;
     assert_eq!(s, 422);
     let text = srv.client.get(srv.at("/metrics")).send().await.unwrap().text().await.unwrap();
     let status = srv.verify_token(v["token"].as_str().unwrap()).await["submods"]["sgx"]["ear.status"].as_str().unwrap().to_string();
-    assert!(text.contains(&format!("cachet_attestations_total{{outcome=\"{status}\",tee=\"sgx\"}} 1")), "{text}");
+    assert!(text.contains(&format!("cachet_attestations_total{{outcome=\"{status}\",tee=\"sgx\"}} 2")), "{text}");
     assert!(text.contains("cachet_attestations_total{outcome=\"refused\",tee=\"snp\"} 1"), "{text}");
     assert!(text.contains("cachet_verification_seconds_bucket{tee=\"sgx\""), "{text}");
 

@@ -77,12 +77,45 @@ fn warm_cache_still_checks_the_per_evidence_signature() {
     }
 }
 
+/// Offset of the attestation-key signature in a DCAP quote: after the
+/// header (48), the body (v3 SGX 384, v4 TD 584, v5 6 + its declared size)
+/// and the 4-byte signature data length.
+fn dcap_quote_signature_offset(q: &[u8]) -> usize {
+    match u16::from_le_bytes([q[0], q[1]]) {
+        3 => 48 + 384 + 4,
+        4 => 48 + 584 + 4,
+        5 => 48 + 6 + u32::from_le_bytes([q[50], q[51], q[52], q[53]]) as usize + 4,
+        v => panic!("quote version {v}"),
+    }
+}
+
+#[test]
+fn warm_dcap_cache_still_checks_the_quote_signature() {
+    // The PCK chain, CRLs and TCB Info / QE Identity signatures come from
+    // the cache; the quote's own signature is checked on every call.
+    for c in common::cases(&["sgx", "tdx"]).into_iter().filter(|c| c.expect == "accept") {
+        let cache = Arc::new(VerifyCache::default());
+        let ev = c.evidence_bytes();
+        assert!(run(&c, &ev, c.verify_at(), Some(&cache)).verified(), "{}", c.id);
+        let before = cache.stats();
+        assert!(run(&c, &ev, c.verify_at(), Some(&cache)).verified(), "{}: warm", c.id);
+        let warm = cache.stats();
+        // PCK chain, TCB Info and QE Identity signing chains, two CRLs, two signatures.
+        assert!(warm.hits >= before.hits + 5, "{}: warm run hit the cache {} times", c.id, warm.hits - before.hits);
+        let mut forged = ev.clone();
+        forged[dcap_quote_signature_offset(&ev) + 5] ^= 0x01;
+        let v = run(&c, &forged, c.verify_at(), Some(&cache));
+        assert_eq!(common::failed_check(&v), "Quote signature", "{}: forged quote signature with a warm cache", c.id);
+        assert!(cache.stats().hits > warm.hits, "{}: the chain came from the cache", c.id);
+    }
+}
+
 #[test]
 fn cached_chain_expires_on_time() {
     // A chain cached at a valid instant is refused, by the same check as
     // without the cache, one second after its window.
     let cache = Arc::new(VerifyCache::default());
-    for c in common::cases(&["snp", "nitro", "tpm"]).into_iter().filter(|c| c.expect == "accept") {
+    for c in common::cases(&["sgx", "tdx", "snp", "nitro", "tpm", "nvgpu"]).into_iter().filter(|c| c.expect == "accept") {
         let ev = c.evidence_bytes();
         assert!(run(&c, &ev, c.verify_at(), Some(&cache)).verified(), "{}", c.id);
         // Find the first refused instant without the cache, then compare.

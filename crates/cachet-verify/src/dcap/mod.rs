@@ -405,7 +405,8 @@ fn verified_chain(
 ) -> VResult<VerifiedChain> {
     let mut tmp = Checks::new();
     let roots: Vec<&crate::anchors::Anchor> = req.anchors.of_kind(AnchorKind::IntelSgxRoot).collect();
-    let res = x509::verify_chain(name, leaf, pool, roots.iter().copied(), req.at, &mut tmp);
+    // Cached by content when a cache is in scope (validity re-checked at `at`).
+    let res = crate::cache::verify_chain(name, leaf, pool, roots.iter().copied(), req.at, &mut tmp);
     let chain = match res {
         Ok(c) => c,
         Err(e) => {
@@ -607,13 +608,20 @@ fn verify_signed_json(
     let mut cands: Vec<&Vec<u8>> =
         signing_certs.iter().filter(|d| sj.issuer_chain.contains(d)).chain(signing_certs.iter().filter(|d| !sj.issuer_chain.contains(d))).collect();
     cands.sort_by_key(|d| parse_cert(d).map(|c| x509::check_validity(&c, req.at).is_err()).unwrap_or(true));
+    // Collateral, not evidence: a signature that verified once for the same
+    // signer, body and signature bytes is remembered when a cache is in scope.
     let verifies = |der: &[u8]| -> bool {
-        let Ok(c) = parse_cert(der) else { return false };
-        let key = c.public_key().subject_public_key.data.as_ref();
-        let alg: &'static dyn aws_lc_rs::signature::VerificationAlgorithm =
-            if sj.signature.len() == 64 { &ECDSA_P256_SHA256_FIXED } else { &ECDSA_P256_SHA256_ASN1 };
-        x509::ec_curve(c.public_key()) == Some("P-256")
-            && UnparsedPublicKey::new(alg, key).verify(sj.body.as_bytes(), &sj.signature).is_ok()
+        crate::cache::collateral_signature("dcap-signed-json-p256", der, sj.body.as_bytes(), &sj.signature, || {
+            let c = parse_cert(der)?;
+            let key = c.public_key().subject_public_key.data.as_ref();
+            let alg: &'static dyn aws_lc_rs::signature::VerificationAlgorithm =
+                if sj.signature.len() == 64 { &ECDSA_P256_SHA256_FIXED } else { &ECDSA_P256_SHA256_ASN1 };
+            if x509::ec_curve(c.public_key()) != Some("P-256") {
+                return Err("not a P-256 key".into());
+            }
+            UnparsedPublicKey::new(alg, key).verify(sj.body.as_bytes(), &sj.signature).map_err(|_| "does not verify".to_string())
+        })
+        .is_ok()
     };
     let Some(signer) = cands.into_iter().find(|d| verifies(d)).cloned() else {
         return Err(checks.fail(
@@ -639,7 +647,7 @@ fn crl_check(
     at: UnixTime,
 ) -> VResult<()> {
     let mut tmp = Checks::new();
-    let crl = match x509::verify_crl(name, crl_der, issuer_der, at, &mut tmp) {
+    let crl = match crate::cache::verify_crl(name, crl_der, issuer_der, at, &mut tmp) {
         Ok(c) => c,
         Err(e) => {
             checks.extend_prefixed("", tmp);

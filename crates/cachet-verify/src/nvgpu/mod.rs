@@ -180,7 +180,7 @@ fn verify_report(
             .unwrap_or_default(),
     };
     let roots: Vec<&Anchor> = req.anchors.of_kind(AnchorKind::NvidiaDeviceIdentity).collect();
-    let chain = x509::verify_chain("Device certificate chain", &leaf, &pool, roots.iter().copied(), req.at, checks)?;
+    let chain = crate::cache::verify_chain("Device certificate chain", &leaf, &pool, roots.iter().copied(), req.at, checks)?;
     if let Some(own) = own_chain {
         if let Some(stray) = own.iter().find(|c| !chain.certs.contains(c)) {
             return Err(checks.fail(
@@ -350,7 +350,16 @@ fn appraise_rims(
             Ok(c) => c.as_str().to_string(),
             Err(_) => format!("other {}", appraise::component_by_shape(&r.version).as_str()),
         };
-        let detail = rim::verify_signature(&r).map_err(|err| format!("{}: {err}", e.name));
+        // A RIM is collateral: its XML-DSig, keyed by signer and the whole
+        // file (which fixes SignedInfo and the referenced bytes), is
+        // remembered when a cache is in scope. Its chain is checked below.
+        let signer = r.certs.first().map(Vec::as_slice).unwrap_or_default();
+        let mut fresh = None;
+        let detail = crate::cache::collateral_signature("nvidia-rim-xmldsig", signer, &e.bytes, b"", || {
+            rim::verify_signature(&r).map(|d| fresh = Some(d))
+        })
+        .map(|()| fresh.unwrap_or_else(|| format!("XML-DSig by '{}', reference digest matches (cached)", x509::subject_of(signer))))
+        .map_err(|err| format!("{}: {err}", e.name));
         let detail_ok = detail.as_ref().map(|d| format!("{} ({} {}): {d}", e.name, r.version, r.tag_id)).unwrap_or_default();
         checks.record(&format!("RIM signature ({label})"), detail, detail_ok)?;
         let leaf = r.certs.first().map(|c| c.as_slice()).unwrap_or_default();
@@ -361,7 +370,7 @@ fn appraise_rims(
         match applies {
             Ok(component) => {
                 let mut scratch = Checks::new();
-                match x509::verify_chain(&chain_name, leaf, pool, anchors, req.at, &mut scratch) {
+                match crate::cache::verify_chain(&chain_name, leaf, pool, anchors, req.at, &mut scratch) {
                     Ok(verified) => {
                         checks.extend_prefixed("", scratch);
                         chains.push((format!("rim {}", component.as_str()), verified.certs));
@@ -387,7 +396,7 @@ fn appraise_rims(
                 // Authentic or refused, but its validity period does not
                 // matter: it is not used.
                 let mut scratch = Checks::new();
-                if let Err(err) = x509::verify_chain(&chain_name, leaf, pool, anchors.clone(), req.at, &mut scratch) {
+                if let Err(err) = crate::cache::verify_chain(&chain_name, leaf, pool, anchors.clone(), req.at, &mut scratch) {
                     if !err.check.ends_with(" validity") {
                         return Err(checks.fail(&err.check, format!("{}: {}", e.name, err.message)));
                     }

@@ -31,9 +31,10 @@ pub struct ServeArgs {
     /// signing keys, audit log) [default: ./cachet-data].
     #[arg(long, env = "CACHET_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL instead of the data directory's SQLite file
-    /// (`sqlite:PATH`) [default: DATA_DIR/cachet.db].
-    #[arg(long, env = "CACHET_DATABASE_URL", value_name = "URL")]
+    /// Database URL instead of the data directory's SQLite file:
+    /// `postgres://USER@HOST/DB` (or `postgresql://`) for PostgreSQL shared
+    /// by several replicas, or `sqlite:PATH` [default: DATA_DIR/cachet.db].
+    #[arg(long, env = "CACHET_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Token issuer (`iss`) and the base URL of discovery documents
     /// [default: http(s)://LISTEN-ADDRESS].

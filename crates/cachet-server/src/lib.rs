@@ -208,12 +208,13 @@ impl Server {
     }
 }
 
-/// Open the configured store.
-pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
+/// Open the configured store: `database_url` when set (`postgres://…` or
+/// `postgresql://…`: PostgreSQL, shared by several replicas; `sqlite:PATH`),
+/// else the data directory's embedded SQLite file (the default).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     match &config.database_url {
-        Some(url) if url.starts_with("sqlite:") => SqliteStore::open_url(url).await.map_err(|e| e.to_string()),
-        Some(url) => Err(format!("unsupported database URL {url:?}: only sqlite: is built in")),
-        None => SqliteStore::open_dir(&config.data_dir).await.map_err(|e| e.to_string()),
+        Some(url) => cachet_store::open_url(url).await.map_err(|e| e.to_string()),
+        None => Ok(Arc::new(SqliteStore::open_dir(&config.data_dir).await.map_err(|e| e.to_string())?)),
     }
 }
 
@@ -314,7 +315,7 @@ pub fn reference_values_file(config: &Config) -> Result<Option<cachet_appraise::
 /// Open the store, make sure a signing key exists, bind, and serve.
 pub async fn start(config: Config) -> Result<Server, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+    let store: Arc<dyn Store> = open_store(&config).await?;
     let broker = Arc::new(key_broker(&config, store.clone())?);
     let keys = Arc::new(key_service(&config, store.clone()));
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;

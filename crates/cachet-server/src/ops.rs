@@ -1,13 +1,14 @@
 //! Support for the offline commands (`cachet keys`, `cachet admin`,
 //! `cachet audit`): they open the same store as `cachet serve`, directly,
-//! so they work whether or not a server is running (SQLite serialises the
-//! writers; a running server sees key changes within seconds).
+//! so they work whether or not a server is running (SQLite, or PostgreSQL's
+//! chain lock, serialises the writers; a running server sees key changes
+//! within seconds).
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cachet_store::{SqliteStore, Store};
+use cachet_store::Store;
 
 use crate::config::{Config, ServeArgs};
 use crate::keys::KeyService;
@@ -21,8 +22,9 @@ pub struct StoreArgs {
     /// Data directory [default: ./cachet-data].
     #[arg(long, global = true, env = "CACHET_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL instead of the data directory's file.
-    #[arg(long, global = true, env = "CACHET_DATABASE_URL", value_name = "URL")]
+    /// Database URL instead of the data directory's file
+    /// (`postgres://…`/`postgresql://…` for PostgreSQL, `sqlite:PATH`).
+    #[arg(long, global = true, env = "CACHET_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -43,8 +45,8 @@ impl StoreArgs {
 pub struct Opened {
     /// Resolved configuration.
     pub config: Config,
-    /// The store.
-    pub store: Arc<SqliteStore>,
+    /// The store (SQLite or PostgreSQL, as configured).
+    pub store: Arc<dyn Store>,
 }
 
 impl Opened {
@@ -58,7 +60,7 @@ impl Opened {
 /// Open the store selected by `args`.
 pub async fn open(args: &StoreArgs) -> Result<Opened, String> {
     let config = args.resolve()?;
-    let store = Arc::new(crate::open_store(&config).await?);
+    let store = crate::open_store(&config).await?;
     Ok(Opened { config, store })
 }
 

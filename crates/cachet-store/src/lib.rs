@@ -6,17 +6,67 @@
 //! audit entry, so no change can exist without its record. The queries are
 //! plain SQL; [`sqlite::SqliteStore`] is the embedded default (WAL journal,
 //! `synchronous=FULL`: a committed write survives `kill -9` and power loss),
-//! and a PostgreSQL backend for multi-replica deployments is one more
-//! implementation of the same trait.
+//! and [`postgres::PostgresStore`] is the backend for several `cachet serve`
+//! replicas sharing one database (nonces consumed once across replicas, one
+//! audit chain). [`open_url`] picks the backend from a database URL.
 
 pub mod audit;
+pub mod postgres;
 pub mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditEntry, AuditRecord, ChainError};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or
+/// `postgresql://`, scheme case-insensitive): the servers and commands
+/// choose the backend by this, so one setting (`--database-url`) selects it.
+pub fn is_postgres_url(url: &str) -> bool {
+    has_scheme(url, "postgres://") || has_scheme(url, "postgresql://")
+}
+
+/// Whether `url` names an SQLite database file (`sqlite:PATH`).
+fn is_sqlite_url(url: &str) -> bool {
+    has_scheme(url, "sqlite:")
+}
+
+/// Whether `url` starts with `prefix`, ignoring ASCII case.
+fn has_scheme(url: &str, prefix: &str) -> bool {
+    url.trim_start().get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+}
+
+/// Open (and migrate) the store a database URL names: `postgres://…` or
+/// `postgresql://…` opens [`PostgresStore`], `sqlite:PATH` opens
+/// [`SqliteStore`]. Any other scheme is refused rather than guessed (a typo
+/// must not silently create a local file). Errors never repeat the URL,
+/// which may carry a password.
+pub async fn open_url(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if is_postgres_url(url) {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else if is_sqlite_url(url) {
+        Ok(Arc::new(SqliteStore::open_url(url).await?))
+    } else {
+        Err(StoreError::Database("unsupported database URL: use sqlite:PATH, postgres://… or postgresql://…".into()))
+    }
+}
+
+/// The JSON text a certificate chain is stored as (an array of hex DER),
+/// the same in both backends so a dump moves between them unchanged.
+pub(crate) fn chain_json(chain: &[Vec<u8>]) -> String {
+    serde_json::Value::from(chain.iter().map(hex::encode).collect::<Vec<_>>()).to_string()
+}
+
+/// Parse a stored certificate chain ([`chain_json`]); a malformed one is
+/// reported as corrupt, never trusted or panicked on.
+pub(crate) fn parse_chain(text: &str) -> StoreResult<Vec<Vec<u8>>> {
+    let chain_hex: Vec<String> = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("signing key cert_chain: {e}")))?;
+    chain_hex.iter().map(|h| hex::decode(h).map_err(|e| StoreError::Corrupt(format!("signing key cert_chain: {e}")))).collect()
+}
 
 /// A storage failure. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +230,11 @@ impl std::fmt::Debug for SigningKeyRecord {
 pub trait Store: Send + Sync {
     /// A cheap query proving the database answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Close the connections, waiting for running queries to finish, so a
+    /// short-lived command leaves no half-open session behind. The default
+    /// does nothing (a backend without connections).
+    async fn close(&self) {}
 
     /// Record an issued nonce.
     async fn insert_nonce(&self, nonce: &[u8], created_at: i64, expires_at: i64) -> StoreResult<()>;

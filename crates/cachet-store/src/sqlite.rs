@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
-use crate::{ApiKeyRecord, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store, StoreError, StoreResult};
+use crate::{chain_json, parse_chain, ApiKeyRecord, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store, StoreError, StoreResult};
 
 /// The database file name inside a data directory.
 pub const DB_FILE: &str = "cachet.db";
@@ -191,12 +191,7 @@ async fn index_owner(tx: &mut Transaction<'static, Sqlite>, owner: &str, seq: i6
 
 fn signing_key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
     let chain_text: String = row.try_get("cert_chain")?;
-    let chain_hex: Vec<String> =
-        serde_json::from_str(&chain_text).map_err(|e| StoreError::Corrupt(format!("signing key cert_chain: {e}")))?;
-    let cert_chain = chain_hex
-        .iter()
-        .map(|h| hex::decode(h).map_err(|e| StoreError::Corrupt(format!("signing key cert_chain: {e}"))))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let cert_chain = parse_chain(&chain_text)?;
     Ok(SigningKeyRecord {
         kid: row.try_get("kid")?,
         alg: row.try_get("alg")?,
@@ -208,10 +203,6 @@ fn signing_key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
         active_from: row.try_get("active_from")?,
         revoked_at: row.try_get("revoked_at")?,
     })
-}
-
-fn chain_json(chain: &[Vec<u8>]) -> String {
-    serde_json::Value::from(chain.iter().map(hex::encode).collect::<Vec<_>>()).to_string()
 }
 
 fn audit_from(row: &SqliteRow) -> StoreResult<AuditRecord> {
@@ -235,6 +226,10 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn insert_nonce(&self, nonce: &[u8], created_at: i64, expires_at: i64) -> StoreResult<()> {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use cachet_server::auth::{new_tenant_api_key, Role};
 use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
-use cachet_store::{AuditEntry, Store};
+use cachet_store::AuditEntry;
 use clap::{Args, Subcommand};
 use serde_json::json;
 

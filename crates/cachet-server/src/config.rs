@@ -119,6 +119,13 @@ pub struct ServeArgs {
     /// `data.reference_values.NAME`.
     #[arg(long, env = "CACHET_REFERENCE_VALUES", value_name = "PATH")]
     pub reference_values: Option<PathBuf>,
+    /// Policy-signing certificate (PEM or DER; repeatable; comma-separated
+    /// in the environment variable). When any is given, PUT
+    /// /v1/admin/policies/{name} accepts only {"jws": ...}: the Rego text in
+    /// a JWS signed by the key of one of them, valid at upload time (`cachet
+    /// admin policy sign` makes one). TOML key: policy_signing_certs (a list).
+    #[arg(long = "policy-signing-cert", env = "CACHET_POLICY_SIGNING_CERTS", value_name = "PEM", value_delimiter = ',')]
+    pub policy_signing_certs: Vec<PathBuf>,
 }
 
 /// Where token-signing private keys live.
@@ -195,6 +202,8 @@ struct FileConfig {
     pkcs11_kek_label: Option<String>,
     signing_custody: Option<SigningCustody>,
     reference_values: Option<PathBuf>,
+    #[serde(alias = "policy_signing_cert")]
+    policy_signing_certs: Option<Vec<PathBuf>>,
 }
 
 /// The resolved configuration.
@@ -242,6 +251,8 @@ pub struct Config {
     pub signing_custody: SigningCustody,
     /// Reference values for release policies.
     pub reference_values: Option<PathBuf>,
+    /// Policy-signing certificates; empty: unsigned policies are accepted.
+    pub policy_signing_certs: Vec<PathBuf>,
 }
 
 fn secs(v: u64, name: &str) -> Result<i64, String> {
@@ -295,6 +306,11 @@ impl ServeArgs {
             pkcs11,
             signing_custody,
             reference_values: self.reference_values.clone().or(file.reference_values),
+            policy_signing_certs: if self.policy_signing_certs.is_empty() {
+                file.policy_signing_certs.unwrap_or_default()
+            } else {
+                self.policy_signing_certs.clone()
+            },
             listen: self.listen.or(file.listen).unwrap_or(default_listen),
             data_dir,
             database_url: self.database_url.clone().or(file.database_url),

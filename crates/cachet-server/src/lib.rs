@@ -18,6 +18,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod policies;
+pub mod policy_signing;
 pub mod refvals;
 pub mod routes;
 pub mod secrets;
@@ -80,6 +81,9 @@ pub struct AppState {
     /// platform skip those signatures, never the evidence's own, and every
     /// validity window is re-checked at each request's instant.
     pub verify_cache: Arc<cachet_verify::cache::VerifyCache>,
+    /// Certificates whose keys may sign appraisal policies; when any is
+    /// configured, only signed policies are stored.
+    pub policy_signers: Arc<policy_signing::PolicySigners>,
 }
 
 impl AppState {
@@ -360,6 +364,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
         broker,
         appraiser: Arc::new(appraisal::Appraiser::new(reference_values_file(&config)?)),
         verify_cache: Arc::new(cachet_verify::cache::VerifyCache::default()),
+        policy_signers: Arc::new(policy_signing::PolicySigners::load(&config.policy_signing_certs)?),
     };
     state.reload_reference_values().await.map_err(|e| format!("reference values: {}", e.message))?;
     let (router, _) = app(state);

@@ -8,6 +8,11 @@
 //! working one. `default-<tee>` names the TEE's default policy: storing one
 //! overrides the default shipped with Cachet for that TEE.
 //!
+//! With policy-signing certificates configured (`--policy-signing-cert`),
+//! a policy is accepted only as `{"jws": ...}`, signed by the key of one of
+//! them (`crate::policy_signing`); the signature is checked before the
+//! policy is validated, so a refused upload never replaces a stored version.
+//!
 //! `POST .../{name}/evaluate` is a dry run: it verifies the given evidence,
 //! appraises it, and returns each verification check and each policy rule's
 //! outcome, without issuing a token or consuming a nonce.
@@ -27,6 +32,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::appraisal::{self, hash_label, PolicySource};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::policy_signing::{self, SignerInfo};
 use crate::routes::{self, EndorsementIn};
 use crate::{now, AppState};
 
@@ -50,6 +56,10 @@ pub struct PolicyInfo {
     /// Who stored it (`api-key:<id>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The certificate whose key signed this version (in the answer to the
+    /// `PUT` that stored it; the audit entry `policy.put` records it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<SignerInfo>,
 }
 
 impl From<&PolicyRow> for PolicyInfo {
@@ -61,6 +71,7 @@ impl From<&PolicyRow> for PolicyInfo {
             source: "stored".into(),
             created_at: Some(r.created_at),
             created_by: Some(r.created_by.clone()),
+            signer: None,
         }
     }
 }
@@ -75,12 +86,19 @@ pub struct PolicyDoc {
     pub policy: String,
 }
 
-/// A policy to store.
+/// A policy to store: exactly one of `policy` and `jws`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutPolicy {
-    /// The Rego text (v1 syntax).
-    pub policy: String,
+    /// The Rego text (v1 syntax). Refused (`policy_signature_required`)
+    /// when the server has policy-signing certificates.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The policy as a compact JWS (RFC 7515) whose payload is the Rego
+    /// text, signed (ES256, ES384, PS256 or RS256) by the key of a configured
+    /// policy-signing certificate (`cachet admin policy sign` makes one).
+    #[serde(default)]
+    pub jws: Option<String>,
 }
 
 /// Which version to read.
@@ -171,6 +189,7 @@ fn builtin_info(name: &str, text: &str) -> PolicyInfo {
         source: "builtin".into(),
         created_at: None,
         created_by: None,
+        signer: None,
     }
 }
 
@@ -226,15 +245,82 @@ pub async fn policy_versions(State(st): State<AppState>, Path(name): Path<String
     Ok(Json(rows.iter().map(PolicyInfo::from).collect()))
 }
 
+/// Append a `policy.put` refusal to the audit log (a failure to do so is
+/// logged: the refusal stands either way).
+async fn audit_refusal(st: &AppState, p: &Principal, code: &str, detail: Value) {
+    let entry = AuditEntry {
+        ts: now(),
+        actor: p.actor(),
+        action: "policy.put".into(),
+        outcome: "refused".into(),
+        failed_check: Some(code.into()),
+        detail,
+        ..Default::default()
+    };
+    if let Err(err) = st.store.append_audit(&entry).await {
+        tracing::error!(error = %err, "cannot append to the audit log");
+    }
+}
+
+/// The policy text of a `PUT` body, and who signed it: plain Rego when no
+/// policy-signing certificate is configured, else only a JWS that one of
+/// them verifies (at the current time). Refusals are audited.
+async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -> Result<(String, Option<SignerInfo>), ApiError> {
+    let signers = &st.policy_signers;
+    match (req.policy, req.jws) {
+        (Some(_), Some(_)) => Err(ApiError::invalid("give either 'policy' (Rego text) or 'jws' (a signed policy), not both")),
+        (None, None) => Err(ApiError::invalid("the body needs 'policy' (Rego text) or 'jws' (a signed policy)")),
+        (Some(text), None) if signers.is_empty() => Ok((text, None)),
+        (Some(text), None) => {
+            let message = format!(
+                "this server accepts only signed policies ({} policy-signing certificate(s) configured): sign the Rego text with \
+                 `cachet admin policy sign --key KEY.pem --cert CERT.pem POLICY.rego > POLICY.jws` and send {{\"jws\": <its content>}}",
+                signers.signers().len()
+            );
+            let hash = hash_label(&cachet_appraise::policy_hash(&text));
+            audit_refusal(st, p, policy_signing::SIGNATURE_REQUIRED, json!({"name": name, "hash": hash, "error": message})).await;
+            Err(ApiError::new(StatusCode::BAD_REQUEST, policy_signing::SIGNATURE_REQUIRED, message))
+        }
+        (None, Some(_)) if signers.is_empty() => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            policy_signing::SIGNING_NOT_CONFIGURED,
+            "this server has no policy-signing certificates (--policy-signing-cert), so it cannot check a signature: \
+             send the Rego text as {\"policy\": ...}, or configure the signer's certificate",
+        )),
+        (None, Some(jws)) => {
+            let signed = match signers.verify(&jws, now()) {
+                Ok(signed) => signed,
+                Err(e) => {
+                    audit_refusal(st, p, e.code(), json!({"name": name, "error": e.to_string()})).await;
+                    return Err(e.into());
+                }
+            };
+            match String::from_utf8(signed.payload) {
+                Ok(text) => Ok((text, Some(signed.signer))),
+                Err(_) => {
+                    let message = "the signed payload is not UTF-8 text; sign the Rego file itself";
+                    audit_refusal(st, p, "policy_invalid", json!({"name": name, "signer": signed.signer, "error": message})).await;
+                    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", message))
+                }
+            }
+        }
+    }
+}
+
 /// Store a new version of a policy, after validating it: compiled, and run
 /// on sample claims of every TEE family. A policy that fails is refused with
-/// `422 policy_invalid` and the previous version keeps serving.
+/// `422 policy_invalid` and the previous version keeps serving. With
+/// policy-signing certificates configured, only `{"jws": ...}` signed by one
+/// of them is accepted, and its signer is recorded.
 #[utoipa::path(put, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["admin"])),
     params(("name" = String, Path, description = "Policy name (`default-<tee>` overrides that TEE's default)")),
     request_body = PutPolicy,
     responses((status = 201, body = PolicyInfo),
-              (status = 422, description = "policy_invalid: does not parse, compile, or run cleanly on the sample claims", body = ErrorBody),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+              (status = 422, description = "policy_invalid: does not parse, compile, or run cleanly on the sample claims; \
+                policy_signature_invalid, policy_signer_unknown, policy_signer_not_valid: a signed policy refused", body = ErrorBody),
+              (status = 400, description = "policy_signature_required (signing configured, plain Rego sent), \
+                policy_signing_not_configured (a JWS sent, no signing configured), invalid_request", body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn put_policy(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -242,25 +328,18 @@ pub async fn put_policy(
     ApiJson(req): ApiJson<PutPolicy>,
 ) -> Result<(StatusCode, Json<PolicyInfo>), ApiError> {
     check_name(&name)?;
-    let text = req.policy;
+    let (text, signer) = policy_text(&st, &p, &name, req).await?;
     let n = name.clone();
     let t = text.clone();
     let validated = tokio::task::spawn_blocking(move || Policy::validate(&n, &t)).await.map_err(ApiError::internal)?;
     let policy = match validated {
         Ok(policy) => policy,
         Err(e) => {
-            let entry = AuditEntry {
-                ts: now(),
-                actor: p.actor(),
-                action: "policy.put".into(),
-                outcome: "refused".into(),
-                failed_check: Some("policy_invalid".into()),
-                detail: json!({"name": name, "hash": hash_label(&cachet_appraise::policy_hash(&text)), "error": e.to_string()}),
-                ..Default::default()
-            };
-            if let Err(err) = st.store.append_audit(&entry).await {
-                tracing::error!(error = %err, "cannot append to the audit log");
+            let mut detail = json!({"name": name, "hash": hash_label(&cachet_appraise::policy_hash(&text)), "error": e.to_string()});
+            if let Some(s) = &signer {
+                detail["signer"] = json!(s);
             }
+            audit_refusal(&st, &p, "policy_invalid", detail).await;
             return Err(policy_invalid(e));
         }
     };
@@ -277,13 +356,18 @@ pub async fn put_policy(
         actor: p.actor(),
         action: "policy.put".into(),
         outcome: "ok".into(),
-        detail: json!({"name": name, "hash": row.hash}),
+        detail: match &signer {
+            Some(s) => json!({"name": name, "hash": row.hash, "signer": s}),
+            None => json!({"name": name, "hash": row.hash}),
+        },
         ..Default::default()
     };
     row.version = st.store.put_policy(&row, &audit).await?;
     st.appraiser.remember(policy);
-    tracing::info!(policy = %name, version = row.version, hash = %row.hash, "policy stored");
-    Ok((StatusCode::CREATED, Json(PolicyInfo::from(&row))))
+    tracing::info!(policy = %name, version = row.version, hash = %row.hash, signer = ?signer.as_ref().map(|s| &s.subject), "policy stored");
+    let mut info = PolicyInfo::from(&row);
+    info.signer = signer;
+    Ok((StatusCode::CREATED, Json(info)))
 }
 
 /// Dry run: verify the evidence and appraise it with this policy (or the

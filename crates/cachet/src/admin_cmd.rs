@@ -1,4 +1,5 @@
-//! `cachet admin`: API keys for the admin API (create, list, revoke).
+//! `cachet admin`: API keys for the admin API (create, list, revoke), and
+//! appraisal-policy tools (`cachet admin policy sign`).
 
 use std::process::ExitCode;
 
@@ -38,9 +39,17 @@ pub enum AdminCommand {
         /// Key id (the part after `cachet_`).
         id: String,
     },
+    /// Appraisal-policy tools: `sign` a Rego policy as a JWS for a server
+    /// that requires signed policies (--policy-signing-cert).
+    Policy(crate::policy_cmd::PolicyArgs),
 }
 
 pub fn run(args: AdminArgs) -> ExitCode {
+    // Policy tools work on files only: no store is opened.
+    let args = match args.command {
+        AdminCommand::Policy(p) => return crate::policy_cmd::run(p),
+        command => AdminArgs { command, ..args },
+    };
     match block_on(run_async(args)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) | Err(e) => {
@@ -76,6 +85,7 @@ async fn run_async(args: AdminArgs) -> Result<ExitCode, String> {
             println!("{}", serde_json::to_string_pretty(&keys).unwrap_or_default());
             ExitCode::SUCCESS
         }
+        AdminCommand::Policy(p) => crate::policy_cmd::run(p),
         AdminCommand::RevokeKey { id } => {
             if store.revoke_api_key(&id, now, &audit("api_key.revoke", json!({"id": id}))).await.map_err(|e| e.to_string())? {
                 eprintln!("revoked {id}");

@@ -5,6 +5,7 @@ mod attest_cmd;
 mod demo_cmd;
 mod audit_cmd;
 mod keys_cmd;
+mod policy_cmd;
 mod refvals_cmd;
 mod selftest_cmd;
 mod secrets_cmd;
@@ -34,7 +35,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Manage token signing keys (list, rotate, revoke, prune, import).
     Keys(keys_cmd::KeysArgs),
-    /// Manage admin API keys (create-key, list-keys, revoke-key).
+    /// Manage admin API keys (create-key, list-keys, revoke-key); sign
+    /// appraisal policies (policy sign).
     Admin(admin_cmd::AdminArgs),
     /// Check (verify) or read (show) the tamper-evident audit log.
     Audit(audit_cmd::AuditArgs),

@@ -12,6 +12,9 @@
 //! a policy is accepted only as `{"jws": ...}`, signed by the key of one of
 //! them (`crate::policy_signing`); the signature is checked before the
 //! policy is validated, so a refused upload never replaces a stored version.
+//! Each version stored from a JWS keeps its signer (shown by `GET` and the
+//! versions listing) and the JWS itself (so its signature can be checked
+//! again later); versions stored unsigned have neither.
 //!
 //! `POST .../{name}/evaluate` is a dry run: it verifies the given evidence,
 //! appraises it, and returns each verification check and each policy rule's
@@ -56,23 +59,33 @@ pub struct PolicyInfo {
     /// Who stored it (`api-key:<id>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    /// The certificate whose key signed this version (in the answer to the
-    /// `PUT` that stored it; the audit entry `policy.put` records it too).
+    /// The certificate whose key signed this version, recorded with it when
+    /// it was stored from a JWS (the audit entry `policy.put` names it too).
+    /// Absent for versions stored unsigned and for builtin policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<SignerInfo>,
 }
 
-impl From<&PolicyRow> for PolicyInfo {
-    fn from(r: &PolicyRow) -> Self {
-        PolicyInfo {
+impl PolicyInfo {
+    /// The listing of a stored version, with its recorded signer. A signer
+    /// record that does not parse is an error (500), never shown as
+    /// "unsigned": that would misstate who approved the version.
+    pub fn stored(r: &PolicyRow) -> Result<Self, ApiError> {
+        let signer = match &r.signer {
+            None => None,
+            Some(json) => Some(serde_json::from_str::<SignerInfo>(json).map_err(|e| {
+                ApiError::internal(format!("policy {:?} version {}: stored signer record is corrupt: {e}", r.name, r.version))
+            })?),
+        };
+        Ok(PolicyInfo {
             name: r.name.clone(),
             version: r.version,
             hash: r.hash.clone(),
             source: "stored".into(),
             created_at: Some(r.created_at),
             created_by: Some(r.created_by.clone()),
-            signer: None,
-        }
+            signer,
+        })
     }
 }
 
@@ -199,7 +212,7 @@ fn builtin_info(name: &str, text: &str) -> PolicyInfo {
     responses((status = 200, body = [PolicyInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_policies(State(st): State<AppState>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
     let stored = st.store.list_policies().await?;
-    let mut out: Vec<PolicyInfo> = stored.iter().map(PolicyInfo::from).collect();
+    let mut out: Vec<PolicyInfo> = stored.iter().map(PolicyInfo::stored).collect::<Result<_, _>>()?;
     for (tee, text) in cachet_appraise::defaults::DEFAULT_POLICIES {
         let name = cachet_appraise::defaults::default_policy_name(tee);
         if !stored.iter().any(|r| r.name == name) {
@@ -222,7 +235,7 @@ pub async fn get_policy(
 ) -> Result<Json<PolicyDoc>, ApiError> {
     check_name(&name)?;
     if let Some(row) = st.store.get_policy(&name, q.version).await? {
-        return Ok(Json(PolicyDoc { info: PolicyInfo::from(&row), policy: row.text }));
+        return Ok(Json(PolicyDoc { info: PolicyInfo::stored(&row)?, policy: row.text }));
     }
     if q.version.is_none_or(|v| v == 0) {
         if let Some((text, PolicySource::Builtin)) = appraisal::policy_text(st.store.as_ref(), &name).await? {
@@ -232,7 +245,8 @@ pub async fn get_policy(
     Err(ApiError::not_found(format!("no policy {name:?}{}", q.version.map(|v| format!(" version {v}")).unwrap_or_default())))
 }
 
-/// Every stored version of a policy (who, when, hash), oldest first.
+/// Every stored version of a policy (who stored it, when, hash, and who
+/// signed it if it was uploaded signed), oldest first.
 #[utoipa::path(get, path = "/v1/admin/policies/{name}/versions", tag = "admin", security(("api_key" = ["reader"])),
     params(("name" = String, Path, description = "Policy name")),
     responses((status = 200, body = [PolicyInfo]), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -242,7 +256,7 @@ pub async fn policy_versions(State(st): State<AppState>, Path(name): Path<String
     if rows.is_empty() {
         return Err(ApiError::not_found(format!("no stored policy {name:?}")));
     }
-    Ok(Json(rows.iter().map(PolicyInfo::from).collect()))
+    Ok(Json(rows.iter().map(PolicyInfo::stored).collect::<Result<_, _>>()?))
 }
 
 /// Append a `policy.put` refusal to the audit log (a failure to do so is
@@ -262,10 +276,18 @@ async fn audit_refusal(st: &AppState, p: &Principal, code: &str, detail: Value) 
     }
 }
 
-/// The policy text of a `PUT` body, and who signed it: plain Rego when no
-/// policy-signing certificate is configured, else only a JWS that one of
-/// them verifies (at the current time). Refusals are audited.
-async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -> Result<(String, Option<SignerInfo>), ApiError> {
+/// A verified policy signature, as it is stored with the version.
+struct Signature {
+    /// Who signed.
+    signer: SignerInfo,
+    /// The compact JWS as verified (surrounding whitespace removed).
+    jws: String,
+}
+
+/// The policy text of a `PUT` body, and its verified signature: plain Rego
+/// when no policy-signing certificate is configured, else only a JWS that
+/// one of them verifies (at the current time). Refusals are audited.
+async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -> Result<(String, Option<Signature>), ApiError> {
     let signers = &st.policy_signers;
     match (req.policy, req.jws) {
         (Some(_), Some(_)) => Err(ApiError::invalid("give either 'policy' (Rego text) or 'jws' (a signed policy), not both")),
@@ -296,7 +318,12 @@ async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -
                 }
             };
             match String::from_utf8(signed.payload) {
-                Ok(text) => Ok((text, Some(signed.signer))),
+                // The JWS exactly as verified (`verify` ignores only
+                // surrounding whitespace), so it verifies again later.
+                Ok(text) => {
+                    let jws = jws.trim_matches(|c: char| c.is_ascii_whitespace()).to_string();
+                    Ok((text, Some(Signature { signer: signed.signer, jws })))
+                }
                 Err(_) => {
                     let message = "the signed payload is not UTF-8 text; sign the Rego file itself";
                     audit_refusal(st, p, "policy_invalid", json!({"name": name, "signer": signed.signer, "error": message})).await;
@@ -311,7 +338,7 @@ async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -
 /// on sample claims of every TEE family. A policy that fails is refused with
 /// `422 policy_invalid` and the previous version keeps serving. With
 /// policy-signing certificates configured, only `{"jws": ...}` signed by one
-/// of them is accepted, and its signer is recorded.
+/// of them is accepted, and its signer and the JWS are stored with the version.
 #[utoipa::path(put, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["admin"])),
     params(("name" = String, Path, description = "Policy name (`default-<tee>` overrides that TEE's default)")),
     request_body = PutPolicy,
@@ -328,7 +355,8 @@ pub async fn put_policy(
     ApiJson(req): ApiJson<PutPolicy>,
 ) -> Result<(StatusCode, Json<PolicyInfo>), ApiError> {
     check_name(&name)?;
-    let (text, signer) = policy_text(&st, &p, &name, req).await?;
+    let (text, signature) = policy_text(&st, &p, &name, req).await?;
+    let signer = signature.as_ref().map(|s| s.signer.clone());
     let n = name.clone();
     let t = text.clone();
     let validated = tokio::task::spawn_blocking(move || Policy::validate(&n, &t)).await.map_err(ApiError::internal)?;
@@ -343,6 +371,7 @@ pub async fn put_policy(
             return Err(policy_invalid(e));
         }
     };
+    let signer_json = signer.as_ref().map(serde_json::to_string).transpose().map_err(ApiError::internal)?;
     let mut row = PolicyRow {
         name: name.clone(),
         version: 0,
@@ -350,6 +379,8 @@ pub async fn put_policy(
         text,
         created_at: now(),
         created_by: p.actor(),
+        signer: signer_json,
+        jws: signature.map(|s| s.jws),
     };
     let audit = AuditEntry {
         ts: row.created_at,
@@ -365,9 +396,7 @@ pub async fn put_policy(
     row.version = st.store.put_policy(&row, &audit).await?;
     st.appraiser.remember(policy);
     tracing::info!(policy = %name, version = row.version, hash = %row.hash, signer = ?signer.as_ref().map(|s| &s.subject), "policy stored");
-    let mut info = PolicyInfo::from(&row);
-    info.signer = signer;
-    Ok((StatusCode::CREATED, Json(info)))
+    Ok((StatusCode::CREATED, Json(PolicyInfo::stored(&row)?)))
 }
 
 /// Dry run: verify the evidence and appraise it with this policy (or the

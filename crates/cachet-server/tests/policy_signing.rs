@@ -4,8 +4,11 @@
 //! a mismatched algorithm, and a JWS by an expired certificate are each
 //! refused with their own code while the previous version keeps serving;
 //! correct ES256, PS256 and RS256 JWSs are stored, recorded with their
-//! signer and then used to appraise. Without the setting, unsigned uploads
-//! work as before. Interop: JWSs made by Python `jwcrypto` are accepted, and
+//! signer and then used to appraise. Each stored version keeps its signer
+//! (shown by `GET` and the versions listing) and its JWS, which verifies
+//! again later; versions stored before signing was configured (same data
+//! directory, restarted server) show none. Without the setting, unsigned
+//! uploads work as before. Interop: JWSs made by Python `jwcrypto` are accepted, and
 //! what Cachet signs verifies in `jwcrypto` (fails unless python3 with
 //! jwcrypto is present, or CACHET_SKIP_PYTHON_INTEROP=1).
 
@@ -17,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use cachet_appraise::defaults;
 use cachet_server::auth::Role;
-use cachet_server::policy_signing::sign_policy;
+use cachet_server::policy_signing::{sign_policy, PolicySigners};
 use cachet_server::ServeArgs;
 use clap::{CommandFactory, Parser};
 use common::*;
@@ -134,6 +137,10 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["signer"]["thumbprint"], p256.thumbprint());
     assert_eq!(v1["signer"]["subject"], "CN=policy signer p256");
+    // The signer is stored with the version: GET shows it.
+    let (s, doc) = get(&srv, &admin, "/v1/admin/policies/signed-tdx").await;
+    assert_eq!((s, doc["version"].clone(), doc["signer"].clone()), (200, json!(1), v1["signer"].clone()), "{doc}");
+    assert_eq!(doc["policy"], v1_text.as_str());
     let t = attest(&srv).await;
     assert_eq!(t["cachet.policy_hash"], v1["hash"], "the signed policy appraises");
     assert_eq!(t["submods"]["tdx"]["ear.trustworthiness-vector"]["instance-identity"], 3);
@@ -261,6 +268,26 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
     let (s, v3) = put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "RS256", "x5t#S256": x5t}), v3_text.as_bytes(), &rsa.key_der, "RS256")})).await;
     assert_eq!((s, v3["signer"]["alg"].as_str()), (201, Some("RS256")), "{v3}");
     assert_eq!(attest(&srv).await["cachet.policy_hash"], v3["hash"]);
+    // Each version lists the certificate that signed it.
+    let (s, versions) = get(&srv, &admin, "/v1/admin/policies/signed-tdx/versions").await;
+    assert_eq!(s, 200, "{versions}");
+    let signers: Vec<(Value, Value, Value)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].clone(), v["signer"]["thumbprint"].clone(), v["signer"]["alg"].clone()))
+        .collect();
+    assert_eq!(
+        signers,
+        [
+            (json!(1), json!(p256.thumbprint()), json!("ES256")),
+            (json!(2), json!(rsa.thumbprint()), json!("PS256")),
+            (json!(3), json!(rsa.thumbprint()), json!("RS256"))
+        ],
+        "{versions}"
+    );
+    let (_, doc) = get(&srv, &admin, "/v1/admin/policies/signed-tdx?version=2").await;
+    assert_eq!(doc["signer"], v2["signer"], "{doc}");
 
     // The audit log records each refusal by code and each signer.
     let (_, audit) = get(&srv, &admin, "/v1/admin/audit?limit=1000").await;
@@ -290,12 +317,77 @@ async fn without_signing_certificates_unsigned_policies_work_and_a_jws_is_refuse
     let (s, v) = put(&srv, &admin, "signed-tdx", &json!({"policy": tdx_policy(3)})).await;
     assert_eq!(s, 201, "{v}");
     assert!(v.get("signer").is_none(), "{v}");
+    let (_, doc) = get(&srv, &admin, "/v1/admin/policies/signed-tdx").await;
+    assert_eq!(doc["version"], 1, "{doc}");
+    assert!(doc.get("signer").is_none(), "an unsigned version shows no signer: {doc}");
+    let (_, versions) = get(&srv, &admin, "/v1/admin/policies/signed-tdx/versions").await;
+    assert!(versions[0].get("signer").is_none(), "{versions}");
     assert_eq!(attest(&srv).await["cachet.policy_hash"], v["hash"]);
     let jws = sign_policy(tdx_policy(4).as_bytes(), p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0;
     let (s, e) = put(&srv, &admin, "signed-tdx", &json!({"jws": jws})).await;
     assert_eq!((s, code(&e)), (400, "policy_signing_not_configured"), "{e}");
     let (s, e) = put(&srv, &admin, "signed-tdx", &json!({})).await;
     assert_eq!((s, code(&e)), (400, "invalid_request"), "{e}");
+    let _ = std::fs::remove_dir_all(&certs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_version_keeps_its_signer_and_jws_and_versions_from_before_signing_show_none() {
+    let certs = temp_dir("pol-sig-restart-certs");
+    let p256 = make_cert(&certs, "p256", &rcgen::PKCS_ECDSA_P256_SHA256, (2020, 2100));
+
+    // Version 1, unsigned, on a server without policy-signing certificates.
+    let mut before = start("pol-sig-restart", |a| a.allow_verification_time = true).await;
+    let admin = before.api_key(Role::Admin).await;
+    let (s, v1) = put(&before, &admin, "signed-tdx", &json!({"policy": tdx_policy(3)})).await;
+    assert_eq!(s, 201, "{v1}");
+    before.stop().await;
+
+    // The same data directory, restarted with signing configured.
+    let mut a = common::args(&before.dir);
+    a.allow_verification_time = true;
+    a.policy_signing_certs = vec![p256.cert_path.clone()];
+    let server = cachet_server::start(a.resolve().unwrap()).await.unwrap();
+    let mut srv = TestServer { url: server.url.clone(), server: Some(server), dir: temp_dir("pol-sig-restart-unused"), client: http_client() };
+    // Version 2, signed, uploaded as a file's content (with its final newline).
+    let v2_text = tdx_policy(4);
+    let (jws, _) = sign_policy(v2_text.as_bytes(), p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap();
+    let (s, v2) = put(&srv, &admin, "signed-tdx", &json!({"jws": format!("{jws}\n")})).await;
+    assert_eq!((s, v2["version"].clone()), (201, json!(2)), "{v2}");
+
+    let (s, current) = get(&srv, &admin, "/v1/admin/policies/signed-tdx").await;
+    assert_eq!(s, 200, "{current}");
+    assert_eq!(
+        (current["version"].clone(), current["signer"]["subject"].clone(), current["signer"]["thumbprint"].clone(), current["signer"]["alg"].clone()),
+        (json!(2), json!("CN=policy signer p256"), json!(p256.thumbprint()), json!("ES256")),
+        "{current}"
+    );
+    assert_eq!(current["policy"], v2_text.as_str());
+    let (s, old) = get(&srv, &admin, "/v1/admin/policies/signed-tdx?version=1").await;
+    assert_eq!((s, old["version"].clone(), old["hash"].clone()), (200, json!(1), v1["hash"].clone()), "{old}");
+    assert!(old.get("signer").is_none(), "stored before signing was configured: no signer: {old}");
+    let (_, versions) = get(&srv, &admin, "/v1/admin/policies/signed-tdx/versions").await;
+    let listed: Vec<(Value, Value)> = versions.as_array().unwrap().iter().map(|v| (v["version"].clone(), v["signer"]["thumbprint"].clone())).collect();
+    assert_eq!(listed, [(json!(1), Value::Null), (json!(2), json!(p256.thumbprint()))], "{versions}");
+    let (_, all) = get(&srv, &admin, "/v1/admin/policies").await;
+    let entry = all.as_array().unwrap().iter().find(|p| p["name"] == "signed-tdx").cloned().unwrap_or_default();
+    assert_eq!(entry["signer"], current["signer"], "the listing shows the current version's signer: {all}");
+    let t = attest(&srv).await;
+    assert_eq!(t["submods"]["tdx"]["ear.trustworthiness-vector"]["instance-identity"], 4, "the signed version appraises");
+    srv.stop().await;
+
+    // The stored JWS verifies again, to exactly the stored text and signer.
+    let store = cachet_store::SqliteStore::open_dir(&before.dir).await.unwrap();
+    let rows = cachet_store::Store::policy_versions(&store, "signed-tdx").await.unwrap();
+    store.close().await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].signer.as_deref(), rows[0].jws.as_deref()), (None, None), "the unsigned version stores no signature");
+    let stored_jws = rows[1].jws.clone().unwrap_or_default();
+    assert_eq!(stored_jws, jws, "the JWS as verified (surrounding whitespace removed)");
+    let again = PolicySigners::from_certificates(vec![p256.cert_der.clone()]).unwrap().verify(&stored_jws, cachet_server::now()).unwrap();
+    assert_eq!(again.payload, rows[1].text.as_bytes());
+    let stored_signer: Value = serde_json::from_str(rows[1].signer.as_deref().unwrap_or("")).unwrap();
+    assert_eq!(stored_signer, serde_json::to_value(&again.signer).unwrap());
     let _ = std::fs::remove_dir_all(&certs);
 }
 

@@ -173,6 +173,15 @@ pub struct PolicyRow {
     pub created_at: i64,
     /// Who stored it (audit actor, e.g. `api-key:<id>`).
     pub created_by: String,
+    /// Who signed it, when it was uploaded signed: JSON
+    /// `{"subject", "thumbprint", "alg"}` of the policy-signing certificate
+    /// that verified it. `None` for a version stored unsigned.
+    #[serde(default)]
+    pub signer: Option<String>,
+    /// The compact JWS the version was uploaded as (its payload is `text`),
+    /// kept so the signature can be checked again later. `None` when unsigned.
+    #[serde(default)]
+    pub jws: Option<String>,
 }
 
 /// A named reference-value set as stored.

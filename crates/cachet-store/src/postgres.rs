@@ -191,6 +191,8 @@ fn policy_from(row: &PgRow) -> StoreResult<PolicyRow> {
         hash: row.try_get("hash")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
+        signer: row.try_get("signer")?,
+        jws: row.try_get("jws")?,
     })
 }
 
@@ -484,15 +486,19 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get("v")?;
-        sqlx::query("INSERT INTO policies (name, version, text, hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&row.name)
-            .bind(next)
-            .bind(&row.text)
-            .bind(&row.hash)
-            .bind(row.created_at)
-            .bind(&row.created_by)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO policies (name, version, text, hash, created_at, created_by, signer, jws) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&row.name)
+        .bind(next)
+        .bind(&row.text)
+        .bind(&row.hash)
+        .bind(row.created_at)
+        .bind(&row.created_by)
+        .bind(&row.signer)
+        .bind(&row.jws)
+        .execute(&mut *tx)
+        .await?;
         let mut audit = audit.clone();
         if let serde_json::Value::Object(m) = &mut audit.detail {
             m.insert("version".into(), next.into());

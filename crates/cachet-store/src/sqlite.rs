@@ -171,6 +171,8 @@ fn policy_from(row: &SqliteRow) -> StoreResult<PolicyRow> {
         hash: row.try_get("hash")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
+        signer: row.try_get("signer")?,
+        jws: row.try_get("jws")?,
     })
 }
 
@@ -475,15 +477,19 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get("v")?;
-        sqlx::query("INSERT INTO policies (name, version, text, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&row.name)
-            .bind(next)
-            .bind(&row.text)
-            .bind(&row.hash)
-            .bind(row.created_at)
-            .bind(&row.created_by)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO policies (name, version, text, hash, created_at, created_by, signer, jws) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.name)
+        .bind(next)
+        .bind(&row.text)
+        .bind(&row.hash)
+        .bind(row.created_at)
+        .bind(&row.created_by)
+        .bind(&row.signer)
+        .bind(&row.jws)
+        .execute(&mut *tx)
+        .await?;
         let mut audit = audit.clone();
         if let serde_json::Value::Object(m) = &mut audit.detail {
             m.insert("version".into(), next.into());

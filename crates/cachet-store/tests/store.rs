@@ -2,7 +2,9 @@
 //! private PostgreSQL): nonces consumed exactly once (also concurrently),
 //! admin changes audited in the same transaction, the audit chain detects
 //! edits, insertions and deletions, data survives reopening, duplicates are
-//! `Conflict`, and every record kind round-trips.
+//! `Conflict`, and every record kind round-trips (policy signers and JWSs
+//! too). A database migrated by an older release (before policy signers)
+//! opens, migrates and keeps its policies, on both backends.
 //!
 //! Each behaviour is one function taking a [`Fixture`]; `both!` runs it
 //! once per backend (`<behaviour>::sqlite`, `<behaviour>::postgres`).
@@ -166,10 +168,108 @@ async fn admin_changes_are_audited_and_the_chain_detects_tampering(f: Fixture) {
 both!(committed_data_survives_reopening);
 async fn committed_data_survives_reopening(f: Fixture) {
     f.store.insert_api_key(&key("persist"), &entry("api_key.create")).await.unwrap();
+    f.store.put_policy(&policy("p", "v1"), &entry("policy.put")).await.unwrap();
+    f.store.put_policy(&signed_policy("p", "v2"), &entry("policy.put")).await.unwrap();
     let s = f.reopen().await;
     assert_eq!(s.find_api_key("persist").await.unwrap().unwrap().role, "admin");
     assert!(matches!(s.insert_api_key(&key("persist"), &entry("x")).await, Err(StoreError::Conflict(_))), "duplicate id");
-    assert_eq!(verify_audit_chain(s.as_ref()).await.unwrap().0, 1, "failed insert left no audit entry");
+    assert_eq!(
+        s.policy_versions("p").await.unwrap(),
+        [PolicyRow { version: 1, ..policy("p", "v1") }, PolicyRow { version: 2, ..signed_policy("p", "v2") }],
+        "policies, signers and JWSs survive reopening (migrations ran again without touching them)"
+    );
+    assert_eq!(verify_audit_chain(s.as_ref()).await.unwrap().0, 3, "failed insert left no audit entry");
+}
+
+/// A temporary migrations folder holding this crate's `backend` migrations
+/// numbered up to `last` only: what an older Cachet would have applied.
+fn old_migrations(backend: &str, last: i64, tag: &str) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let dst = std::env::temp_dir().join(format!("cachet-old-migrations-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    let mut copied = 0;
+    for e in std::fs::read_dir(&src).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let version: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if version <= last {
+            std::fs::copy(&path, dst.join(&name)).unwrap();
+            copied += 1;
+        }
+    }
+    assert_eq!(copied, last, "migrations 1..={last} of {backend}");
+    dst
+}
+
+/// The columns of `policies` before signers were recorded.
+const OLD_POLICY_INSERT: &str =
+    "INSERT INTO policies (name, version, text, hash, created_at, created_by) VALUES ('old', 1, 'package old', 'sha-256:00', 5, 'api-key:k')";
+
+fn old_policy() -> PolicyRow {
+    PolicyRow {
+        name: "old".into(),
+        version: 1,
+        text: "package old".into(),
+        hash: "sha-256:00".into(),
+        created_at: 5,
+        created_by: "api-key:k".into(),
+        signer: None,
+        jws: None,
+    }
+}
+
+/// After an upgrade, the old version reads as unsigned and new versions
+/// (signed or not) follow it.
+async fn upgraded_store_keeps_and_extends_old_policies(s: &dyn Store) {
+    assert_eq!(s.get_policy("old", None).await.unwrap(), Some(old_policy()), "the old policy is kept, unsigned");
+    assert_eq!(s.put_policy(&signed_policy("old", "v2"), &entry("policy.put")).await.unwrap(), 2);
+    assert_eq!(s.policy_versions("old").await.unwrap(), [old_policy(), PolicyRow { version: 2, ..signed_policy("old", "v2") }]);
+}
+
+#[tokio::test]
+async fn an_sqlite_database_from_before_policy_signers_opens_and_keeps_its_policies() {
+    let dir = std::env::temp_dir().join(format!("cachet-store-upgrade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cachet.db");
+    // A database as the previous release left it: migrations 1-3, one policy.
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&file).create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+        let old = old_migrations("sqlite", 3, "sqlite");
+        sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        sqlx::query(OLD_POLICY_INSERT).execute(&pool).await.unwrap();
+        assert!(sqlx::query("SELECT signer FROM policies").fetch_all(&pool).await.is_err(), "no signer column yet");
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    // Opening it runs the new migration and keeps the policy.
+    let store = SqliteStore::open_file(&file).await.unwrap();
+    upgraded_store_keeps_and_extends_old_policies(&store).await;
+    store.close().await;
+    // And opening it again (nothing left to migrate) still works.
+    let store = SqliteStore::open_file(&file).await.unwrap();
+    assert_eq!(store.policy_versions("old").await.unwrap().len(), 2);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_from_before_policy_signers_opens_and_keeps_its_policies() {
+    let Some(cluster) = PgCluster::start("upgrade") else { return };
+    let url = cluster.create_database();
+    {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        let old = old_migrations("postgres", 1, "postgres");
+        sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        sqlx::query(OLD_POLICY_INSERT).execute(&pool).await.unwrap();
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    let store = PostgresStore::open(&url).await.unwrap();
+    upgraded_store_keeps_and_extends_old_policies(&store).await;
+    store.pool().close().await;
 }
 
 fn signing_key(kid: &str, created_at: i64) -> SigningKeyRecord {
@@ -252,7 +352,26 @@ async fn secrets_are_per_owner_and_their_audit_is_indexed_by_owner(f: Fixture) {
 }
 
 fn policy(name: &str, text: &str) -> PolicyRow {
-    PolicyRow { name: name.into(), version: 99, text: text.into(), hash: format!("sha-256:{text}"), created_at: 7, created_by: "k".into() }
+    PolicyRow {
+        name: name.into(),
+        version: 99,
+        text: text.into(),
+        hash: format!("sha-256:{text}"),
+        created_at: 7,
+        created_by: "k".into(),
+        signer: None,
+        jws: None,
+    }
+}
+
+/// A policy version as stored from a signed upload: the signer's JSON and
+/// the compact JWS (with characters that need care in SQL text: quotes).
+fn signed_policy(name: &str, text: &str) -> PolicyRow {
+    PolicyRow {
+        signer: Some(r#"{"subject":"CN=O'Brien, O=Example","thumbprint":"ab01","alg":"ES256"}"#.into()),
+        jws: Some(format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", text.len())),
+        ..policy(name, text)
+    }
 }
 
 both!(policies_keep_every_version_and_reference_sets_are_replaced);
@@ -271,6 +390,18 @@ async fn policies_keep_every_version_and_reference_sets_are_replaced(f: Fixture)
     let last = s.audit_page(1, 1).await.unwrap().remove(0);
     assert_eq!(last.detail, r#"{"name":"p","version":2}"#, "the audit entry names the version stored");
 
+    // A signed version keeps its signer and JWS; the unsigned ones keep none.
+    assert_eq!(s.put_policy(&signed_policy("p", "v3"), &audit).await.unwrap(), 3);
+    let v3 = s.get_policy("p", None).await.unwrap().unwrap();
+    assert_eq!(v3, PolicyRow { version: 3, ..signed_policy("p", "v3") }, "signer and jws round-trip");
+    assert!(v3.signer.as_deref().is_some_and(|j| j.contains("O'Brien")) && v3.jws.is_some());
+    let versions = s.policy_versions("p").await.unwrap();
+    let signed: Vec<(i64, bool, bool)> = versions.iter().map(|r| (r.version, r.signer.is_some(), r.jws.is_some())).collect();
+    assert_eq!(signed, [(1, false, false), (2, false, false), (3, true, true)]);
+    assert_eq!(s.get_policy("p", Some(1)).await.unwrap().unwrap().signer, None);
+    let listed = s.list_policies().await.unwrap();
+    assert_eq!(listed.iter().find(|r| r.name == "p").and_then(|r| r.signer.clone()), v3.signer, "the listing reads them too");
+
     let set = |doc: &str| ReferenceSetRow { name: "mr_td".into(), doc: doc.into(), updated_at: 3, updated_by: "k".into() };
     s.put_reference_set(&set("{\"values\":[]}"), &entry("refvals.put")).await.unwrap();
     s.put_reference_set(&set("{\"values\":[1]}"), &entry("refvals.put")).await.unwrap();
@@ -278,7 +409,7 @@ async fn policies_keep_every_version_and_reference_sets_are_replaced(f: Fixture)
     assert!(s.delete_reference_set("mr_td", &entry("refvals.delete")).await.unwrap());
     assert!(!s.delete_reference_set("mr_td", &entry("refvals.delete")).await.unwrap());
     assert!(s.list_reference_sets().await.unwrap().is_empty());
-    assert_eq!(verify_audit_chain(s).await.unwrap().0, 6);
+    assert_eq!(verify_audit_chain(s).await.unwrap().0, 7);
 }
 
 #[tokio::test]

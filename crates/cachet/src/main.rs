@@ -63,6 +63,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if writes_local_output_only(&cli.command) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
@@ -77,3 +80,25 @@ fn main() -> ExitCode {
         Command::Selftest(args) => selftest_cmd::run(args),
     }
 }
+
+/// Commands that print to stdout and talk to no peer but, at most, the
+/// store's database: for them a closed pipe (`cachet audit show | head`)
+/// should end the process quietly, as for any Unix filter, rather than
+/// panic in `println!`. The service and the networked client commands keep
+/// Rust's default (SIGPIPE ignored, EPIPE as an error) so that a peer
+/// closing a connection is an error they handle.
+fn writes_local_output_only(command: &Command) -> bool {
+    matches!(command, Command::Verify(_) | Command::Keys(_) | Command::Admin(_) | Command::Audit(_) | Command::Selftest(_))
+}
+
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: called once at start, before any thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}

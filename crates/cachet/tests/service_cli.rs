@@ -87,3 +87,37 @@ fn serve_help_documents_every_setting_with_its_variable() {
     }
     assert!(help.contains("CACHET_LISTEN") && help.contains("CACHET_INSECURE_SIMULATED_TEE"));
 }
+
+#[test]
+fn a_closed_stdout_ends_listing_commands_quietly() {
+    // `cachet admin list-keys | head -0`: the reader is gone before the
+    // command writes. It must end like a Unix filter (SIGPIPE or success),
+    // never with a Rust panic about a broken pipe.
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = temp("pipe");
+    for n in 0..20 {
+        assert!(cachet(&dir, &["admin", "create-key", "--role", "reader", "--name", &format!("k{n}")]).status.success());
+    }
+    for args in [&["admin", "list-keys"][..], &["audit", "show"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cachet"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cachet");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success() || out.status.signal() == Some(libc_sigpipe()), "{args:?}: {:?} {stderr}", out.status);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+fn libc_sigpipe() -> i32 {
+    13
+}

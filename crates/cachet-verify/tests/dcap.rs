@@ -944,3 +944,71 @@ proptest! {
         prop_assert!(!v.verified() || whole);
     }
 }
+
+/// The case's quote with its certification data replaced by `typ`/`data`
+/// (everything signed — header, body, QE report and its signature — kept).
+fn with_cert_data(ev: &[u8], typ: u16, data: &[u8]) -> Vec<u8> {
+    let q = quote::parse(ev).expect("quote");
+    let mut inner = q.qe_report_raw.to_vec();
+    inner.extend(q.qe_report_signature);
+    inner.extend((q.qe_auth_data.len() as u16).to_le_bytes());
+    inner.extend(q.qe_auth_data);
+    inner.extend(typ.to_le_bytes());
+    inner.extend((data.len() as u32).to_le_bytes());
+    inner.extend(data);
+    let mut sig = q.signature.to_vec();
+    sig.extend(q.attestation_key);
+    if q.header.version == 3 {
+        sig.extend(inner);
+    } else {
+        sig.extend(6u16.to_le_bytes());
+        sig.extend((inner.len() as u32).to_le_bytes());
+        sig.extend(inner);
+    }
+    let mut out = q.signed.to_vec();
+    out.extend((sig.len() as u32).to_le_bytes());
+    out.extend(sig);
+    out
+}
+
+/// A quote whose certification data is not the PCK chain (type 3:
+/// encrypted PPID, CPUSVN, PCESVN, PCE ID) needs the PCK certificate from
+/// the endorsements. PCS gives one per TCB level, and a bundle may carry
+/// other platforms' too, each with its own key: the verifier must use the
+/// one whose key signed the QE report, wherever it stands in the list.
+#[test]
+fn a_pck_certificate_from_the_endorsements_is_chosen_by_the_qe_report_signature() {
+    let all = accept_cases();
+    for c in &all {
+        let ev = c.evidence_bytes();
+        let want = run_case(c, c.verify_at());
+        let want = claims(&want);
+        let q = quote::parse(&ev).expect("quote");
+        let own_chain = String::from_utf8(q.cert_data.to_vec()).expect("PEM chain");
+        // Other platforms' PCK certificates, listed first.
+        let own_leaf = real_leaf(&ev);
+        let decoys: Vec<Vec<u8>> = all.iter().map(|o| real_leaf(&o.evidence_bytes())).filter(|l| *l != own_leaf).collect();
+        assert!(!decoys.is_empty(), "{}: no other platform's PCK certificate among the cases", c.id);
+        let decoy_pem: String = decoys.iter().map(|d| pem(d)).collect();
+        let type3 = with_cert_data(&ev, 3, &[0x5a; 384 + 16 + 2 + 2]);
+
+        let mut endorsements = vec![Endorsement { name: "other-pcks.pem".into(), bytes: decoy_pem.clone().into_bytes() }];
+        endorsements.push(Endorsement { name: "pck-chain.pem".into(), bytes: own_chain.into_bytes() });
+        endorsements.extend(c.endorsement_files());
+        let v = run(c.tee(), &type3, &endorsements, &TrustAnchors::pinned(), c.verify_at());
+        let got = claims(&v);
+        for k in ["tcb_status", "fmspc", "report_data", "advisory_ids"] {
+            assert_eq!(got.get(k), want.get(k), "{}: claim {k}", c.id);
+        }
+
+        // Only other platforms' certificates: refused, by name.
+        let mut only_decoys = vec![Endorsement { name: "other-pcks.pem".into(), bytes: decoy_pem.into_bytes() }];
+        only_decoys.extend(c.endorsement_files());
+        let v = run(c.tee(), &type3, &only_decoys, &TrustAnchors::pinned(), c.verify_at());
+        let (check, _) = error(&v);
+        assert!(["QE report signature", "PCK certificate chain"].contains(&check.as_str()), "{}: refused by {check}", c.id);
+        // No PCK certificate at all: the collateral is named.
+        let v = run(c.tee(), &type3, &c.endorsement_files(), &TrustAnchors::pinned(), c.verify_at());
+        assert_eq!(error(&v).0, "Collateral", "{}", c.id);
+    }
+}

@@ -350,11 +350,22 @@ fn pck_chain_input(q: &Quote<'_>, req: &VerifyRequest<'_>, checks: &mut Checks) 
         return Ok((leaf, certs));
     }
     let coll = collateral::from_endorsements(req.endorsements);
-    let leaf = coll
-        .certs
-        .iter()
-        .find(|der| parse_cert(der).map(|c| cert_cn(&c).contains(CN_PCK)).unwrap_or(false))
-        .cloned();
+    // PCS returns one PCK certificate per TCB level of a platform (and a
+    // bundle may hold several platforms'), each with its own key: the one
+    // that signed this quote's QE report is the one to verify; failing
+    // that, the first, so that the checks below name what is wrong.
+    let pcks: Vec<&Vec<u8>> =
+        coll.certs.iter().filter(|der| parse_cert(der).map(|c| cert_cn(&c).contains(CN_PCK)).unwrap_or(false)).collect();
+    let signed_qe_report = |der: &&&Vec<u8>| {
+        parse_cert(der)
+            .map(|c| {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, c.public_key().subject_public_key.data.as_ref())
+                    .verify(q.qe_report_raw, &q.qe_report_signature)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    };
+    let leaf = pcks.iter().find(signed_qe_report).or(pcks.first()).map(|d| (*d).clone());
     match leaf {
         Some(l) => Ok((l, coll.certs.clone())),
         None => Err(checks.fail(

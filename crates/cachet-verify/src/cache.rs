@@ -25,8 +25,9 @@
 //! Use: [`verify_cached`] instead of [`crate::verify`], with one
 //! [`VerifyCache`] shared by all verifications (it is `Sync`). The families
 //! call [`verify_chain`], [`verify_crl`] and [`collateral_signature`] in place
-//! of the uncached helpers; without a cache in scope these are exactly the
-//! uncached helpers.
+//! of the uncached helpers, and [`parsed`] around a pure parse of collateral
+//! (NVIDIA RIMs); without a cache in scope these are exactly the uncached
+//! helpers.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -58,6 +59,17 @@ enum Entry {
     Chain { chain: VerifiedChain, windows: Vec<Window> },
     Crl(VerifiedCrl),
     Signature,
+    Parsed(Parsed),
+}
+
+/// The result of a pure parse, of whatever type its domain produces.
+#[derive(Clone)]
+struct Parsed(Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parsed(..)")
+    }
 }
 
 #[derive(Default)]
@@ -299,6 +311,28 @@ pub fn collateral_signature(
     Ok(())
 }
 
+/// A pure parse of collateral (an NVIDIA RIM: XML, canonicalisation of
+/// `SignedInfo` and of the signed document), remembered by the hash of its
+/// bytes. Parsing is a function of the bytes alone, so the same bytes give
+/// the same value; nothing about authenticity is implied (the caller still
+/// verifies the signature and chain, cached or not). Failures are not kept.
+pub fn parsed<T: Clone + Send + Sync + 'static>(
+    domain: &str,
+    bytes: &[u8],
+    parse: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let Some(cache) = current() else { return parse() };
+    let k = key(&format!("parse:{domain}"), &[bytes]);
+    if let Some(Entry::Parsed(Parsed(v))) = cache.get(&k) {
+        if let Some(t) = v.downcast_ref::<T>() {
+            return Ok(t.clone());
+        }
+    }
+    let t = parse()?;
+    cache.put(k, Entry::Parsed(Parsed(Arc::new(t.clone()))));
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +373,33 @@ mod tests {
         // Outside a scope nothing is cached.
         assert!(collateral_signature("d", b"k", b"m", b"s", ok).is_ok());
         assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn parsed_values_are_kept_per_bytes_and_type_and_only_on_success() {
+        let cache = Arc::new(VerifyCache::new(8));
+        let calls = std::cell::Cell::new(0);
+        let parse_len = |b: &[u8]| {
+            calls.set(calls.get() + 1);
+            if b.is_empty() {
+                Err("empty".to_string())
+            } else {
+                Ok(b.len())
+            }
+        };
+        scope(&cache, || {
+            assert_eq!(parsed("d", b"abc", || parse_len(b"abc")), Ok(3));
+            assert_eq!(parsed("d", b"abc", || parse_len(b"abc")), Ok(3));
+            assert_eq!(calls.get(), 1, "the same bytes are parsed once");
+            assert_eq!(parsed("d", b"abcd", || parse_len(b"abcd")), Ok(4));
+            assert_eq!(parsed("other", b"abc", || parse_len(b"abc")), Ok(3));
+            assert_eq!(calls.get(), 3, "other bytes or another domain parse again");
+            assert!(parsed("d", b"", || parse_len(b"")).is_err());
+            assert!(parsed("d", b"", || parse_len(b"")).is_err());
+            assert_eq!(calls.get(), 5, "failures are never kept");
+            // Same domain and bytes but another type: parsed, never mistyped.
+            assert_eq!(parsed("d", b"abc", || Ok::<String, String>("x".into())), Ok("x".to_string()));
+        });
     }
 
     #[test]

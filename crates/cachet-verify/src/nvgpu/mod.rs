@@ -344,7 +344,10 @@ fn appraise_rims(
     let mut stale: Vec<(Component, Checks, VerifyError)> = Vec::new();
     let mut ignored = Vec::new();
     for e in given {
-        let r = rim::parse(&e.bytes).map_err(|err| checks.fail("RIM format", format!("{}: {err}", e.name)))?;
+        // Parsed once per distinct file when a cache is in scope (parsing,
+        // with its C14N, is most of a warm NVIDIA verification).
+        let r = crate::cache::parsed("nvidia-rim", &e.bytes, || rim::parse(&e.bytes))
+            .map_err(|err| checks.fail("RIM format", format!("{}: {err}", e.name)))?;
         let applies = applicability(&r, ctx);
         let label = match &applies {
             Ok(c) => c.as_str().to_string(),

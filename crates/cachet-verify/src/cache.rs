@@ -313,23 +313,24 @@ pub fn collateral_signature(
 
 /// A pure parse of collateral (an NVIDIA RIM: XML, canonicalisation of
 /// `SignedInfo` and of the signed document), remembered by the hash of its
-/// bytes. Parsing is a function of the bytes alone, so the same bytes give
-/// the same value; nothing about authenticity is implied (the caller still
+/// bytes and shared (a hit copies nothing). Parsing is a function of the
+/// bytes alone, so the same bytes give the same value; nothing about
+/// authenticity is implied (the caller still
 /// verifies the signature and chain, cached or not). Failures are not kept.
-pub fn parsed<T: Clone + Send + Sync + 'static>(
+pub fn parsed<T: Send + Sync + 'static>(
     domain: &str,
     bytes: &[u8],
     parse: impl FnOnce() -> Result<T, String>,
-) -> Result<T, String> {
-    let Some(cache) = current() else { return parse() };
+) -> Result<Arc<T>, String> {
+    let Some(cache) = current() else { return parse().map(Arc::new) };
     let k = key(&format!("parse:{domain}"), &[bytes]);
     if let Some(Entry::Parsed(Parsed(v))) = cache.get(&k) {
-        if let Some(t) = v.downcast_ref::<T>() {
-            return Ok(t.clone());
+        if let Ok(t) = v.downcast::<T>() {
+            return Ok(t);
         }
     }
-    let t = parse()?;
-    cache.put(k, Entry::Parsed(Parsed(Arc::new(t.clone()))));
+    let t = Arc::new(parse()?);
+    cache.put(k, Entry::Parsed(Parsed(t.clone())));
     Ok(t)
 }
 
@@ -388,17 +389,17 @@ mod tests {
             }
         };
         scope(&cache, || {
-            assert_eq!(parsed("d", b"abc", || parse_len(b"abc")), Ok(3));
-            assert_eq!(parsed("d", b"abc", || parse_len(b"abc")), Ok(3));
+            assert_eq!(parsed("d", b"abc", || parse_len(b"abc")).map(|v| *v), Ok(3));
+            assert_eq!(parsed("d", b"abc", || parse_len(b"abc")).map(|v| *v), Ok(3));
             assert_eq!(calls.get(), 1, "the same bytes are parsed once");
-            assert_eq!(parsed("d", b"abcd", || parse_len(b"abcd")), Ok(4));
-            assert_eq!(parsed("other", b"abc", || parse_len(b"abc")), Ok(3));
+            assert_eq!(parsed("d", b"abcd", || parse_len(b"abcd")).map(|v| *v), Ok(4));
+            assert_eq!(parsed("other", b"abc", || parse_len(b"abc")).map(|v| *v), Ok(3));
             assert_eq!(calls.get(), 3, "other bytes or another domain parse again");
             assert!(parsed("d", b"", || parse_len(b"")).is_err());
             assert!(parsed("d", b"", || parse_len(b"")).is_err());
             assert_eq!(calls.get(), 5, "failures are never kept");
             // Same domain and bytes but another type: parsed, never mistyped.
-            assert_eq!(parsed("d", b"abc", || Ok::<String, String>("x".into())), Ok("x".to_string()));
+            assert_eq!(parsed("d", b"abc", || Ok::<String, String>("x".into())).map(|v| (*v).clone()), Ok("x".to_string()));
         });
     }
 

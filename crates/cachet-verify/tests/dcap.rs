@@ -391,13 +391,21 @@ fn crl(issuer: &(CertificateParams, KeyPair, Vec<u8>), at: i64, revoked: &[&[u8]
 fn requote(ev: &[u8], pki: &TestPki) -> Vec<u8> {
     let q = quote::parse(ev).expect("quote");
     let chain = format!("{}{}{}", pem(&pki.leaf.1), pem(&pki.ca.2), pem(&pki.root.2));
+    rebuild_quote(ev, &sign_raw(&pki.leaf.0, q.qe_report_raw), 5, chain.as_bytes())
+}
+
+/// The case's quote with the given QE report signature and certification
+/// data (type `typ`), in the v3 layout or inside type 6 for v4/v5; header,
+/// body, attestation key, QE report and authentication data kept.
+fn rebuild_quote(ev: &[u8], qe_report_signature: &[u8], typ: u16, data: &[u8]) -> Vec<u8> {
+    let q = quote::parse(ev).expect("quote");
     let mut inner = q.qe_report_raw.to_vec();
-    inner.extend(sign_raw(&pki.leaf.0, q.qe_report_raw));
+    inner.extend(qe_report_signature);
     inner.extend((q.qe_auth_data.len() as u16).to_le_bytes());
     inner.extend(q.qe_auth_data);
-    inner.extend(5u16.to_le_bytes());
-    inner.extend((chain.len() as u32).to_le_bytes());
-    inner.extend(chain.as_bytes());
+    inner.extend(typ.to_le_bytes());
+    inner.extend((data.len() as u32).to_le_bytes());
+    inner.extend(data);
     let mut sig = q.signature.to_vec();
     sig.extend(q.attestation_key);
     if q.header.version == 3 {
@@ -949,26 +957,7 @@ proptest! {
 /// (everything signed — header, body, QE report and its signature — kept).
 fn with_cert_data(ev: &[u8], typ: u16, data: &[u8]) -> Vec<u8> {
     let q = quote::parse(ev).expect("quote");
-    let mut inner = q.qe_report_raw.to_vec();
-    inner.extend(q.qe_report_signature);
-    inner.extend((q.qe_auth_data.len() as u16).to_le_bytes());
-    inner.extend(q.qe_auth_data);
-    inner.extend(typ.to_le_bytes());
-    inner.extend((data.len() as u32).to_le_bytes());
-    inner.extend(data);
-    let mut sig = q.signature.to_vec();
-    sig.extend(q.attestation_key);
-    if q.header.version == 3 {
-        sig.extend(inner);
-    } else {
-        sig.extend(6u16.to_le_bytes());
-        sig.extend((inner.len() as u32).to_le_bytes());
-        sig.extend(inner);
-    }
-    let mut out = q.signed.to_vec();
-    out.extend((sig.len() as u32).to_le_bytes());
-    out.extend(sig);
-    out
+    rebuild_quote(ev, &q.qe_report_signature, typ, data)
 }
 
 /// A quote whose certification data is not the PCK chain (type 3:

@@ -76,6 +76,7 @@ pub mod opaque;
 pub mod rim;
 pub mod spdm;
 
+use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -339,7 +340,7 @@ fn appraise_rims(
     req: &VerifyRequest<'_>,
     checks: &mut Checks,
 ) -> VResult<RimOutcome> {
-    let mut applied: Vec<(Component, rim::Rim, appraise::Comparison)> = Vec::new();
+    let mut applied: Vec<(Component, Arc<rim::Rim>, appraise::Comparison)> = Vec::new();
     let mut chains: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     let mut stale: Vec<(Component, Checks, VerifyError)> = Vec::new();
     let mut ignored = Vec::new();
@@ -478,7 +479,7 @@ fn appraise_rims(
         (false, true) => "vbios",
         (false, false) => "none",
     };
-    let matched = |c: Option<&(Component, rim::Rim, appraise::Comparison)>| c.is_some_and(|(_, _, m)| m.all_matched());
+    let matched = |c: Option<&(Component, Arc<rim::Rim>, appraise::Comparison)>| c.is_some_and(|(_, _, m)| m.all_matched());
     let both_matched = matched(driver) && matched(vbios);
     let status = match (driver, vbios) {
         (None, None) => "no_rim",

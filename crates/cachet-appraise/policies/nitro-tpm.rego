@@ -4,11 +4,15 @@
 # key, so the quote comes from a genuine NitroTPM. The PCRs (reference sets
 # "pcr0".."pcr23", or "nitro-tpm.pcr4" etc.) are affirmed only when they
 # match the reference values, and are unappraised (no claim) when none are
-# configured. SHA-1 banks are never used for appraisal.
+# configured. Only the SHA-384 PCRs the NSM document signs are matched.
 
 package cachet.default.nitro_tpm
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"nitro-tpm"}
 
 # The PCRs compared with reference values.
 measured := ["pcr0", "pcr1", "pcr2", "pcr3", "pcr4", "pcr5", "pcr6", "pcr7", "pcr8", "pcr9", "pcr10", "pcr11", "pcr12", "pcr13", "pcr14", "pcr15", "pcr16", "pcr17", "pcr18", "pcr19", "pcr20", "pcr21", "pcr22", "pcr23"]
@@ -68,7 +72,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -99,24 +104,23 @@ reasons contains r if {
 
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
-} else := "none"
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0
 	r := {"rule": "reference_values", "outcome": unconfigured_outcome, "detail": sprintf("no reference values for any of %s: measurements not appraised", [concat(", ", measured)])}
 }
 
-# PCR values by index from every quoted bank except SHA-1 (whose collisions
-# make it unfit for appraisal). A reference set "pcr7" is matched when PCR 7
-# of any of these banks is one of its values.
-pcr_banks := object.get(input.claims, "pcrs", {})
+# PCR values by index from the SHA-384 bank only: it is the bank the AWS-signed
+# NSM document carries. The attestation key is one the requester named, so any
+# other bank a quote covers is the attester's word, never matched here. A
+# reference set "pcr7" is matched when SHA-384 PCR 7 is one of its values.
+pcr_bank := object.get(object.get(input.claims, "pcrs", {}), "sha384", {})
 
 pcr_values(name) := {lower(v) |
 	startswith(name, "pcr")
 	idx := substring(name, 3, -1)
-	some alg, bank in pcr_banks
-	alg != "sha1"
-	v := bank[idx]
+	v := pcr_bank[idx]
 }
 
 value_matches(name, allowed) if {

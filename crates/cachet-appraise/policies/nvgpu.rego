@@ -6,12 +6,16 @@
 # matched both RIMs, or when the configured reference sets (e.g.
 # "driver_version", "vbios_version") match; a value outside a configured set
 # is a warning. Revocation of the device certificates needs an
-# OCSP response; when none was supplied this is reported but not held against
-# the GPU (change its outcome below to "warning" to require it).
+# OCSP response; when none was supplied (or it covers only some certificates)
+# the appraisal is a warning: hardware is affirmed only when revocation was checked.
 
 package cachet.default.nvgpu
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"nvgpu"}
 
 # The per-GPU claims compared with reference values of the same name.
 measured := ["driver_version", "vbios_version", "chip", "project", "project_sku", "chip_sku"]
@@ -34,13 +38,13 @@ reasons contains r if {
 
 reasons contains r if {
 	object.get(input.claims, "revocation_checked", false) == false
-	r := {"rule": "revocation", "outcome": "none", "detail": "no OCSP response was supplied: revocation of the device certificates was not checked"}
+	r := {"rule": "revocation", "outcome": "warning", "detail": "revocation not checked: no OCSP response was supplied for the device certificates; supply an OCSP response for each certificate with the endorsements"}
 }
 
 # Stored OCSP responses covered only some certificates of the chains.
 reasons contains r if {
 	object.get(input.claims, "revocation_checked", false) == "partial"
-	r := {"rule": "revocation", "outcome": "none", "detail": "stored OCSP responses cover only some of the device/RIM certificates: revocation partly checked"}
+	r := {"rule": "revocation", "outcome": "warning", "detail": "revocation not checked for every certificate: stored OCSP responses cover only some of the device/RIM certificates"}
 }
 
 reasons contains r if {
@@ -48,10 +52,16 @@ reasons contains r if {
 	r := {"rule": "revocation", "outcome": "affirming", "detail": "a verified OCSP response says every device/RIM certificate is good"}
 }
 
-# RIM comparison: each GPU must have matched both the driver and the VBIOS RIM.
+# RIM comparison: each GPU must have matched both the driver and the VBIOS RIM
+# (the verifier says "match" only then; a withheld RIM is "not_appraised").
 rim_incomplete contains i if {
 	some i, g in gpus
 	object.get(g, "rim_appraisal", "none") != "driver+vbios"
+}
+
+rim_incomplete contains i if {
+	some i, g in gpus
+	object.get(g, "rim_status", "not_appraised") != "match"
 }
 
 rim_incomplete contains i if {
@@ -63,7 +73,7 @@ rim_incomplete contains i if {
 # verifier reports this as rim_status "mismatch", naming the indices).
 rim_mismatch contains i if {
 	some i, g in gpus
-	object.get(g, "rim_status", "no_rim") == "mismatch"
+	object.get(g, "rim_status", "not_appraised") == "mismatch"
 }
 
 reasons contains r if {
@@ -143,7 +153,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -178,7 +189,9 @@ reasons contains r if {
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
 	not rims_complete
-} else := "none"
+} else := "none" if {
+	rims_complete
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0

@@ -24,7 +24,7 @@ pub fn sample_inputs() -> Vec<AppraisalInput> {
     let snp = json!({"tee": "snp", "product": "Genoa", "signing_key": "vcek", "debug": false, "vmpl": 0, "measurement": H48, "host_data": H32,
         "policy_flags": {"debug_allowed": false, "migration_agent_allowed": false, "smt_allowed": true}, "reported_tcb": {"raw": "0300000000000873"},
         "report_data": "00".repeat(64), "crl_checked": false});
-    let gpu = json!({"debug": false, "driver_version": "535.104.05", "vbios_version": "96.00.5e.00.01", "chip": "GH100", "rim_appraisal": "driver+vbios", "measurements": {"0": H48}});
+    let gpu = json!({"debug": false, "driver_version": "535.104.05", "vbios_version": "96.00.5e.00.01", "chip": "GH100", "arch": "HOPPER", "rim_appraisal": "driver+vbios", "rim_status": "match", "measurements": {"0": H48}});
     vec![
         AppraisalInput::new("sgx", sgx),
         AppraisalInput::new("tdx", tdx),

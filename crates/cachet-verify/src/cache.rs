@@ -275,10 +275,8 @@ pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, c
         if at < v.this_update {
             return Err(checks.fail(name, format!("CRL not yet valid (thisUpdate {})", x509::fmt_time(v.this_update))));
         }
-        if let Some(nu) = v.next_update {
-            if at > nu {
-                return Err(checks.fail(name, format!("CRL expired (nextUpdate {})", x509::fmt_time(nu))));
-            }
+        if at > v.next_update {
+            return Err(checks.fail(name, format!("CRL expired (nextUpdate {})", x509::fmt_time(v.next_update))));
         }
         checks.pass(name, format!("signed by issuer, current; {} revoked serials (cached)", v.revoked.len()));
         return Ok(v);

@@ -36,7 +36,7 @@ pub fn decode_evidence(input: &[u8]) -> (Encoding, Vec<u8>) {
     }
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let hex_body = compact.strip_prefix("0x").unwrap_or(&compact);
-    if hex_body.len() % 2 == 0 && !hex_body.is_empty() && hex_body.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex_body.len().is_multiple_of(2) && !hex_body.is_empty() && hex_body.bytes().all(|b| b.is_ascii_hexdigit()) {
         if let Ok(v) = hex::decode(hex_body) {
             return (Encoding::Hex, v);
         }

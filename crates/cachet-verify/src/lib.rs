@@ -11,9 +11,11 @@
 //! name of the check that failed ([`VerifyError`]).
 
 pub mod anchors;
+pub mod budget;
 pub mod cache;
 pub mod check;
 pub mod encoding;
+pub mod nonce;
 pub mod x509;
 
 pub mod azure;
@@ -101,6 +103,29 @@ impl Tee {
     pub fn parse(name: &str) -> Option<Tee> {
         Tee::ALL.into_iter().find(|t| t.as_str() == name)
     }
+
+    /// What this family's evidence is called, for messages ("an SNP report").
+    pub fn evidence_name(self) -> &'static str {
+        match self {
+            Tee::Sgx => "an SGX quote",
+            Tee::Tdx => "a TDX quote",
+            Tee::Snp => "an SNP report",
+            Tee::AzSnpVtpm => "Azure SEV-SNP confidential VM evidence",
+            Tee::AzTdxVtpm => "Azure TDX confidential VM evidence",
+            Tee::Nitro => "a Nitro Enclaves attestation document",
+            Tee::NitroTpm => "NitroTPM evidence",
+            Tee::Tpm => "TPM quote evidence",
+            Tee::Nvgpu => "NVIDIA GPU evidence",
+            Tee::Simulated => "a simulated TEE report",
+        }
+    }
+
+    /// Families whose evidence is the same JSON shape of TPM quote plus
+    /// binding (TPM, NitroTPM, Azure vTPM): [`detect_tee`] tells them apart
+    /// by optional members, too weakly to refuse one sent as another.
+    fn is_tpm_json(self) -> bool {
+        matches!(self, Tee::Tpm | Tee::NitroTpm | Tee::AzSnpVtpm | Tee::AzTdxVtpm)
+    }
 }
 
 impl std::fmt::Display for Tee {
@@ -131,8 +156,9 @@ pub struct VerifyRequest<'a> {
     pub anchors: &'a TrustAnchors,
     /// The instant at which to verify (Unix seconds).
     pub at: UnixTime,
-    /// A nonce the caller expects the evidence to carry where the format
-    /// has a nonce field of its own (TPM extraData, Nitro `nonce`).
+    /// A nonce the caller expects the evidence to carry: 8 to 64 bytes,
+    /// the whole of the family's nonce field (zero-padded where the field
+    /// has a fixed size); see [`nonce`].
     pub expected_nonce: Option<&'a [u8]>,
 }
 
@@ -160,6 +186,15 @@ pub fn verify(tee: Tee, req: &VerifyRequest<'_>) -> Verification {
     let mut checks = Checks::new();
     let result = if req.evidence.len() > MAX_EVIDENCE_LEN {
         Err(checks.fail("Evidence size", format!("{} bytes exceeds the {MAX_EVIDENCE_LEN}-byte limit", req.evidence.len())))
+    } else if let Some(found) = detect_tee(req.evidence).filter(|f| *f != tee && !(f.is_tpm_json() && tee.is_tpm_json())) {
+        // Evidence of another family would otherwise fail deep in a parser
+        // with a message about fields it does not have.
+        Err(checks.fail(
+            "Evidence format",
+            format!("this looks like {}, not {}: send it as tee \"{found}\"", found.evidence_name(), tee.evidence_name()),
+        ))
+    } else if let Some(e) = req.expected_nonce.map(nonce::check_len).and_then(Result::err) {
+        Err(checks.fail("Nonce", e))
     } else {
         match tee {
             Tee::Sgx => dcap::verify_sgx(req, &mut checks),
@@ -177,13 +212,24 @@ pub fn verify(tee: Tee, req: &VerifyRequest<'_>) -> Verification {
     Verification { tee, result, checks: checks.into_vec() }
 }
 
-/// Guess the family of some evidence from its structure, for `--tee auto`.
-/// Returns `None` when the format is not recognised.
+/// Guess the family of some evidence from its structure, for `--tee auto`
+/// and for [`verify`]'s refusal of evidence sent as another family ("this
+/// looks like an SNP report, not a TDX quote"). Returns `None` when the
+/// format is not recognised. The binary layouts recognised are disjoint
+/// (a DCAP quote's bytes 2..4 are its key type 2, an SNP report's are the
+/// zero high half of its version), so a genuine report of one family is
+/// never taken for another.
 pub fn detect_tee(evidence: &[u8]) -> Option<Tee> {
     let le16 = |i: usize| evidence.get(i..i + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let le32 = |i: usize| evidence.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    if evidence.first() == Some(&b'{') {
+    if matches!(evidence.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{') | Some(b'[')) {
         let v: serde_json::Value = serde_json::from_slice(evidence).ok()?;
+        if nvgpu::detect(&v) {
+            return Some(Tee::Nvgpu);
+        }
+        if v.get("format").and_then(serde_json::Value::as_str) == Some(simulated::FORMAT) {
+            return Some(Tee::Simulated);
+        }
         return azure::detect(&v).or_else(|| tpm::detect(&v));
     }
     // COSE_Sign1: tag 18 or a bare 4-element array.

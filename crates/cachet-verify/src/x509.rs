@@ -11,6 +11,7 @@ use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::oid::Oid;
+use x509_parser::extensions::{ParsedExtension, X509Extension};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
@@ -231,13 +232,15 @@ pub fn ec_curve(spki: &SubjectPublicKeyInfo<'_>) -> Option<&'static str> {
 
 /// Verify `sig` over `msg` with the public key `spki`, using the X.509
 /// signature algorithm `alg` (ECDSA with SHA-256/384 on P-256/P-384,
-/// RSA PKCS#1 v1.5 and RSASSA-PSS with SHA-256/384/512).
+/// RSA PKCS#1 v1.5 and RSASSA-PSS with SHA-256/384/512). Each call is
+/// charged to the request's [`crate::budget`] when one is in scope.
 pub fn verify_signature(
     spki: &SubjectPublicKeyInfo<'_>,
     alg: &AlgorithmIdentifier<'_>,
     msg: &[u8],
     sig: &[u8],
 ) -> Result<(), String> {
+    crate::budget::spend()?;
     let key = spki.subject_public_key.data.as_ref();
     let key_alg = spki.algorithm.algorithm.to_id_string();
     let sig_alg = SignatureAlgorithm::try_from(alg).map_err(|e| format!("unsupported signature algorithm: {e}"))?;
@@ -312,7 +315,7 @@ pub fn verify_chain<'a>(
     at: UnixTime,
     checks: &mut Checks,
 ) -> VResult<VerifiedChain> {
-    match build_path(leaf, pool, anchors) {
+    match build_path(leaf, pool, anchors).and_then(|chain| check_path_rules(&chain.certs).map(|()| chain)) {
         Ok(chain) => {
             let n = chain.certs.len();
             checks.pass(name, format!("{n} certificates to trusted root {}", &chain.anchor_fingerprint));
@@ -409,6 +412,86 @@ pub fn is_ca(cert: &X509Certificate<'_>) -> bool {
     matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
 }
 
+/// Certificate extensions whose meaning this verifier honours when they are
+/// marked critical (RFC 5280 §4.2: a critical extension that is not
+/// understood makes the certificate unusable). basicConstraints and
+/// keyUsage are enforced by [`check_path_rules`]; subjectAltName (critical
+/// on TPM EK certificates with an empty subject) names nothing this
+/// verifier matches; extKeyUsage and certificatePolicies are accepted as
+/// any purpose / any policy (RFC 5280 §6.1.1 with `anyPolicy`). Name and
+/// policy constraints are not processed, so a critical one refuses the path.
+const UNDERSTOOD_CRITICAL: &[&str] = &["2.5.29.19", "2.5.29.15", "2.5.29.17", "2.5.29.37", "2.5.29.32"];
+
+/// The RFC 5280 §6.1 rules on a built path (leaf first, anchor last) that
+/// signatures alone do not give: no certificate carries a critical
+/// extension outside [`UNDERSTOOD_CRITICAL`] (or one that does not parse);
+/// every issuer whose keyUsage is present has `keyCertSign` (§4.2.1.3:
+/// absent keyUsage permits every use); and no issuer's pathLenConstraint is
+/// exceeded by the non-self-issued intermediates below it (§4.2.1.9). The
+/// anchor's own constraints are honoured too (RFC 5937): vendors' roots
+/// state them on purpose. cA=TRUE on intermediates is checked while the
+/// path is built.
+pub fn check_path_rules(certs: &[Vec<u8>]) -> Result<(), String> {
+    let parsed = certs.iter().map(|d| parse_cert(d)).collect::<Result<Vec<_>, _>>()?;
+    for c in &parsed {
+        check_critical_extensions(c.extensions(), UNDERSTOOD_CRITICAL)
+            .map_err(|e| format!("'{}' carries {e} (RFC 5280 4.2)", c.subject()))?;
+    }
+    for (i, issuer) in parsed.iter().enumerate().skip(1) {
+        match issuer.key_usage() {
+            Ok(Some(ku)) if !ku.value.key_cert_sign() => {
+                return Err(format!(
+                    "'{}' signs certificates but its keyUsage does not include keyCertSign (RFC 5280 4.2.1.3)",
+                    issuer.subject()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("'{}': unusable keyUsage extension: {e}", issuer.subject())),
+        }
+        let max = match issuer.basic_constraints() {
+            Ok(Some(bc)) => bc.value.path_len_constraint,
+            Ok(None) => None,
+            Err(e) => return Err(format!("'{}': unusable basicConstraints extension: {e}", issuer.subject())),
+        };
+        if let Some(max) = max {
+            let below = parsed.get(1..i).unwrap_or_default().iter().filter(|c| c.subject() != c.issuer()).count();
+            if u64::try_from(below).unwrap_or(u64::MAX) > u64::from(max) {
+                return Err(format!(
+                    "'{}' has pathLenConstraint {max} but {below} intermediate CA certificates follow it (RFC 5280 4.2.1.9)",
+                    issuer.subject()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a critical extension whose OID is not in `understood`, and a
+/// critical one that does not parse.
+fn check_critical_extensions(exts: &[X509Extension<'_>], understood: &[&str]) -> Result<(), String> {
+    for e in exts.iter().filter(|e| e.critical) {
+        let oid = e.oid.to_id_string();
+        if !understood.contains(&oid.as_str()) {
+            return Err(format!("a critical extension {oid} that this verifier does not process"));
+        }
+        if let ParsedExtension::ParseError { error } = e.parsed_extension() {
+            return Err(format!("a critical extension {oid} that does not parse: {error}"));
+        }
+    }
+    Ok(())
+}
+
+/// CRL extensions honoured when critical: none needs processing beyond
+/// reading (cRLNumber, authorityKeyIdentifier). A critical
+/// issuingDistributionPoint or deltaCRLIndicator narrows what the CRL
+/// covers, so such a CRL is refused rather than misread as complete
+/// (RFC 5280 §5.2).
+const UNDERSTOOD_CRITICAL_CRL: &[&str] = &["2.5.29.20", "2.5.29.35"];
+/// CRL entry extensions honoured when critical: reasonCode and
+/// invalidityDate (either way the serial is revoked). certificateIssuer
+/// (indirect CRLs) is not processed (RFC 5280 §5.3).
+const UNDERSTOOD_CRITICAL_CRL_ENTRY: &[&str] = &["2.5.29.21", "2.5.29.24"];
+
 /// A CRL whose signature and freshness were checked.
 #[derive(Debug, Clone)]
 pub struct VerifiedCrl {
@@ -416,8 +499,9 @@ pub struct VerifiedCrl {
     pub revoked: Vec<Vec<u8>>,
     /// thisUpdate, Unix seconds.
     pub this_update: UnixTime,
-    /// nextUpdate, Unix seconds (if present).
-    pub next_update: Option<UnixTime>,
+    /// nextUpdate, Unix seconds (a CRL without one is refused: it would
+    /// count as current forever).
+    pub next_update: UnixTime,
 }
 
 impl VerifiedCrl {
@@ -433,8 +517,10 @@ fn strip_leading_zeros(s: &[u8]) -> &[u8] {
     &s[n.min(s.len().saturating_sub(1))..]
 }
 
-/// Verify a CRL: signed by `issuer` (whose subject must be the CRL issuer),
-/// and current at `at` (thisUpdate <= at <= nextUpdate). Records one check
+/// Verify a CRL: signed by `issuer` (whose subject must be the CRL issuer
+/// and whose keyUsage, when present, includes cRLSign), no critical
+/// extension it does not process, and current at `at` (thisUpdate <= at <=
+/// nextUpdate; a CRL without nextUpdate is refused). Records one check
 /// named `name`.
 pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, checks: &mut Checks) -> VResult<VerifiedCrl> {
     let r = (|| {
@@ -442,6 +528,22 @@ pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, c
         let issuer = parse_cert(issuer_der).map_err(|e| format!("CRL issuer: {e}"))?;
         if crl.issuer() != issuer.subject() {
             return Err(format!("CRL issued by '{}', expected '{}'", crl.issuer(), issuer.subject()));
+        }
+        match issuer.key_usage() {
+            Ok(Some(ku)) if !ku.value.crl_sign() => {
+                return Err(format!(
+                    "CRL issuer '{}' has a keyUsage without cRLSign: it does not permit signing CRLs (RFC 5280 4.2.1.3)",
+                    issuer.subject()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("CRL issuer '{}': unusable keyUsage extension: {e}", issuer.subject())),
+        }
+        check_critical_extensions(crl.extensions(), UNDERSTOOD_CRITICAL_CRL)
+            .map_err(|e| format!("the CRL carries {e} (RFC 5280 5.2)"))?;
+        for entry in crl.iter_revoked_certificates() {
+            check_critical_extensions(entry.extensions(), UNDERSTOOD_CRITICAL_CRL_ENTRY)
+                .map_err(|e| format!("a CRL entry carries {e} (RFC 5280 5.3)"))?;
         }
         verify_signature(
             issuer.public_key(),
@@ -451,14 +553,14 @@ pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, c
         )
         .map_err(|e| format!("CRL signature: {e}"))?;
         let this_update = crl.last_update().timestamp();
-        let next_update = crl.next_update().map(|t| t.timestamp());
+        let next_update = crl.next_update().map(|t| t.timestamp()).ok_or(
+            "the CRL has no nextUpdate, so nothing says when it stops being current; use the issuer's current CRL (it carries a nextUpdate)",
+        )?;
         if at < this_update {
             return Err(format!("CRL not yet valid (thisUpdate {})", fmt_time(this_update)));
         }
-        if let Some(nu) = next_update {
-            if at > nu {
-                return Err(format!("CRL expired (nextUpdate {})", fmt_time(nu)));
-            }
+        if at > next_update {
+            return Err(format!("CRL expired (nextUpdate {})", fmt_time(next_update)));
         }
         let revoked = crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect();
         Ok(VerifiedCrl { revoked, this_update, next_update })

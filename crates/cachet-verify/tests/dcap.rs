@@ -169,9 +169,9 @@ fn flipped_bytes_fail_with_the_check_they_break() {
         let mut m = ev.clone();
         m[12] ^= 0x01; // QE vendor ID
         assert_eq!(failed_check(&run(c.tee(), &m, end, &TrustAnchors::pinned(), c.verify_at())), "Quote format");
-        // The other family's verifier refuses it by format.
+        // The other family's verifier refuses it, naming what it is.
         let other = if c.tee() == Tee::Sgx { Tee::Tdx } else { Tee::Sgx };
-        assert_eq!(failed_check(&run(other, &ev, end, &TrustAnchors::pinned(), c.verify_at())), "Quote format");
+        assert_eq!(failed_check(&run(other, &ev, end, &TrustAnchors::pinned(), c.verify_at())), "Evidence format");
     }
 }
 
@@ -683,7 +683,7 @@ fn pck_without_sgx_extensions_and_foreign_tcb_signer_are_refused() {
 }
 
 #[test]
-fn an_expected_nonce_must_begin_the_report_data() {
+fn an_expected_nonce_must_be_the_whole_report_data() {
     for c in accept_cases() {
         let (ev, end) = (c.evidence_bytes(), c.endorsement_files());
         let rd = hex::decode(claims(&run_case(&c, c.verify_at()))["report_data"].as_str().expect("report_data")).expect("hex");
@@ -692,11 +692,32 @@ fn an_expected_nonce_must_begin_the_report_data() {
             c.tee(),
             &cachet_verify::VerifyRequest { evidence: &ev, endorsements: &end, anchors: &anchors, at: c.verify_at(), expected_nonce: Some(nonce) },
         );
-        assert!(req(&rd[..32]).verified(), "{}", c.id);
-        let mut other = rd[..32].to_vec();
-        other[0] ^= 0xff;
+        assert!(req(&rd).verified(), "{}", c.id);
+        // A prefix is the nonce only when the rest is zero padding; 2 bytes never are.
+        for n in [8, 32] {
+            assert_eq!(req(&rd[..n]).verified(), rd[n..].iter().all(|b| *b == 0), "{}: {n}-byte prefix", c.id);
+        }
+        assert_eq!(failed_check(&req(&rd[..2])), "Nonce", "{}", c.id);
+        let mut other = rd.clone();
+        other[63] ^= 0xff;
         assert_eq!(failed_check(&req(&other)), "Nonce", "{}", c.id);
     }
+}
+
+#[test]
+fn an_snp_report_sent_as_tdx_is_named() {
+    let snp = cases(&["snp"]).into_iter().find(|c| c.expect == "accept").expect("an snp case");
+    let c = accept_cases().into_iter().find(|c| c.tee() == Tee::Tdx).expect("a tdx case");
+    let v = run(Tee::Tdx, &snp.evidence_bytes(), &c.endorsement_files(), &TrustAnchors::pinned(), c.verify_at());
+    let (check, message) = error(&v);
+    assert_eq!(check, "Evidence format");
+    assert!(message.contains("this looks like an SNP report, not a TDX quote"), "{message}");
+    // And an SGX quote is not a TDX quote either.
+    let sgx = accept_cases().into_iter().find(|c| c.tee() == Tee::Sgx).expect("an sgx case");
+    let v = run(Tee::Tdx, &sgx.evidence_bytes(), &sgx.endorsement_files(), &TrustAnchors::pinned(), sgx.verify_at());
+    let (check, message) = error(&v);
+    assert_eq!(check, "Evidence format");
+    assert!(message.contains("this looks like an SGX quote, not a TDX quote"), "{message}");
 }
 
 // ------------------------------------------------------ unsettled cases

@@ -91,18 +91,36 @@ fn every_accept_case_report_chain_and_signature_verify() {
 }
 
 #[test]
-fn accept_cases_verify_with_the_rims_published_with_them() {
+fn accept_cases_verify_with_their_own_endorsements() {
     for c in accept_cases() {
-        let e = with(without_rims(&c), folder_rims(&c));
-        let v = run(Tee::Nvgpu, &c.evidence_bytes(), &e, &TrustAnchors::pinned(), c.verify_at());
-        claims(&v);
+        claims(&run(Tee::Nvgpu, &c.evidence_bytes(), &c.endorsement_files(), &TrustAnchors::pinned(), c.verify_at()));
     }
+}
+
+/// The RIM of one component, supplied alone with the case: `(component,
+/// all_matched)` as the verifier reports it.
+fn alone(c: &Case, rim: &Endorsement) -> (String, bool) {
+    let v = run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(c), vec![rim.clone()]), &TrustAnchors::pinned(), c.verify_at());
+    let cl = claims(&v);
+    let component = cl["rim_appraisal"].as_str().unwrap().to_string();
+    let matched = cl["rims"][&component]["all_matched"] == true;
+    (component, matched)
+}
+
+/// The published RIMs that match the full case's GPU in full (one driver
+/// and one VBIOS RIM), chosen by the verifier's own comparison.
+fn matching_rims(c: &Case) -> Vec<Endorsement> {
+    let rims: Vec<Endorsement> = folder_rims(c).into_iter().filter(|r| alone(c, r).1).collect();
+    let components: Vec<String> = rims.iter().map(|r| alone(c, r).0).collect();
+    assert_eq!(components.len(), 2, "one matching RIM per component: {components:?}");
+    assert_ne!(components[0], components[1]);
+    rims
 }
 
 #[test]
 fn full_case_matches_driver_and_vbios_rims_on_every_index() {
     let c = full_case();
-    let e = with(without_rims(&c), folder_rims(&c));
+    let e = with(without_rims(&c), matching_rims(&c));
     let v = run(Tee::Nvgpu, &c.evidence_bytes(), &e, &TrustAnchors::pinned(), c.verify_at());
     let cl = claims(&v);
     assert_eq!(cl["rim_appraisal"], "driver+vbios");
@@ -134,7 +152,8 @@ fn full_case_matches_driver_and_vbios_rims_on_every_index() {
 /// "RIM measurements (…)" check, and the appraisal policy refuses it — the
 /// same split as an out-of-date TCB. (NVIDIA's PROD VBIOS RIM, supplied by
 /// the `nvgpu-h100-2023` case, matches 8 of the sample report's 12 VBIOS
-/// measurements; the test RIMs NVIDIA published for it match all.)
+/// measurements; the test RIMs NVIDIA published for it match all.) One RIM
+/// alone is never a `match`: the other component was not appraised.
 #[test]
 fn an_applicable_rim_that_does_not_match_is_reported_by_name() {
     let (mut mismatched, mut matched) = (0, 0);
@@ -143,25 +162,95 @@ fn an_applicable_rim_that_does_not_match_is_reported_by_name() {
             let e = with(without_rims(&c), vec![rim.clone()]);
             let v = run(Tee::Nvgpu, &c.evidence_bytes(), &e, &TrustAnchors::pinned(), c.verify_at());
             let cl = claims(&v);
-            assert_ne!(cl["rim_appraisal"], "none", "{}: RIM was not applied", rim.name);
+            let component = cl["rim_appraisal"].as_str().unwrap();
+            assert!(component == "driver" || component == "vbios", "{}: RIM was not applied ({component})", rim.name);
+            let other = if component == "driver" { "vbios" } else { "driver" };
             let failed: Vec<_> = v.checks.iter().filter(|k| !k.ok).collect();
+            let missing: Vec<_> = failed.iter().filter(|k| k.name == format!("RIM measurements ({other})")).collect();
+            assert_eq!(missing.len(), 1, "{}: {failed:?}", rim.name);
+            assert!(missing[0].detail.contains("not appraised") && missing[0].detail.contains("NV_GPU_"), "{missing:?}");
+            assert_eq!(cl["dbgstat"], "unknown");
             match cl["rim_status"].as_str() {
-                Some("match") => {
+                Some("not_appraised") => {
                     matched += 1;
-                    assert!(failed.is_empty(), "{}: {failed:?}", rim.name);
+                    assert_eq!(cl["rims"][component]["all_matched"], true);
+                    assert_eq!(failed.len(), 1, "{}: {failed:?}", rim.name);
                 }
                 Some("mismatch") => {
                     mismatched += 1;
-                    assert_eq!(failed.len(), 1, "{failed:?}");
-                    assert!(failed[0].name.starts_with("RIM measurements ("), "{failed:?}");
-                    assert!(failed[0].detail.contains("differ"), "{failed:?}");
-                    assert_eq!(cl["dbgstat"], "unknown");
+                    assert_eq!(failed.len(), 2, "{failed:?}");
+                    let differ: Vec<_> = failed.iter().filter(|k| k.name == format!("RIM measurements ({component})")).collect();
+                    assert!(differ.len() == 1 && differ[0].detail.contains("differ"), "{failed:?}");
                 }
                 other => panic!("{}: rim_status {other:?}", rim.name),
             }
         }
     }
     assert!(mismatched >= 1 && matched >= 2, "mismatched {mismatched}, matched {matched}");
+}
+
+/// Withholding the VBIOS RIM that does not match (the attack of issue 13):
+/// the driver RIM alone matches, but the GPU is `not_appraised`, never a
+/// `match`, and `dbgstat` is not `disabled`.
+#[test]
+fn a_withheld_rim_is_not_appraised_never_a_match() {
+    let c = full_case();
+    for keep in ["driver", "vbios"] {
+        let rims: Vec<Endorsement> = matching_rims(&c).into_iter().filter(|r| alone(&c, r).0 == keep).collect();
+        let v = run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), rims), &TrustAnchors::pinned(), c.verify_at());
+        let cl = claims(&v);
+        assert_eq!(cl["rim_appraisal"], keep);
+        assert_eq!(cl["rim_status"], "not_appraised", "{keep} alone");
+        assert_eq!(cl["dbgstat"], "unknown");
+        assert_eq!(cl["rims"][keep]["all_matched"], true);
+    }
+    // The case as published (the driver RIM and the PROD VBIOS RIM) is a
+    // mismatch; without its VBIOS RIM it is still not a match.
+    let published = c.endorsement_files();
+    let cl = claims(&run(Tee::Nvgpu, &c.evidence_bytes(), &published, &TrustAnchors::pinned(), c.verify_at())).clone();
+    assert_eq!((cl["rim_appraisal"].as_str(), cl["rim_status"].as_str()), (Some("driver+vbios"), Some("mismatch")));
+    let driver_only: Vec<Endorsement> = published.into_iter().filter(|e| !is_xml(e) || alone(&c, e).0 == "driver").collect();
+    let cl = claims(&run(Tee::Nvgpu, &c.evidence_bytes(), &driver_only, &TrustAnchors::pinned(), c.verify_at())).clone();
+    assert_eq!((cl["rim_appraisal"].as_str(), cl["rim_status"].as_str()), (Some("driver"), Some("not_appraised")));
+}
+
+/// NVIDIA signed a production and a test RIM of the same VBIOS version
+/// (same tagId, product and colloquialVersion) with different golden
+/// values; which one the evidence's id names is not in their signed
+/// content, so supplying both is refused rather than matched against the
+/// one that suits the GPU.
+#[test]
+fn rims_of_one_component_that_disagree_are_refused() {
+    let c = full_case();
+    let vbios: Vec<Endorsement> = folder_rims(&c).into_iter().filter(|r| alone(&c, r).0 == "vbios").collect();
+    assert!(vbios.len() >= 2, "the published VBIOS RIMs");
+    assert!(vbios.iter().any(|r| alone(&c, r).1) && vbios.iter().any(|r| !alone(&c, r).1));
+    for order in [vbios.clone(), vbios.iter().rev().cloned().collect()] {
+        let v = run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), order), &TrustAnchors::pinned(), c.verify_at());
+        assert_eq!(failed_check(&v), "RIM conflict (vbios)");
+        let detail = &v.checks.last().unwrap().detail;
+        assert!(detail.contains("NV_GPU_VBIOS_1010_0200_882_96005E0001") && detail.contains("[1, 2, 3, 9]"), "{detail}");
+    }
+    // Every published RIM at once: the same refusal.
+    let v = run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), folder_rims(&c)), &TrustAnchors::pinned(), c.verify_at());
+    assert_eq!(failed_check(&v), "RIM conflict (vbios)");
+    // The same RIM twice (or re-signed with the same values) agrees with itself.
+    let twice = with(matching_rims(&c), matching_rims(&c));
+    let v = run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), twice), &TrustAnchors::pinned(), c.verify_at());
+    assert_eq!(claims(&v)["rim_status"], "match");
+}
+
+/// The ids the evidence names are NVIDIA's RIM service ids, built from the
+/// signed report (nvtrust `get_driver_rim_file_id` / `get_vbios_rim_file_id`).
+#[test]
+fn the_evidence_names_its_rim_ids() {
+    let c = full_case();
+    let v = run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), matching_rims(&c)), &TrustAnchors::pinned(), c.verify_at());
+    let cl = claims(&v);
+    assert_eq!(cl["rim_ids"]["driver"], "NV_GPU_DRIVER_GH100_545.00");
+    assert_eq!(cl["rim_ids"]["vbios"], "NV_GPU_VBIOS_1010_0200_882_96005E0001");
+    assert_eq!(cl["rims"]["vbios"]["rim_id"], "NV_GPU_VBIOS_1010_0200_882_96005E0001");
+    assert_eq!(cl["arch"], "HOPPER");
 }
 
 #[test]
@@ -191,7 +280,8 @@ fn an_expired_copy_beside_a_valid_rim_is_not_an_error() {
     use cachet_verify::x509::{parse_cert, validity_window};
     let c = full_case();
     let rims = folder_rims(&c);
-    // The first instant at which one of the RIMs' signers has expired.
+    // The first instant at which one of the RIMs' signers has expired (an
+    // expired RIM is set aside, so it conflicts with nothing).
     let first_expiry = rims
         .iter()
         .filter_map(|e| rim::parse(&e.bytes).ok())
@@ -389,6 +479,92 @@ fn multi_gpu_json_set_verifies_each_gpu_with_its_own_chain() {
     let gpus = cl["gpus"].as_array().unwrap();
     assert!(gpus.iter().all(|g| g["device_cert"]["fwid"] == g["device_cert"]["report_fwid"] && g["device_cert"]["fwid"].is_string()));
     assert!(v.checks.iter().any(|k| k.name == "GPU 7: SPDM signature" && k.ok));
+    // The architecture is the signed chain's; the SDK's format version is
+    // unsigned and not a claim.
+    assert!(gpus.iter().all(|g| g["arch"] == "HOPPER" && g.get("evidence_version").is_none()), "{gpus:?}");
+    assert!(v.checks.iter().any(|k| k.name == "GPU 7: Distinct devices" && k.ok));
+}
+
+/// The NVSwitch evidence NVIDIA's PPCIe verifier collects beside the GPUs'.
+fn switch_set() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(vectors_dir().join("nvidia/nvtrust-head-partial/ppcie_switch_evidence.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn an_nvswitch_is_never_counted_as_a_gpu() {
+    let switches = switch_set();
+    // As sent (arch "LS10"), relabelled "HOPPER", alone or spliced into the
+    // GPU list: refused, by what its signed device chain says.
+    let bytes = serde_json::to_vec(&switches).unwrap();
+    assert_eq!(failed_check(&run(Tee::Nvgpu, &bytes, &[], &TrustAnchors::pinned(), ppcie_at())), "GPU 0: Evidence format");
+    let mut relabelled = switches.clone();
+    for e in relabelled.as_array_mut().unwrap() {
+        e["arch"] = serde_json::json!("HOPPER");
+    }
+    let v = run(Tee::Nvgpu, &serde_json::to_vec(&relabelled).unwrap(), &[], &TrustAnchors::pinned(), ppcie_at());
+    assert_eq!(failed_check(&v), "GPU 0: Device architecture");
+    assert!(v.checks.last().unwrap().detail.contains("NVSwitch"), "{:?}", v.checks.last());
+    let mut mixed: serde_json::Value = serde_json::from_slice(&ppcie_set()).unwrap();
+    mixed.as_array_mut().unwrap().insert(2, relabelled[0].clone());
+    let v = run(Tee::Nvgpu, &serde_json::to_vec(&mixed).unwrap(), &[], &TrustAnchors::pinned(), ppcie_at());
+    assert_eq!(failed_check(&v), "GPU 2: Device architecture");
+    // One switch report on its own (not a JSON set) is not GPU evidence either.
+    let report = cachet_verify::encoding::decode_base64(switches[0]["evidence"].as_str().unwrap()).unwrap();
+    let chain = cachet_verify::encoding::decode_base64(switches[0]["certificate"].as_str().unwrap()).unwrap();
+    let e = vec![Endorsement { name: "switch chain".into(), bytes: chain }];
+    assert_eq!(failed_check(&run(Tee::Nvgpu, &report, &e, &TrustAnchors::pinned(), ppcie_at())), "Device architecture");
+}
+
+#[test]
+fn one_gpu_twice_is_refused() {
+    let set: serde_json::Value = serde_json::from_slice(&ppcie_set()).unwrap();
+    let first = set[0].clone();
+    let eight_times = serde_json::Value::Array(vec![first; 8]);
+    let v = run(Tee::Nvgpu, &serde_json::to_vec(&eight_times).unwrap(), &[], &TrustAnchors::pinned(), ppcie_at());
+    assert_eq!(failed_check(&v), "GPU 1: Distinct devices");
+    let mut repeated = set.clone();
+    repeated.as_array_mut().unwrap().push(set[3].clone());
+    let v = run(Tee::Nvgpu, &serde_json::to_vec(&repeated).unwrap(), &[], &TrustAnchors::pinned(), ppcie_at());
+    assert_eq!(failed_check(&v), "GPU 8: Distinct devices");
+    assert!(v.checks.last().unwrap().detail.contains("GPU 3"), "{:?}", v.checks.last());
+}
+
+/// 24 000 certificates in one request (the device chain repeated) are
+/// refused by the pool limit before any chain building or signature work.
+#[test]
+fn an_oversized_certificate_pool_is_refused() {
+    let c = full_case();
+    let chain = without_rims(&c).into_iter().map(|e| e.bytes).max_by_key(|b| cachet_verify::x509::certs_from_pem(b).len()).unwrap();
+    let per = cachet_verify::x509::certs_from_pem(&chain).len();
+    let big = chain.repeat(24_000 / per);
+    assert_eq!(cachet_verify::x509::certs_from_pem(&big).len(), 24_000);
+    let e = vec![Endorsement { name: "pool.pem".into(), bytes: big }];
+    let v = run(Tee::Nvgpu, &c.evidence_bytes(), &e, &TrustAnchors::pinned(), c.verify_at());
+    assert_eq!(failed_check(&v), "Endorsement limits");
+    assert!(!v.checks.iter().any(|k| k.name.starts_with("Device certificate chain")), "refused before chain building");
+    // As many separate endorsements, and as a JSON set's extra pool: the same.
+    let many: Vec<Endorsement> = (0..cachet_verify::nvgpu::MAX_POOL_CERTS + 1)
+        .map(|i| Endorsement { name: format!("c{i}.pem"), bytes: cachet_verify::x509::certs_from_pem(&chain)[0].clone() })
+        .collect();
+    assert_eq!(failed_check(&run(Tee::Nvgpu, &c.evidence_bytes(), &many, &TrustAnchors::pinned(), c.verify_at())), "Endorsement limits");
+    assert_eq!(failed_check(&run(Tee::Nvgpu, &ppcie_set(), &many, &TrustAnchors::pinned(), ppcie_at())), "Endorsement limits");
+    // Too many RIMs.
+    let rims: Vec<Endorsement> = (0..=cachet_verify::nvgpu::MAX_RIMS).map(|_| folder_rims(&c).remove(0)).collect();
+    assert_eq!(failed_check(&run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), rims), &TrustAnchors::pinned(), c.verify_at())), "Endorsement limits");
+}
+
+/// Signature work is bounded per request: a verification that needs more
+/// than the budget left is refused by name (here a budget smaller than
+/// eight GPUs' chains; an enclosing scope never widens the verifier's own).
+#[test]
+fn signature_work_beyond_the_budget_is_refused_by_name() {
+    let (v, exhausted) = cachet_verify::budget::scoped(20, || run(Tee::Nvgpu, &ppcie_set(), &[], &TrustAnchors::pinned(), ppcie_at()));
+    assert!(exhausted);
+    assert_eq!(failed_check(&v), "Signature budget");
+    let (v, exhausted) = cachet_verify::budget::scoped(cachet_verify::nvgpu::SIGNATURE_BUDGET, || {
+        run(Tee::Nvgpu, &ppcie_set(), &[], &TrustAnchors::pinned(), ppcie_at())
+    });
+    assert!(v.verified() && !exhausted, "{:?}", v.result);
 }
 
 #[test]
@@ -404,6 +580,7 @@ fn multi_gpu_json_set_tampering_is_refused() {
     assert_eq!(tamper(&|s| s[3]["nonce"] = serde_json::json!("00".repeat(32))), "GPU 3: Evidence nonce");
     assert_eq!(tamper(&|s| s[1]["driver_version"] = serde_json::json!("590.13")), "GPU 1: Evidence versions");
     assert_eq!(tamper(&|s| s[0]["arch"] = serde_json::json!("HOPPEZ")), "GPU 0: Evidence format");
+    assert_eq!(tamper(&|s| s[0]["arch"] = serde_json::json!("BLACKWELL")), "GPU 0: Device architecture");
     assert_eq!(tamper(&|s| s[0]["extra"] = serde_json::json!(1)), "Evidence format");
     // Another GPU's chain for this GPU's report.
     let other = set[1]["certificate"].clone();

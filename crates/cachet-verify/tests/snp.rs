@@ -290,27 +290,85 @@ fn certificates_from_an_extended_report_table_are_used_untrusted() {
 }
 
 #[test]
-fn nonce_must_prefix_report_data() {
+fn a_nonce_must_be_the_whole_report_data() {
+    for c in snp_cases() {
+        let ev = c.evidence_bytes();
+        let ends = c.endorsement_files();
+        let anchors = TrustAnchors::pinned();
+        let req = |nonce: &[u8]| {
+            cachet_verify::verify(
+                Tee::Snp,
+                &cachet_verify::VerifyRequest {
+                    evidence: &ev,
+                    endorsements: &ends,
+                    anchors: &anchors,
+                    at: c.verify_at(),
+                    expected_nonce: Some(nonce),
+                },
+            )
+        };
+        let rd = &ev[0x50..0x90];
+        assert!(req(rd).verified(), "{}: the full 64-byte REPORT_DATA", c.id);
+        // A prefix passes only where the rest of REPORT_DATA is zeros (the
+        // nonce zero-padded); a 2-byte prefix never does.
+        for n in [8, 16, 32, 63] {
+            let padded = rd[n..].iter().all(|b| *b == 0);
+            assert_eq!(req(&rd[..n]).verified(), padded, "{}: {n}-byte prefix", c.id);
+        }
+        let v = req(&rd[..2]);
+        assert_eq!(failed_check(&v), "Nonce", "{}", c.id);
+        assert!(error_message(&v).contains("8 to 64 bytes"), "{}", error_message(&v));
+        let mut wrong = rd.to_vec();
+        wrong[63] ^= 1;
+        assert_eq!(failed_check(&req(&wrong)), "Nonce", "{}", c.id);
+    }
+}
+
+#[test]
+fn a_certificate_table_holding_pem_is_read() {
+    // The kernel's configfs-tsm auxblob passes the host's table through; some
+    // hosts store PEM there (veraison's Genoa capture). The VCEK, ASK and ARK
+    // as PEM entries, each zero-padded as a host may store them.
+    for c in snp_cases() {
+        let mut pems = vec![pem(&vek_of(&c))];
+        let chain = certs::Pool::from_endorsements(&chain_of(&c)).certs;
+        pems.extend(chain.iter().map(|d| pem(d)));
+        let entries: Vec<Vec<u8>> = pems
+            .into_iter()
+            .map(|p| {
+                let mut b = p.into_bytes();
+                b.extend([0u8; 5]);
+                b
+            })
+            .collect();
+        let mut ev = c.evidence_bytes()[..REPORT_LEN].to_vec();
+        ev.extend(cert_table(&entries));
+        let v = run_with(&c, &ev, &[]);
+        assert!(v.verified(), "{}: {:?}", c.id, v.result);
+        // DER entries padded with zeros are read the same way.
+        let mut der = vek_of(&c);
+        der.extend([0u8; 3]);
+        let mut ev = c.evidence_bytes()[..REPORT_LEN].to_vec();
+        ev.extend(cert_table(&[der]));
+        let v = run_with(&c, &ev, &chain_of(&c));
+        assert!(v.verified(), "{}: {:?}", c.id, v.result);
+    }
+}
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+}
+
+#[test]
+fn a_tdx_quote_sent_as_snp_is_named() {
+    let tdx = cases(&["tdx"]).into_iter().find(|c| c.expect == "accept").expect("a tdx case");
     let c = &snp_cases()[0];
-    let ev = c.evidence_bytes();
-    let ends = c.endorsement_files();
-    let anchors = TrustAnchors::pinned();
-    let req = |nonce: &[u8]| {
-        cachet_verify::verify(
-            Tee::Snp,
-            &cachet_verify::VerifyRequest {
-                evidence: &ev,
-                endorsements: &ends,
-                anchors: &anchors,
-                at: c.verify_at(),
-                expected_nonce: Some(nonce),
-            },
-        )
-    };
-    assert!(req(&ev[0x50..0x60]).verified());
-    let mut wrong = ev[0x50..0x60].to_vec();
-    wrong[0] ^= 1;
-    assert_eq!(failed_check(&req(&wrong)), "Nonce");
+    let v = run_with(c, &tdx.evidence_bytes(), &c.endorsement_files());
+    assert_eq!(failed_check(&v), "Evidence format");
+    assert!(error_message(&v).contains("this looks like a TDX quote, not an SNP report"), "{}", error_message(&v));
 }
 
 // ---------------------------------------------------------------------------

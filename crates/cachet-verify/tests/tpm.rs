@@ -57,7 +57,9 @@ fn every_real_case_verifies_at_verify_at() {
         let claims = v.result.as_ref().unwrap_or_else(|e| panic!("{}: {e}", c.id));
         assert_eq!(claims["tee"], c.tee);
         let j = json_of(c);
-        assert_eq!(claims["extra_data"], j["nonce"], "{}: extraData is the fixture's nonce", c.id);
+        // tpm: the quote's extraData; nitro-tpm: the AWS-signed NSM nonce.
+        let nonce = if c.tee == "tpm" { &claims["extra_data"] } else { &claims["nonce"] };
+        assert_eq!(nonce, &j["nonce"], "{}: the nonce claim is the fixture's nonce", c.id);
         // Every quoted PCR is reported, with the fixture's value.
         let banks = claims["pcrs"].as_object().unwrap();
         assert!(!banks.is_empty());
@@ -77,9 +79,10 @@ fn every_real_case_verifies_at_verify_at() {
 #[test]
 fn nitrotpm_quotes_a_sha384_bank_with_a_sha256_digest() {
     let c = accept_cases().into_iter().find(|c| c.tee == "nitro-tpm").unwrap();
-    let claims = run_case(&c, c.verify_at()).result.unwrap();
-    assert_eq!(claims["pcr_digest_alg"], "sha256");
-    assert!(claims["pcr_selection"]["sha384"].is_array());
+    let v = run_case(&c, c.verify_at());
+    let claims = v.result.unwrap();
+    assert!(v.checks.iter().any(|k| k.ok && k.name == "PCR digest" && k.detail.starts_with("sha256")), "{:?}", v.checks);
+    assert_eq!(claims["pcrs"].as_object().unwrap().len(), 1, "only the NSM-signed bank");
     assert_eq!(claims["pcrs"]["sha384"].as_object().unwrap().len(), 24);
 }
 
@@ -614,6 +617,54 @@ fn built_nitrotpm_evidence_binds_ak_and_pcrs() {
     assert_eq!(failed_check(&verify(Tee::NitroTpm, ev.to_string().as_bytes(), &anchors, at, None)), "AK binding");
     // No document at all.
     assert_eq!(failed_check(&verify(Tee::NitroTpm, b.evidence.to_string().as_bytes(), &anchors, at, None)), "Evidence format");
+}
+
+/// Root on the instance can name any key to the NSM and sign any
+/// TPMS_ATTEST with it: here a quote covering the NSM-signed SHA-384 PCRs
+/// plus a SHA-256 bank of the attester's choosing (PCR 7 forged). Only what
+/// AWS signed is a claim, and the default policy does not affirm the forged
+/// PCR 7 even with a reference value equal to it.
+#[test]
+fn nitrotpm_claims_only_what_the_nsm_document_signs() {
+    use cachet_appraise::{defaults::default_policy, AppraisalInput, RefValue, ReferenceValues, Status};
+    let ca = test_ca("unused", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let root = test_ca("aws.nitro-enclaves test", &rcgen::PKCS_ECDSA_P384_SHA384);
+    let anchors = TrustAnchors::pinned().with_replaced(AnchorKind::AwsNitroRoot, root.der().to_vec());
+    let ak = ecc_ak(&ca, ATTRS_AK, false);
+    let point = hex::decode(AkPublic::parse(&ak.spki_der).unwrap().to_hex()).unwrap();
+    let b = build(&ak, &ca, &[HashAlg::Sha256, HashAlg::Sha384], HashAlg::Sha256, &[5; 32]);
+    let banks = quote::pcr_banks_from_json(&b.evidence["pcrs"]).unwrap();
+    let signed: Vec<(u32, Vec<u8>)> = banks[&HashAlg::Sha384].clone().into_iter().collect();
+    let forged = hex::encode(&banks[&HashAlg::Sha256][&7]);
+    let genuine = hex::encode(&banks[&HashAlg::Sha384][&7]);
+    let mut ev = b.evidence.clone();
+    ev.as_object_mut().unwrap().remove("ak_cert_chain");
+    ev["nitro_document"] = json!(hex::encode(nsm_document(&root, &point, "nitrotpm_pcrs", &signed)));
+    let at = ts("2025-06-01T00:00:00Z");
+    let v = verify(Tee::NitroTpm, ev.to_string().as_bytes(), &anchors, at, Some(&[5; 32]));
+    let claims = v.result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims["pcrs"].as_object().unwrap().keys().collect::<Vec<_>>(), ["sha384"], "{claims}");
+    assert_eq!(claims["pcrs"]["sha384"]["7"], genuine.as_str());
+    for unsigned in ["extra_data", "qualified_signer", "clock", "reset_count", "restart_count", "clock_safe", "firmware_version", "pcr_selection", "pcr_digest"] {
+        assert!(claims.get(unsigned).is_none(), "{unsigned} is not signed by the NSM document: {claims}");
+    }
+    assert_eq!(claims["nonce"], hex::encode([5u8; 32]), "the NSM document's nonce");
+
+    let policy = default_policy("nitro-tpm").unwrap();
+    let pcr7 = |value: &str| {
+        let mut r = ReferenceValues::new();
+        r.add_values("pcr7", vec![RefValue::new(value).unwrap()]).unwrap();
+        r
+    };
+    let appraise = |claims: &Value, refs: &ReferenceValues| policy.evaluate(&AppraisalInput::new("nitro-tpm", claims.clone()), refs, at).unwrap();
+    assert_ne!(appraise(&claims, &pcr7(&forged)).status, Status::Affirming);
+    assert_eq!(appraise(&claims, &pcr7(&genuine)).status, Status::Affirming);
+    // Claims that did carry the forged bank (another verifier, a
+    // regression) still do not match it: the policy reads SHA-384 only.
+    let mut with_bank = claims.clone();
+    with_bank["pcrs"]["sha256"] = json!({"7": forged});
+    let a = appraise(&with_bank, &pcr7(&forged));
+    assert_ne!(a.status, Status::Affirming, "{:?}", a.reasons);
 }
 
 // ---------------------------------------------------------------------------

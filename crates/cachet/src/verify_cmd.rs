@@ -37,7 +37,12 @@ pub struct VerifyArgs {
     /// default: now.
     #[arg(long)]
     pub at: Option<String>,
-    /// Hex nonce the evidence must carry (TPM extraData, Nitro nonce).
+    /// Hex nonce the evidence must carry, 8 to 64 bytes. Fixed-size fields
+    /// must hold exactly the nonce zero-padded to their size: SGX/TDX/SNP
+    /// REPORTDATA and Azure user-data (64 bytes; to check the
+    /// SHA-512(nonce || runtime data) binding pass that 64-byte value),
+    /// the NVIDIA SPDM nonce (32 bytes). TPM extraData and the Nitro nonce
+    /// must equal it exactly.
     #[arg(long)]
     pub nonce: Option<String>,
     /// Output format.
@@ -256,7 +261,7 @@ fn parse_rfc3339(s: &str) -> Result<i64, String> {
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_start_matches("0x");
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()

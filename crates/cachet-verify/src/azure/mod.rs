@@ -31,8 +31,8 @@
 //!    structure`, `Quote signature format`, `TPM quote signature`, `PCR
 //!    digest`, and `Quote nonce` when the caller expects a nonce.
 //! 8. `HCL user data` — evidence of version 2 or later promises that the
-//!    runtime data's `user-data` begins with the nonce: checked when the
-//!    caller expects one.
+//!    runtime data's `user-data` is the nonce, zero-padded to its 64 bytes
+//!    ([`crate::nonce`]): checked when the caller expects one.
 //!
 //! ## Claims
 //!
@@ -386,21 +386,12 @@ fn finish(
 
     let user_data = rc.user_data.as_deref().map(|s| quote::decode_bytes(s).ok_or(s));
     if let (Some(nonce), true) = (req.expected_nonce, ev.version >= 2) {
-        let ok = match &user_data {
-            Some(Ok(b)) => !nonce.is_empty() && b.get(..nonce.len()) == Some(nonce),
-            _ => false,
+        // Version 2 binds the nonce into user-data, zero-padded (crate::nonce).
+        let field = match &user_data {
+            Some(Ok(b)) => b.as_slice(),
+            _ => &[],
         };
-        checks.require(
-            "HCL user data",
-            ok,
-            "the runtime data's user-data begins with the expected nonce",
-            format!(
-                "evidence version {} binds the nonce into user-data, but user-data {:?} does not begin with {}",
-                ev.version,
-                rc.user_data.as_deref().unwrap_or(""),
-                hex::encode(nonce)
-            ),
-        )?;
+        crate::nonce::record(checks, "HCL user data", "the runtime data's user-data", field, nonce)?;
     }
     Ok(claims(tee, hcl, &rc, user_data, hw, &q, &ak))
 }

@@ -55,24 +55,20 @@ pub fn verify_sgx(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value
 
 /// Verify an Intel TDX DCAP quote (v4, v5 with a TD 1.0 or 1.5 body) against
 /// the collateral in the endorsements; with an expected nonce, REPORTDATA
-/// must begin with it. Also used on the TD quote inside Azure TDX evidence.
+/// must be it (see [`crate::nonce`]). Also used on the TD quote inside Azure TDX evidence.
 pub fn verify_tdx(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let claims = verify_with_source(req, checks, QuoteTee::Tdx, &EndorsementSource { endorsements: req.endorsements })?;
     check_nonce(req, &claims, checks)?;
     Ok(claims)
 }
 
-/// The caller's freshness nonce, when given, is the start of REPORTDATA
-/// (as for SEV-SNP): the only field of a quote the workload chooses.
+/// The caller's freshness nonce, when given, is the whole of REPORTDATA
+/// (zero-padded, see [`crate::nonce`]): the only field of a quote the
+/// workload chooses.
 fn check_nonce(req: &VerifyRequest<'_>, claims: &Value, checks: &mut Checks) -> VResult<()> {
     let Some(nonce) = req.expected_nonce else { return Ok(()) };
     let data = claims.get("report_data").and_then(Value::as_str).and_then(|h| hex::decode(h).ok()).unwrap_or_default();
-    checks.require(
-        "Nonce",
-        !nonce.is_empty() && data.get(..nonce.len()) == Some(nonce),
-        format!("REPORTDATA begins with the expected {}-byte nonce", nonce.len()),
-        format!("REPORTDATA {} does not begin with the expected nonce {}", hex::encode(&data), hex::encode(nonce)),
-    )
+    crate::nonce::record(checks, "Nonce", "REPORTDATA", &data, nonce)
 }
 
 const CN_PCK: &str = "SGX PCK Certificate";

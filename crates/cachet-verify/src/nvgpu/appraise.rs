@@ -86,6 +86,27 @@ pub fn overlap(a: &Rim, b: &Rim) -> Vec<u32> {
         .collect()
 }
 
+/// Indices at which two RIMs' golden measurements differ (activity, size
+/// or the set of accepted values; names aside). Empty when they state the
+/// same values, e.g. one release re-signed.
+pub fn differing(a: &Rim, b: &Rim) -> Vec<u32> {
+    let norm = |r: &Rim| -> BTreeMap<u32, (bool, usize, Vec<Vec<u8>>)> {
+        r.golden
+            .iter()
+            .map(|g| {
+                let mut v = g.values.clone();
+                v.sort();
+                (g.index, (g.active, g.size, v))
+            })
+            .collect()
+    };
+    let (x, y) = (norm(a), norm(b));
+    let mut out: Vec<u32> = x.keys().chain(y.keys()).copied().filter(|i| x.get(i) != y.get(i)).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The claims for one compared RIM.
 pub fn to_json(rim: &Rim, c: &Comparison) -> Value {
     json!({
@@ -162,6 +183,15 @@ mod tests {
         let a = rim(vec![g(1, true, &[1]), g(2, true, &[1]), g(3, false, &[1])]);
         let b = rim(vec![g(1, false, &[1]), g(2, true, &[1]), g(3, true, &[1])]);
         assert_eq!(overlap(&a, &b), vec![2]);
+    }
+
+    #[test]
+    fn differing_names_every_index_that_is_not_the_same() {
+        let a = rim(vec![g(0, true, &[1]), g(1, true, &[7, 2]), g(2, false, &[9])]);
+        let same = rim(vec![g(0, true, &[1]), g(1, true, &[2, 7]), g(2, false, &[9])]);
+        assert!(differing(&a, &same).is_empty(), "alternatives in another order are the same values");
+        let b = rim(vec![g(0, true, &[1]), g(1, true, &[7]), g(2, true, &[9]), g(3, true, &[1])]);
+        assert_eq!(differing(&a, &b), vec![1, 2, 3]);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! 2.23.133.5.4.1) whose FWID must equal the report's `FWID` opaque field
 //! when the report has one (nvtrust `verify_gpu_certificate_chain`).
 
+use std::collections::HashMap;
+
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use x509_parser::der_parser::ber::{BerObject, BerObjectContent};
 use x509_parser::der_parser::parse_der;
@@ -24,21 +26,55 @@ const MAX_DER_DEPTH: usize = 8;
 
 /// Certificates that could be the device leaf: parsable, P-384, not
 /// self-issued, and not the issuer of another certificate in the pool.
-/// In pool order.
+/// In pool order; linear in the pool (issuer names are indexed).
 pub fn leaf_candidates(pool: &[Vec<u8>]) -> Vec<&[u8]> {
     let parsed: Vec<_> = pool.iter().filter_map(|d| parse_cert(d).ok().map(|c| (d.as_slice(), c))).collect();
+    let mut issued_by: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
+    for (d, c) in &parsed {
+        issued_by.entry(c.issuer().as_raw()).or_default().push(d);
+    }
     parsed
         .iter()
         .filter(|(_, c)| c.subject() != c.issuer())
         .filter(|(_, c)| ec_curve(c.public_key()) == Some("P-384"))
-        .filter(|(d, c)| !parsed.iter().any(|(d2, c2)| d2 != d && c2.issuer() == c.subject()))
+        .filter(|(d, c)| !issued_by.get(c.subject().as_raw()).is_some_and(|ds| ds.iter().any(|d2| d2 != d)))
         .map(|(d, _)| *d)
         .collect()
 }
 
+/// The chip a verified device chain certifies, from NVIDIA's signed names:
+/// the provisioning CA (`NVIDIA GH100 Provisioner ICA 1`, `NVIDIA LS_10
+/// Provisioner ICA 1`), else the first word of the leaf's CN (`GH100 A01
+/// GSP FMC LF`). Never from anything the evidence labels itself with.
+pub fn chain_chip(chain: &[Vec<u8>]) -> Option<String> {
+    let from_ica = chain.iter().filter_map(|d| common_name(d)).find_map(|cn| {
+        let rest = cn.strip_prefix("NVIDIA ")?;
+        let (chip, tail) = rest.split_once(' ')?;
+        tail.starts_with("Provisioner ICA").then(|| chip.to_string())
+    });
+    from_ica.or_else(|| chain.first().and_then(|l| common_name(l)).and_then(|cn| cn.split_whitespace().next().map(str::to_string)))
+}
+
+/// What kind of device a chip is: `HOPPER` / `BLACKWELL` (GPUs, NVIDIA's
+/// architecture names as its SDK spells them), `NVSWITCH` (an NVLink
+/// switch, never a GPU), or `None` when unknown.
+pub fn architecture(chip: &str) -> Option<&'static str> {
+    let c = chip.to_ascii_uppercase();
+    if c.starts_with("GH1") {
+        Some("HOPPER")
+    } else if c.starts_with("GB1") || c.starts_with("GB2") {
+        Some("BLACKWELL")
+    } else if c.starts_with("LS") {
+        Some("NVSWITCH")
+    } else {
+        None
+    }
+}
+
 /// Verify the raw `r || s` ECDSA P-384/SHA-384 signature of `msg` with the
-/// certificate's public key.
+/// certificate's public key (charged to the request's signature budget).
 pub fn verify_p384(cert_der: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), String> {
+    crate::budget::spend()?;
     let cert = parse_cert(cert_der)?;
     if ec_curve(cert.public_key()) != Some("P-384") {
         return Err(format!("'{}' does not hold a P-384 key", cert.subject()));
@@ -122,6 +158,14 @@ mod tests {
         // SEQUENCE { [6] IMPLICIT { SEQUENCE { OID, OCTET STRING(2) } } }
         let der = [0x30, 0x0b, 0xa6, 0x09, 0x30, 0x07, 0x06, 0x01, 0x2a, 0x04, 0x02, 0x01, 0x02];
         assert_eq!(find_fwid(&der, 0), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn architectures_by_chip() {
+        assert_eq!(architecture("GH100"), Some("HOPPER"));
+        assert_eq!(architecture("GB100"), Some("BLACKWELL"));
+        assert_eq!(architecture("LS_10"), Some("NVSWITCH"));
+        assert_eq!(architecture("XY1"), None);
     }
 
     #[test]

@@ -16,17 +16,25 @@
 //! | `RIM index overlap` | driver and VBIOS RIMs do not both claim an index |
 //! | `RIM measurements (driver)` / `(vbios)` | every active golden index matches the report |
 //!
-//! **RIM pairing.** A RIM applies to this GPU when its `colloquialVersion`
+//! **RIM pairing.** The evidence, not whoever supplies the RIMs, decides
+//! which RIMs apply. NVIDIA's verifier fetches them by id from the signed
+//! report: `NV_GPU_DRIVER_GH100_<driver version>` (Blackwell:
+//! `NV_GPU_CC_DRIVER_<chip>_<driver version>`) and
+//! `NV_GPU_VBIOS_<project>_<project SKU>_<chip SKU>_<VBIOS version>`
+//! (claim `rim_ids`). A RIM is that id when its signed `colloquialVersion`
 //! equals the report's driver version (driver RIM) or VBIOS version (VBIOS
-//! RIM), and its `product` (when given) is this GPU's chip. RIMs for other
-//! versions are still authenticated (a forged endorsement is refused
-//! whatever it describes) but not compared; they are listed in the claims as
-//! `rims_ignored`. When several authentic RIMs apply to one component, the
-//! GPU passes if it matches one of them in full: each is NVIDIA's signed
-//! statement that those values are a good state of that release, and the
-//! RIM's signed content does not name the board (project/SKU) it was issued
-//! for. A mismatch against every applicable RIM fails
-//! `RIM measurements (…)` naming the indices.
+//! RIM) and its signed `product` is this GPU's chip; any other RIM is still
+//! authenticated (a forged endorsement is refused whatever it describes) but
+//! ignored (`rims_ignored`, with the reason). The project/SKU part of a VBIOS
+//! id is not in the RIM's signed content, so two authentic RIMs can claim
+//! one id (NVIDIA publishes a production and a test RIM of one VBIOS
+//! version): RIMs of one component that state different golden values are
+//! refused (`RIM conflict (…)`), as the verifier cannot tell which one the
+//! id names; identical re-signed copies are fine. The GPU's measurements are
+//! `match`ed only when both the driver and the VBIOS RIM were supplied and
+//! matched in full; a missing one is `not_appraised` (with a warning check
+//! `RIM measurements (…)`), never `match`. A mismatch fails
+//! `RIM measurements (…)` as a warning naming the indices.
 //!
 //! **Revocation.** NVIDIA publishes the revocation status of device and RIM
 //! certificates only by OCSP, which is online; this verifier is offline. A
@@ -56,18 +64,29 @@
 //! numbering RIMs use), `device_cert` (`subject`, `serial`, `ueid`,
 //! `hwmodel`, `fwid`, `report_fwid`), `rims` (`driver`/`vbios`: `id`,
 //! `sha256`, `version`, `matched`, `mismatched`, `skipped`, `all_matched`,
-//! `other_applicable`), `rims_ignored`, `rim_status` (`match`: every
-//! compared RIM matched in full; `mismatch`: some applicable RIM's golden
+//! `other_applicable`, `rim_id`), `rim_ids` (the ids the evidence names),
+//! `rims_ignored`, `rim_status` (`match`: the driver and the VBIOS RIM were
+//! both compared and matched in full; `mismatch`: an applicable RIM's golden
 //! values differ — reported, not a verification failure, for the appraisal
-//! policy to refuse; `no_rim`), `rim_appraisal`
-//! (`driver+vbios`/`driver`/`vbios`/`none`), `dbgstat`,
-//! `revocation_checked`, `revocation`.
+//! policy to refuse; `not_appraised`: a RIM is missing), `rim_appraisal`
+//! (`driver+vbios`/`driver`/`vbios`/`none`), `dbgstat`, `arch` (from the
+//! signed device chain), `revocation_checked`, `revocation`.
 //!
 //! Evidence may also be a JSON array of per-GPU evidence as NVIDIA's
 //! attestation SDK collects it for a multi-GPU (PPCIe) system
 //! (`[{arch, nonce, driver_version, vbios_version, version, certificate:
 //! base64(PEM chain), evidence: base64(report)}]`); each GPU is verified as
-//! above, with its own chain, and checks are prefixed `GPU <n>: `.
+//! above, with its own chain, and checks are prefixed `GPU <n>: `. The
+//! unsigned `arch` label must agree with the architecture the signed device
+//! chain names (`Device architecture`; an NVSwitch is never a GPU, whatever
+//! its label), `version` is not a claim, and one device twice (the same
+//! per-chip identity certificate) is refused (`Distinct devices`).
+//!
+//! **Limits.** At most [`MAX_POOL_CERTS`] certificates and [`MAX_RIMS`] RIMs
+//! among the endorsements (`Endorsement limits`), and at most
+//! [`SIGNATURE_BUDGET`] signature verifications per request, as
+//! rustls-webpki bounds path building (`Signature budget`, see
+//! [`crate::budget`]).
 
 pub mod appraise;
 pub mod device;
@@ -88,11 +107,34 @@ use crate::{Checks, Endorsement, VResult, VerifyError, VerifyRequest};
 
 /// Most GPUs in one JSON evidence set (an HGX board has 8).
 pub const MAX_GPUS: usize = 64;
+/// Most certificates taken from the endorsements (a GPU chain has 5; the
+/// other families cap their pools alike), so chain building stays small.
+pub const MAX_POOL_CERTS: usize = 64;
+/// Most RIMs among the endorsements (a GPU needs 2; re-signed copies and
+/// several board types add a few).
+pub const MAX_RIMS: usize = 16;
+/// Most signature verifications one request may cost: an 8-GPU set with
+/// its RIMs and OCSP responses needs a few hundred.
+pub const SIGNATURE_BUDGET: usize = 1024;
 
 /// Verify NVIDIA GPU evidence: one attestation report (binary, hex or
 /// base64, decoded by the caller) or a JSON array of per-GPU evidence.
 pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
+    let (result, exhausted) = crate::budget::scoped(SIGNATURE_BUDGET, || verify_within_budget(req, checks));
+    if exhausted {
+        return Err(checks.fail(
+            "Signature budget",
+            format!(
+                "more than {SIGNATURE_BUDGET} signature verifications for one request: send each GPU's own certificate chain and only the RIMs and OCSP responses that apply"
+            ),
+        ));
+    }
+    result
+}
+
+fn verify_within_budget(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let mut inputs = Inputs::from_endorsements(req.endorsements);
+    inputs.check_limits(checks)?;
     inputs.ocsp = ocsp::from_endorsements(req.endorsements, checks)?;
     let first = req.evidence.iter().find(|b| !b.is_ascii_whitespace());
     if matches!(first, Some(b'[') | Some(b'{')) {
@@ -130,6 +172,19 @@ impl<'a> Inputs<'a> {
         }
         Inputs { certs, rims, ocsp: Vec::new() }
     }
+
+    /// Refuse oversized pools before any parsing or signature work.
+    fn check_limits(&self, checks: &mut Checks) -> VResult<()> {
+        let (c, r) = (self.certs.len(), self.rims.len());
+        checks.require(
+            "Endorsement limits",
+            c <= MAX_POOL_CERTS && r <= MAX_RIMS,
+            format!("{c} certificates, {r} RIMs"),
+            format!(
+                "{c} certificates and {r} RIMs among the endorsements; at most {MAX_POOL_CERTS} certificates and {MAX_RIMS} RIMs are accepted: send the GPU's chain, the roots and the RIMs that apply"
+            ),
+        )
+    }
 }
 
 /// Verify one report with the given certificate pool. `own_chain` is the
@@ -152,12 +207,7 @@ fn verify_report(
     let (rq, rs) = (&parsed.request, &parsed.response);
 
     if let Some(expected) = req.expected_nonce {
-        checks.require(
-            "Nonce",
-            expected == rq.nonce.as_slice(),
-            format!("request nonce {} is the expected one", hex::encode(rq.nonce)),
-            format!("request nonce {} differs from the expected {}", hex::encode(rq.nonce), hex::encode(expected)),
-        )?;
+        crate::nonce::record(checks, "Nonce", "the SPDM request nonce", &rq.nonce, expected)?;
     }
 
     // Device identity: the leaf, its chain, its FWID.
@@ -190,6 +240,27 @@ fn verify_report(
             ));
         }
     }
+    // What the device is comes from NVIDIA's signed names in the verified
+    // chain: an NVSwitch's report has the same shape as a GPU's.
+    let chain_chip = device::chain_chip(&chain.certs).unwrap_or_default();
+    let arch = match device::architecture(&chain_chip) {
+        Some("NVSWITCH") => {
+            return Err(checks.fail(
+                "Device architecture",
+                format!("the device certificates are an NVSwitch's ({chain_chip}), not a GPU's: verify GPU evidence only"),
+            ))
+        }
+        Some(a) => {
+            checks.pass("Device architecture", format!("{a} ({chain_chip}), named by the verified device chain"));
+            a
+        }
+        None => {
+            return Err(checks.fail(
+                "Device architecture",
+                format!("the device chain names chip {chain_chip:?}, not a Hopper or Blackwell GPU"),
+            ))
+        }
+    };
     let cert_fwid = device::cert_fwid(&leaf).map_err(|e| checks.fail("Device certificate FWID", e))?;
     let report_fwid = opaque::get(&rs.opaque, opaque::FWID);
     if let Some(rf) = report_fwid {
@@ -223,7 +294,20 @@ fn verify_report(
         .or_else(|| device::common_name(&leaf).and_then(|cn| cn.split_whitespace().next().map(str::to_string)));
     let measurements: Measurements = rs.blocks.iter().filter_map(|b| Some((u32::from(b.index).checked_sub(1)?, b.value.clone()))).collect();
 
-    let ctx = ReportContext { driver_version: driver_version.as_deref(), vbios_version: vbios_version.as_deref(), chip: chip.as_deref(), measurements: &measurements, nvdec0_disabled };
+    let project = opaque::text(&rs.opaque, opaque::PROJECT);
+    let project_sku = opaque::text(&rs.opaque, opaque::PROJECT_SKU);
+    let chip_sku = opaque::text(&rs.opaque, opaque::CHIP_SKU);
+    let ctx = ReportContext {
+        driver_version: driver_version.as_deref(),
+        vbios_version: vbios_version.as_deref(),
+        chip: chip.as_deref(),
+        arch,
+        project: project.as_deref(),
+        project_sku: project_sku.as_deref(),
+        chip_sku: chip_sku.as_deref(),
+        measurements: &measurements,
+        nvdec0_disabled,
+    };
     let rims = appraise_rims(&ctx, &inputs.rims, req, checks)?;
 
     // Revocation, from stored OCSP responses (when given).
@@ -241,10 +325,11 @@ fn verify_report(
     c.insert("slot_id".into(), json!(rq.slot_id));
     c.insert("driver_version".into(), json!(driver_version));
     c.insert("vbios_version".into(), json!(vbios_version));
-    c.insert("project".into(), json!(opaque::text(&rs.opaque, opaque::PROJECT)));
-    c.insert("project_sku".into(), json!(opaque::text(&rs.opaque, opaque::PROJECT_SKU)));
-    c.insert("chip_sku".into(), json!(opaque::text(&rs.opaque, opaque::CHIP_SKU)));
+    c.insert("project".into(), json!(project));
+    c.insert("project_sku".into(), json!(project_sku));
+    c.insert("chip_sku".into(), json!(chip_sku));
     c.insert("chip".into(), json!(chip));
+    c.insert("arch".into(), json!(arch));
     c.insert("nvdec0_disabled".into(), json!(nvdec0_disabled));
     c.insert("opaque".into(), opaque::to_json(&rs.opaque));
     let m: Map<String, Value> = measurements.iter().map(|(i, v)| (i.to_string(), json!(hex::encode(v)))).collect();
@@ -254,6 +339,8 @@ fn verify_report(
     c.insert("rim_appraisal".into(), json!(rims.appraisal));
     c.insert("rim_status".into(), json!(rims.status));
     c.insert("rims".into(), rims.claims);
+    let (driver_id, vbios_id) = ctx.rim_ids();
+    c.insert("rim_ids".into(), json!({"driver": driver_id, "vbios": vbios_id}));
     c.insert("rims_ignored".into(), json!(rims.ignored));
     c.insert("revocation_checked".into(), revocation.checked_claim());
     c.insert("revocation".into(), json!(revocation.entries));
@@ -281,6 +368,9 @@ fn device_claims(chain: &[Vec<u8>], cert_fwid: Option<&[u8]>, report_fwid: Optio
     let leaf = chain.first().and_then(|d| parse_cert(d).ok());
     json!({
         "subject": leaf.as_ref().map(|c| c.subject().to_string()),
+        // The per-chip certificate (`GH100 A01 GSP BROM`, with the chip's
+        // serialNumber) that issued the attestation key: the device identity.
+        "issuer": leaf.as_ref().map(|c| c.issuer().to_string()),
         "serial": leaf.as_ref().map(|c| hex::encode(c.raw_serial())),
         "ueid": leaf.as_ref().map(|c| c.serial.to_string()),
         "hwmodel": chain.get(1).and_then(|d| device::common_name(d)),
@@ -295,8 +385,32 @@ struct ReportContext<'a> {
     driver_version: Option<&'a str>,
     vbios_version: Option<&'a str>,
     chip: Option<&'a str>,
+    /// `HOPPER` / `BLACKWELL`, from the verified device chain.
+    arch: &'static str,
+    project: Option<&'a str>,
+    project_sku: Option<&'a str>,
+    chip_sku: Option<&'a str>,
     measurements: &'a Measurements,
     nvdec0_disabled: bool,
+}
+
+impl ReportContext<'_> {
+    /// The ids of the driver and VBIOS RIMs this report names, as NVIDIA's
+    /// verifier builds them to fetch the RIMs from NVIDIA's RIM service.
+    fn rim_ids(&self) -> (Option<String>, Option<String>) {
+        let chip = self.chip.unwrap_or("GH100").to_ascii_uppercase();
+        let driver = self.driver_version.map(|v| match self.arch {
+            "BLACKWELL" => format!("NV_GPU_CC_DRIVER_{chip}_{v}"),
+            _ => format!("NV_GPU_DRIVER_{chip}_{v}"),
+        });
+        let vbios = match (self.project, self.project_sku, self.chip_sku, self.vbios_version) {
+            (Some(p), Some(ps), Some(cs), Some(v)) => {
+                Some(format!("NV_GPU_VBIOS_{p}_{ps}_{cs}_{}", v.replace('.', "")).to_ascii_uppercase())
+            }
+            _ => None,
+        };
+        (driver, vbios)
+    }
 }
 
 /// The outcome of the RIM appraisal, for the claims.
@@ -305,7 +419,7 @@ struct RimOutcome {
     ignored: Vec<Value>,
     appraisal: &'static str,
     both_matched: bool,
-    /// `match`, `mismatch` or `no_rim` (see the module docs).
+    /// `match`, `mismatch` or `not_appraised` (see the module docs).
     status: &'static str,
     /// The verified signer chain of each applied RIM (`rim driver`/`rim vbios`), for revocation.
     chains: Vec<(String, Vec<Vec<u8>>)>,
@@ -325,12 +439,15 @@ fn applicability(rim: &rim::Rim, ctx: &ReportContext<'_>) -> Result<Component, S
             ctx.vbios_version.unwrap_or("(none)")
         ));
     };
-    if let (Some(p), Some(chip)) = (&rim.product, ctx.chip) {
-        if !p.eq_ignore_ascii_case(chip) {
-            return Err(format!("for product {p}, this GPU is a {chip}"));
-        }
+    // The product is part of the id: a RIM that names none, or another
+    // chip, is not this GPU's (NVIDIA's RIM service hands out a GH100 RIM
+    // for a Blackwell driver id).
+    match (&rim.product, ctx.chip) {
+        (Some(p), Some(chip)) if p.eq_ignore_ascii_case(chip) => Ok(component),
+        (Some(p), Some(chip)) => Err(format!("for product {p}, this GPU is a {chip}")),
+        (None, _) => Err("the RIM names no product (chip)".into()),
+        (Some(p), None) => Err(format!("for product {p}, and the report names no chip")),
     }
-    Ok(component)
 }
 
 /// Authenticate every RIM given, compare those that apply, and decide.
@@ -341,6 +458,8 @@ fn appraise_rims(
     checks: &mut Checks,
 ) -> VResult<RimOutcome> {
     let mut applied: Vec<(Component, Arc<rim::Rim>, appraise::Comparison)> = Vec::new();
+    // The endorsement name of each applied RIM, in the same order.
+    let mut applied_names: Vec<String> = Vec::new();
     let mut chains: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     let mut stale: Vec<(Component, Checks, VerifyError)> = Vec::new();
     let mut ignored = Vec::new();
@@ -380,6 +499,7 @@ fn appraise_rims(
                         chains.push((format!("rim {}", component.as_str()), verified.certs));
                         let cmp = appraise::compare(&r, ctx.measurements, ctx.nvdec0_disabled);
                         applied.push((component, r, cmp));
+                        applied_names.push(e.name.clone());
                     }
                     // Not valid at this time: usable only if no other RIM
                     // of the component is (NVIDIA re-signs RIMs when their
@@ -420,8 +540,37 @@ fn appraise_rims(
         }
     }
 
-    // The best RIM of each component: the first that matches in full, else
-    // the first.
+    // One id, one RIM. Authentic RIMs of one component that state
+    // different golden values cannot both be the one the evidence names
+    // (NVIDIA signs production and test RIMs of one VBIOS version, and the
+    // board is not in a RIM's signed content): refused rather than letting
+    // the sender's choice decide.
+    let (driver_id, vbios_id) = ctx.rim_ids();
+    for (component, id) in [(Component::Driver, &driver_id), (Component::Vbios, &vbios_id)] {
+        let of: Vec<usize> = (0..applied.len()).filter(|i| applied.get(*i).is_some_and(|(k, _, _)| *k == component)).collect();
+        let Some((&first, rest)) = of.split_first() else { continue };
+        for &other in rest {
+            let (Some((_, a, _)), Some((_, b, _))) = (applied.get(first), applied.get(other)) else { continue };
+            let diff = appraise::differing(a, b);
+            if !diff.is_empty() {
+                let name = |i: usize| applied_names.get(i).cloned().unwrap_or_default();
+                return Err(checks.fail(
+                    &format!("RIM conflict ({})", component.as_str()),
+                    format!(
+                        "{} and {} are both {} RIMs of {} {} but state different golden values at indices {diff:?}: supply only the RIM NVIDIA's RIM service serves as {}",
+                        name(first),
+                        name(other),
+                        component.as_str(),
+                        a.product.as_deref().unwrap_or("?"),
+                        a.version,
+                        id.as_deref().unwrap_or("this GPU's id")
+                    ),
+                ));
+            }
+        }
+    }
+
+    // The RIM of each component (all applicable ones agree): the first.
     let best = |c: Component| {
         let of: Vec<_> = applied.iter().filter(|(k, _, _)| *k == c).collect();
         of.iter().find(|(_, _, m)| m.all_matched()).or(of.first()).copied()
@@ -461,6 +610,10 @@ fn appraise_rims(
             checks.warn(&name, format!("the GPU's measurements match no applicable RIM: {}", all.join("; ")));
         }
         let mut j = appraise::to_json(r, cmp);
+        let id = if component == Component::Driver { &driver_id } else { &vbios_id };
+        if let Some(obj) = j.as_object_mut() {
+            obj.insert("rim_id".into(), json!(id));
+        }
         let others: Vec<Value> = applied
             .iter()
             .filter(|(k, o, _)| *k == component && !std::ptr::eq(o, r))
@@ -481,10 +634,30 @@ fn appraise_rims(
     };
     let matched = |c: Option<&(Component, Arc<rim::Rim>, appraise::Comparison)>| c.is_some_and(|(_, _, m)| m.all_matched());
     let both_matched = matched(driver) && matched(vbios);
-    let status = match (driver, vbios) {
-        (None, None) => "no_rim",
-        _ if [driver, vbios].into_iter().flatten().all(|(_, _, m)| m.all_matched()) => "match",
-        _ => "mismatch",
+    // Both RIMs, or the measurements were not appraised: a withheld RIM
+    // never turns into a match.
+    for (component, present, absent, id) in [
+        (Component::Driver, driver.is_some(), vbios.is_none(), &vbios_id),
+        (Component::Vbios, vbios.is_some(), driver.is_none(), &driver_id),
+    ] {
+        if present && absent {
+            let missing = if component == Component::Driver { Component::Vbios } else { Component::Driver };
+            checks.warn(
+                &format!("RIM measurements ({})", missing.as_str()),
+                format!(
+                    "no {} RIM for this GPU ({}) among the endorsements: its measurements were not appraised; supply it",
+                    missing.as_str(),
+                    id.as_deref().unwrap_or("id unknown")
+                ),
+            );
+        }
+    }
+    let status = if [driver, vbios].into_iter().flatten().any(|(_, _, m)| !m.all_matched()) {
+        "mismatch"
+    } else if driver.is_some() && vbios.is_some() {
+        "match"
+    } else {
+        "not_appraised"
     };
     Ok(RimOutcome { claims: Value::Object(claims), ignored, appraisal, both_matched, status, chains })
 }
@@ -501,7 +674,9 @@ struct GpuEvidence {
     driver_version: Option<String>,
     #[serde(default)]
     vbios_version: Option<String>,
+    /// The SDK's evidence format version: unsigned, so accepted but never a claim.
     #[serde(default)]
+    #[allow(dead_code)]
     version: Option<String>,
 }
 
@@ -513,11 +688,25 @@ fn verify_set(req: &VerifyRequest<'_>, inputs: &Inputs<'_>, checks: &mut Checks)
         return Err(checks.fail("Evidence format", format!("{} GPUs (1..{MAX_GPUS} allowed)", list.len())));
     }
     checks.pass("Evidence format", format!("{} GPU evidence entries", list.len()));
-    let mut gpus = Vec::new();
+    let mut gpus: Vec<Value> = Vec::new();
     for (i, g) in list.iter().enumerate() {
         let prefix = format!("GPU {i}: ");
         let mut sub = Checks::new();
-        let r = verify_gpu_entry(g, inputs, req, &mut sub);
+        let r = verify_gpu_entry(g, inputs, req, &mut sub).and_then(|c| {
+            // One device counted once: its per-chip identity certificate
+            // (the attestation key's issuer) must not repeat.
+            let identity = &c["device_cert"]["issuer"];
+            match gpus.iter().position(|earlier| earlier["device_cert"]["issuer"] == *identity) {
+                Some(j) => Err(sub.fail(
+                    "Distinct devices",
+                    format!("the same device as GPU {j} ({}): each GPU's evidence once", identity.as_str().unwrap_or("?")),
+                )),
+                None => {
+                    sub.pass("Distinct devices", format!("device {} appears once", identity.as_str().unwrap_or("?")));
+                    Ok(c)
+                }
+            }
+        });
         checks.extend_prefixed(&prefix, sub);
         match r {
             Ok(c) => gpus.push(Value::Object(c)),
@@ -564,7 +753,7 @@ fn verify_gpu_entry(
         return fail(checks, "nonce is not 32 bytes of hex".into());
     };
     checks.pass("Evidence format", format!("{} report, {}-certificate chain", g.arch, chain.len()));
-    let mut c = verify_report(&report, inputs, Some(&chain), req, checks)?;
+    let c = verify_report(&report, inputs, Some(&chain), req, checks)?;
     let request_nonce = c.get("nonce").and_then(Value::as_str).unwrap_or_default().to_string();
     checks.require(
         "Evidence nonce",
@@ -586,8 +775,14 @@ fn verify_gpu_entry(
             )?;
         }
     }
-    c.insert("arch".into(), json!(g.arch));
-    c.insert("evidence_version".into(), json!(g.version));
+    // The label is the sender's; the claim is what the signed chain says.
+    let signed_arch = c.get("arch").and_then(Value::as_str).unwrap_or_default().to_string();
+    checks.require(
+        "Device architecture",
+        g.arch.eq_ignore_ascii_case(&signed_arch),
+        format!("entry label {} is the architecture of the signed device chain", g.arch),
+        format!("entry says {} but the signed device chain is a {signed_arch} GPU", g.arch),
+    )?;
     Ok(c)
 }
 
@@ -619,6 +814,16 @@ fn strict_pem_chain(text: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         return Err("no certificate".into());
     }
     Ok(out)
+}
+
+/// Whether a JSON document is the per-GPU evidence list NVIDIA's
+/// attestation SDK produces (`[{arch, certificate, evidence, nonce, …}]`),
+/// for [`crate::detect_tee`]: a non-empty array whose every entry has
+/// string `certificate` and `evidence` members.
+pub fn detect(v: &Value) -> bool {
+    let is_str = |e: &Value, k: &str| e.get(k).is_some_and(Value::is_string);
+    v.as_array()
+        .is_some_and(|list| !list.is_empty() && list.iter().all(|e| is_str(e, "certificate") && is_str(e, "evidence")))
 }
 
 #[cfg(test)]

@@ -154,6 +154,7 @@ pub fn parse(bytes: &[u8]) -> Result<Rim, String> {
 /// Check the reference digest and the signature over `SignedInfo` with the
 /// first `KeyInfo` certificate (ECDSA, raw `r || s`).
 pub fn verify_signature(rim: &Rim) -> Result<String, String> {
+    crate::budget::spend()?;
     let s = &rim.signature;
     let got = digest::digest(s.digest_alg, &s.referenced);
     if got.as_ref() != s.digest_value.as_slice() {

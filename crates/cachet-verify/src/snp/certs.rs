@@ -255,6 +255,29 @@ pub fn product_from_intermediate_cn(cn: &str) -> Option<AmdProduct> {
     product_from_line(rest.strip_prefix("VLEK-").unwrap_or(rest))
 }
 
+/// The certificates in one certificate-table entry: DER as AMD and the
+/// SNP_GET_EXT_REPORT ioctl give them (also when the host padded the entry
+/// with zeros), or PEM text, which some hosts store and the kernel's
+/// configfs-tsm `auxblob` passes through unchanged. Anything else yields
+/// nothing (and is then named by the VCEK selection, not trusted).
+pub fn entry_certs(body: &[u8]) -> Vec<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    if is_der_cert(body) {
+        return vec![body.to_vec()];
+    }
+    if body.first() == Some(&0x30) {
+        if let Ok((rest, _)) = X509Certificate::from_der(body) {
+            let der = body.get(..body.len() - rest.len()).unwrap_or_default();
+            if rest.iter().all(|b| *b == 0) && is_der_cert(der) {
+                return vec![der.to_vec()];
+            }
+        }
+        return Vec::new();
+    }
+    let text_end = body.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    certs_from_pem(body.get(..text_end).unwrap_or_default())
+}
+
 /// Extract certificates from the certificate table an extended report
 /// (SNP_GET_EXT_REPORT) appends: 24-byte entries `{GUID, offset u32,
 /// length u32}` ended by an all-zero entry, offsets from the table start.

@@ -42,18 +42,12 @@ pub use report::{Report, SigningKey, REPORT_LEN, SIGNED_LEN};
 /// Verify SEV-SNP evidence: a report (optionally followed by the
 /// certificate table of an extended report) with the request's
 /// endorsements, and, when the caller expects a nonce, check that
-/// REPORT_DATA begins with it.
+/// REPORT_DATA is it (zero-padded, see [`crate::nonce`]).
 pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let claims = verify_report(req.evidence, req.endorsements, req.anchors, req.at, checks)?;
     if let Some(nonce) = req.expected_nonce {
         let data = report_data(&claims).unwrap_or([0u8; 64]);
-        let ok = !nonce.is_empty() && data.get(..nonce.len()) == Some(nonce);
-        checks.require(
-            "Nonce",
-            ok,
-            format!("REPORT_DATA begins with the expected {}-byte nonce", nonce.len()),
-            format!("REPORT_DATA {} does not begin with the expected nonce {}", hex::encode(data), hex::encode(nonce)),
-        )?;
+        crate::nonce::record(checks, "Nonce", "REPORT_DATA", &data, nonce)?;
     }
     Ok(claims)
 }
@@ -82,7 +76,7 @@ pub fn verify_report(
     if !trailing.is_empty() {
         let table = certs::certs_from_table(trailing)
             .map_err(|e| checks.fail(FORMAT, format!("{} bytes after the report: {e}", trailing.len())))?;
-        for der in table.into_iter().filter(|d| x509::is_der_cert(d)) {
+        for der in table.iter().flat_map(|body| certs::entry_certs(body)) {
             pool.add_cert(der);
             from_table += 1;
         }
@@ -280,19 +274,8 @@ fn check_crls(pool: &Pool, chain: &VerifiedChain, at: UnixTime, checks: &mut Che
         let (Some(issuer_der), Some(subject_der)) = (chain.certs.get(idx), chain.certs.get(idx - 1)) else {
             continue;
         };
-        // RFC 5280 §4.2.1.3: a CA whose keyUsage lacks cRLSign issues no CRLs
-        // (AMD's ARK has it; its ASK/ASVK do not).
-        let may_sign_crls = parse_cert(issuer_der)
-            .map_err(|e| checks.fail(NAME, e))?
-            .key_usage()
-            .map(|ku| ku.is_none_or(|k| k.value.crl_sign()))
-            .unwrap_or(false);
-        if !may_sign_crls {
-            return Err(checks.fail(
-                NAME,
-                format!("a CRL names '{}' as issuer, whose keyUsage does not permit signing CRLs", crl.issuer()),
-            ));
-        }
+        // verify_crl refuses an issuer whose keyUsage lacks cRLSign (AMD's
+        // ARK has it; its ASK/ASVK do not).
         let verified = crate::cache::verify_crl(NAME, crl_der, issuer_der, at, checks)?;
         let subject = parse_cert(subject_der).map_err(|e| checks.fail(NAME, e))?;
         if verified.is_revoked(subject.raw_serial()) {

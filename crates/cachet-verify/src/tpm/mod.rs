@@ -369,6 +369,11 @@ pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
 /// quoted ones (`"NitroTPM PCRs"`). An expected nonce must be both the
 /// quote's extraData (`"Quote nonce"`) and the document's `nonce`
 /// (`"NSM document nonce"`).
+///
+/// Claims are what the NSM document signs: `pcrs` (only its `sha384`
+/// bank), `nonce`, `module_id`, `nsm_*`, the AK it names (`ak_*`) and an
+/// `event_log` replayed against those PCRs. Quoted banks the document does
+/// not carry and the `TPMS_ATTEST` metadata are not claims.
 pub fn verify_nitro_tpm(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let ev = parse_evidence(req, checks)?;
     let doc_bytes = match &ev.nitro_document {
@@ -404,15 +409,44 @@ pub fn verify_nitro_tpm(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult
         )?;
     }
     checks.record("NitroTPM PCRs", nitro_pcrs_match(&doc, &q.pcrs), format!("{} NSM PCRs equal the quoted values", doc.pcrs.len()))?;
-    let mut m = quote_claims(Tee::NitroTpm, &q, &ak);
-    add_event_log(&ev, &q, &mut m, checks)?;
+    // The AK is whatever key the requester named to the NSM (root on the
+    // instance can bind a software key and sign any TPMS_ATTEST), so only
+    // what AWS signed is a claim: the NSM document's PCRs (its SHA-384
+    // bank) and fields, and the AK it names. Other quoted banks and the
+    // quote's metadata (clock, reset count, firmware version, qualified
+    // signer, extraData) are the attester's word and are not reported.
+    let signed = nsm_pcr_banks(&doc);
+    let mut m = serde_json::Map::new();
+    m.insert("tee".into(), json!(Tee::NitroTpm.as_str()));
+    m.insert("pcrs".into(), quote::pcr_banks_json(&signed));
+    m.insert("ak_type".into(), json!(ak.describe()));
+    m.insert("ak_public".into(), json!(ak.to_hex()));
+    m.insert("ak_name".into(), json!(ak.name().map(hex::encode)));
+    if let Some(log) = &ev.event_log {
+        // Replayed against the signed PCRs only.
+        let v = eventlog::verify_event_log(log, &signed, checks)?;
+        m.insert("event_log".into(), v);
+    }
     m.insert("ak_trust".into(), json!("nitro-nsm"));
+    m.insert("nonce".into(), json!(doc.nonce.as_ref().map(hex::encode)));
     m.insert("module_id".into(), json!(doc.module_id));
     m.insert("nsm_timestamp".into(), json!(crate::nitro::fmt_ms(doc.timestamp_ms)));
     m.insert("nsm_timestamp_ms".into(), json!(doc.timestamp_ms));
     m.insert("nsm_nonce".into(), json!(doc.nonce.as_ref().map(hex::encode)));
     m.insert("nsm_user_data".into(), json!(doc.user_data.as_ref().map(hex::encode)));
     Ok(Value::Object(m))
+}
+
+/// The NSM document's PCRs as banks (by digest size: NitroTPM documents
+/// carry SHA-384), the only PCR values of a NitroTPM quote AWS vouches for.
+fn nsm_pcr_banks(doc: &crate::nitro::NitroDocument) -> PcrBanks {
+    let mut out = PcrBanks::new();
+    for (i, v) in &doc.pcrs {
+        if let Some(bank) = HashAlg::ALL.into_iter().find(|h| h.len() == v.len()) {
+            out.entry(bank).or_default().insert(*i, v.clone());
+        }
+    }
+    out
 }
 
 /// Every PCR of a NitroTPM NSM document must be quoted, in the bank of its

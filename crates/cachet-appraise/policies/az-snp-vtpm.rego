@@ -4,11 +4,15 @@
 # the PCR quote. Strict by default: a debuggable guest is refused; the guest
 # launch measurement ("measurement", "host_data") and the vTPM PCRs
 # ("pcr0".."pcr23") are affirmed only when they match the reference values,
-# and are unappraised (no claim) when none are configured.
+# and are a warning ("measurements not appraised") when none are configured.
 
 package cachet.default.az_snp_vtpm
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"az-snp-vtpm"}
 
 # The claims compared with reference values ("pcrN" = vTPM PCR N).
 measured := array.concat(["measurement", "host_data"], ["pcr0", "pcr1", "pcr2", "pcr3", "pcr4", "pcr5", "pcr6", "pcr7", "pcr8", "pcr9", "pcr10", "pcr11", "pcr12", "pcr13", "pcr14", "pcr15", "pcr16", "pcr17", "pcr18", "pcr19", "pcr20", "pcr21", "pcr22", "pcr23"])
@@ -102,7 +106,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -133,7 +138,7 @@ reasons contains r if {
 
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
-} else := "none"
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0

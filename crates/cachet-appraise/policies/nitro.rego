@@ -3,13 +3,17 @@
 # Strict by default: a debug-mode enclave (PCR0..2 all zero) is refused; the
 # PCRs (pcr0 image, pcr1 kernel, pcr2 application, pcr3 IAM role, pcr4
 # instance, pcr8 signing certificate) are affirmed only when they match the
-# reference values, and are unappraised (no claim) when none are configured.
+# reference values, and are a warning ("measurements not appraised") when none are configured.
 # Nitro Enclaves isolate memory in the hypervisor rather than encrypting it,
 # so this policy makes no runtime-opaque claim.
 
 package cachet.default.nitro
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"nitro"}
 
 # The PCRs compared with reference values ("pcr0" = PCR 0, ...).
 measured := ["pcr0", "pcr1", "pcr2", "pcr3", "pcr4", "pcr8"]
@@ -96,7 +100,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -127,7 +132,7 @@ reasons contains r if {
 
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
-} else := "none"
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0

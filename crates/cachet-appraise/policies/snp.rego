@@ -4,11 +4,15 @@
 # guest that allows a migration agent is a warning; the launch measurement
 # and the other identity fields (measurement, host_data, id_key_digest,
 # author_key_digest, family_id, image_id) are affirmed only when they match
-# the reference values, and are unappraised (no claim) when none are configured.
+# the reference values, and are a warning ("measurements not appraised") when none are configured.
 
 package cachet.default.snp
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"snp"}
 
 # The claims compared with reference values of the same name.
 measured := ["measurement", "host_data", "id_key_digest", "author_key_digest", "family_id", "image_id"]
@@ -28,9 +32,16 @@ reasons contains r if {
 	r := {"rule": "platform", "outcome": "affirming", "detail": sprintf("genuine AMD %s, reported TCB %s, signed by %s", [object.get(input.claims, "product", "?"), object.get(object.get(input.claims, "reported_tcb", {}), "raw", "?"), object.get(input.claims, "signing_key", "?")])}
 }
 
+# Hardware is affirmed only when revocation was checked: without AMD's CRL a
+# revoked ASK/VCEK would pass, so that is a warning.
 reasons contains r if {
-	input.claims.crl_checked == false
-	r := {"rule": "revocation", "outcome": "none", "detail": "no AMD CRL was supplied: revocation of the ASK/VCEK was not checked"}
+	not input.claims.crl_checked == true
+	r := {"rule": "revocation", "outcome": "warning", "detail": "revocation not checked: no AMD CRL was supplied, so a revoked ASK/VCEK would not be noticed; supply AMD's CRL for the ASK/ASVK with the endorsements"}
+}
+
+reasons contains r if {
+	input.claims.crl_checked == true
+	r := {"rule": "revocation", "outcome": "affirming", "detail": "the ASK/VCEK are not on AMD's CRL"}
 }
 
 # A migration agent may export the guest's memory: a configuration warning.
@@ -115,7 +126,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -146,7 +158,7 @@ reasons contains r if {
 
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
-} else := "none"
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0

@@ -4,13 +4,17 @@
 # the *Needed, OutOfDate and TDRelaunchAdvised statuses a warning, Revoked
 # refused; the TD's measurements (mr_td, rtmr0..3, mr_config_id, mr_owner,
 # mr_owner_config, mr_seam) are affirmed only when they match the reference
-# values, and are unappraised (no claim) when none are configured.
+# values, and are a warning ("measurements not appraised") when none are configured.
 #
 # input.claims: the TDX verifier's claims; data.reference_values: see below.
 
 package cachet.default.tdx
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"tdx"}
 
 # The claims compared with reference values of the same name.
 measured := ["mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_config_id", "mr_owner", "mr_owner_config", "mr_seam"]
@@ -142,7 +146,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -173,7 +178,7 @@ reasons contains r if {
 
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
-} else := "none"
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0

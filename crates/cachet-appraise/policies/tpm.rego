@@ -3,12 +3,16 @@
 # A TPM attests to the measured boot of its platform, not to memory
 # confidentiality, so this policy makes no runtime-opaque claim. The PCRs
 # (reference sets "pcr0".."pcr23", or "tpm.pcr7" etc.) are affirmed only when
-# they match the reference values, and are unappraised (no claim) when none
-# are configured. SHA-1 banks are never used for appraisal.
+# they match the reference values, and are a warning ("measurements not appraised")
+# when none are configured. SHA-1 banks are never used for appraisal.
 
 package cachet.default.tpm
 
 import rego.v1
+
+# The TEE families this policy judges: an attester may name it in
+# POST /v1/attest only for evidence of these.
+tees := {"tpm"}
 
 # The PCRs compared with reference values.
 measured := ["pcr0", "pcr1", "pcr2", "pcr3", "pcr4", "pcr5", "pcr6", "pcr7", "pcr8", "pcr9", "pcr10", "pcr11", "pcr12", "pcr13", "pcr14", "pcr15", "pcr16", "pcr17", "pcr18", "pcr19", "pcr20", "pcr21", "pcr22", "pcr23"]
@@ -68,7 +72,8 @@ mismatched contains name if {
 # reference values: mismatch_outcome := "contraindicated" refuses a
 # measurement outside its set (by default "unrecognized", a warning), and
 # require_reference_values := true refuses evidence none of whose
-# measurements has a reference set (by default: no executables claim).
+# measurements has a reference set (by default: a warning, "measurements
+# not appraised", and no executables claim).
 mismatch_outcome := "warning"
 
 require_reference_values := false
@@ -99,7 +104,7 @@ reasons contains r if {
 
 unconfigured_outcome := "contraindicated" if {
 	require_reference_values
-} else := "none"
+} else := "warning"
 
 reasons contains r if {
 	count(configured) == 0

@@ -35,8 +35,7 @@ pub fn default_policy_text(tee: &str) -> Option<&'static str> {
 
 /// A family's default policy, compiled.
 pub fn default_policy(tee: &str) -> Result<Policy, PolicyError> {
-    let text = default_policy_text(tee)
-        .ok_or_else(|| PolicyError::Refused(format!("no default policy for TEE {tee:?}")))?;
+    let text = default_policy_text(tee).ok_or_else(|| PolicyError::Refused(format!("no default policy for TEE {tee:?}")))?;
     Policy::compile(&default_policy_name(tee), text)
 }
 
@@ -73,16 +72,58 @@ mod tests {
         for input in samples::sample_inputs() {
             let p = default_policy(&input.tee).unwrap();
             let a = p.evaluate(&input, &ReferenceValues::new(), 0).unwrap();
-            let want = match input.tee.as_str() {
-                "az-tdx-vtpm" | "sim" => Status::Warning,
-                _ => Status::Affirming,
-            };
-            assert_eq!(a.status, want, "{}: {:#?}", input.tee, a);
+            // Nothing is affirming without reference values: no measurement
+            // was appraised (a warning saying so), and the SNP / NVIDIA
+            // samples carry no CRL / OCSP (revocation not checked: a warning).
+            assert_eq!(a.status, Status::Warning, "{}: {:#?}", input.tee, a);
             // No reference values: no executables claim, except for GPUs,
             // whose RIMs (NVIDIA's golden values) matched.
             let exec = if input.tee == "nvgpu" { Some(2) } else { None };
             assert_eq!(a.trustworthiness_vector.executables, exec, "{}", input.tee);
-            assert!(a.reasons.iter().any(|r| r.rule == "reference_values" && r.outcome == Status::None), "{}", input.tee);
+            let unappraised = a.reasons.iter().find(|r| r.rule == "reference_values").expect("a reference_values reason");
+            if input.tee == "nvgpu" {
+                assert_eq!(unappraised.outcome, Status::None, "the RIMs were compared");
+            } else {
+                assert_eq!(unappraised.outcome, Status::Warning, "{}", input.tee);
+                assert!(unappraised.detail.contains("measurements not appraised"), "{}", unappraised.detail);
+            }
+            if matches!(input.tee.as_str(), "snp" | "nvgpu") {
+                let r = a.reasons.iter().find(|r| r.rule == "revocation").expect("a revocation reason");
+                assert_eq!(r.outcome, Status::Warning, "{}", input.tee);
+                assert!(r.detail.contains("revocation not checked"), "{}", r.detail);
+            }
+        }
+    }
+
+    #[test]
+    fn default_policies_affirm_only_what_they_compared_and_checked() {
+        // Samples whose measurements are all in reference sets, with
+        // revocation checked: affirming.
+        let samples = samples::sample_inputs();
+        let refs = samples::sample_reference_values(&samples);
+        for mut input in samples.into_iter().filter(|i| matches!(i.tee.as_str(), "sgx" | "tdx" | "snp")) {
+            if let Some(c) = input.claims.as_object_mut() {
+                if c.contains_key("crl_checked") {
+                    c.insert("crl_checked".into(), true.into());
+                }
+                if c.contains_key("revocation_checked") {
+                    c.insert("revocation_checked".into(), true.into());
+                }
+            }
+            let p = default_policy(&input.tee).unwrap();
+            let a = p.evaluate(&input, &refs, 0).unwrap();
+            assert_eq!(a.status, Status::Affirming, "{}: {:#?}", input.tee, a.reasons);
+            // The same without the CRL: a warning.
+            if input.tee == "snp" {
+                input.claims["crl_checked"] = false.into();
+                assert_eq!(p.evaluate(&input, &refs, 0).unwrap().status, Status::Warning);
+            }
+            assert!(
+                !a.reasons.iter().any(|r| r.detail.contains("not appraised") || r.detail.contains("not checked")),
+                "{}: {:#?}",
+                input.tee,
+                a.reasons
+            );
         }
     }
 

@@ -14,6 +14,8 @@
 //!   JSON/TOML file or from in-toto / SLSA provenance ([`provenance`]);
 //!   policies see the values live at the appraisal instant.
 //! * [`defaults`]: the strict default policy of every TEE family.
+//! * [`bounds`]: what one policy may cost (time, memory, threads): guarded
+//!   builtins, a deadline per evaluation, oversized values refused.
 //! * [`Appraisal`]: the EAR result — `ear.status` and the AR4SI
 //!   trustworthiness vector — plus the policy hash.
 //!
@@ -35,6 +37,7 @@
 //! * reference values: [`ReferenceValues::parse`] / [`ReferenceValues::to_document`]
 //!   round-trip the JSON form; [`provenance::subject_digests`] reads uploads.
 
+pub mod bounds;
 pub mod defaults;
 pub mod ear;
 pub mod policy;

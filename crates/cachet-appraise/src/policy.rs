@@ -105,6 +105,8 @@ pub struct Policy {
     base: regorus::Engine,
     /// Engines with reference values added and analysis done, by live-content key.
     prepared: Mutex<Vec<([u8; 32], Arc<regorus::Engine>)>>,
+    /// Its `tees` declaration, read once ([`Policy::declared_tees`]).
+    tees: std::sync::OnceLock<Result<Option<Vec<String>>, PolicyError>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -131,11 +133,21 @@ impl Policy {
         if text.len() > MAX_POLICY_LEN {
             return Err(PolicyError::Refused(format!("{} bytes is larger than the {MAX_POLICY_LEN}-byte limit", text.len())));
         }
+        crate::bounds::check_text(text)?;
+        let (name, text) = (name.to_string(), text.to_string());
+        crate::bounds::run("compiling the policy", move || Self::compile_bounded(&name, &text))
+    }
+
+    /// [`Policy::compile`], on the bounded evaluation thread.
+    fn compile_bounded(name: &str, text: &str) -> Result<Policy, PolicyError> {
         let mut engine = regorus::Engine::new();
+        // The clock is read every 16 steps: a chain of growing steps stops
+        // within the limit, long before it can exhaust memory.
         engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
             limit: EVAL_TIME_LIMIT,
-            check_interval: NonZeroU32::MIN.saturating_add(255),
+            check_interval: NonZeroU32::MIN.saturating_add(15),
         });
+        crate::bounds::install(&mut engine)?;
         let file = format!("{}.rego", if name.is_empty() { "policy" } else { name });
         let package = engine.add_policy(file, text.to_string()).map_err(|e| PolicyError::Syntax(engine_error(&e)))?;
         if package == "data.reference_values" || package.starts_with("data.reference_values.") {
@@ -161,6 +173,7 @@ impl Policy {
             query: package,
             base: engine,
             prepared: Mutex::new(Vec::new()),
+            tees: std::sync::OnceLock::new(),
         })
     }
 
@@ -218,19 +231,64 @@ impl Policy {
         &self.query
     }
 
+    /// The TEE families the policy declares it judges: its `tees` rule, a
+    /// set (or array) of family names that does not depend on the input
+    /// (it is read without one), e.g. `tees := {"tdx", "az-tdx-vtpm"}`.
+    /// `Ok(None)`: the policy declares none. The service lets an attester
+    /// request a policy only for evidence of a family it declares, so the
+    /// declaration is part of the policy text (its hash and signature).
+    pub fn declared_tees(&self) -> Result<Option<Vec<String>>, PolicyError> {
+        self.tees.get_or_init(|| self.read_tees()).clone()
+    }
+
+    fn read_tees(&self) -> Result<Option<Vec<String>>, PolicyError> {
+        let engine = self.engine_for(&ReferenceValues::new(), 0)?;
+        let query = format!("{}.tees", self.query);
+        let out = crate::bounds::run("reading the policy's tees", move || {
+            let mut e = (*engine).clone();
+            let results = e.eval_query(query, false).map_err(|err| PolicyError::Evaluation(engine_error(&err)))?;
+            results.result.first().and_then(|r| r.expressions.first()).map(|x| output_json(&x.value)).transpose()
+        })?;
+        let items = match out {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::Array(items)) => items,
+            Some(other) => return Err(PolicyError::Output(format!("`tees` must be a set of TEE family names, got {other}"))),
+        };
+        let mut tees = items
+            .iter()
+            .map(|t| t.as_str().map(str::to_string).ok_or_else(|| PolicyError::Output(format!("`tees` must hold TEE family names (strings), got {t}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        tees.sort();
+        tees.dedup();
+        Ok(Some(tees))
+    }
+
     /// Appraise claims with the reference values live at `at` (Unix seconds).
+    /// Runs on a bounded evaluation thread (see [`crate::bounds`]): a policy
+    /// that overruns the time limit or makes an oversized value fails with
+    /// [`PolicyError::Evaluation`]; an input larger than
+    /// [`crate::bounds::MAX_VALUE_BYTES`] is refused before evaluation.
     pub fn evaluate(&self, input: &AppraisalInput, refvals: &ReferenceValues, at: UnixTime) -> Result<Appraisal, PolicyError> {
-        let engine = self.engine_for(refvals, at)?;
-        let mut e = (*engine).clone();
         let input_json = serde_json::to_value(input).map_err(|err| PolicyError::Evaluation(format!("input: {err}")))?;
-        e.set_input(regorus::Value::from(input_json));
-        let results = e.eval_query(self.query.clone(), false).map_err(|err| PolicyError::Evaluation(engine_error(&err)))?;
-        let out = results
-            .result
-            .first()
-            .and_then(|r| r.expressions.first())
-            .map(|x| serde_json::to_value(&x.value).unwrap_or(serde_json::Value::Null))
-            .unwrap_or(serde_json::Value::Null);
+        let input_value = regorus::Value::from(input_json);
+        if crate::bounds::flat_size(&input_value, crate::bounds::MAX_VALUE_BYTES).is_none() {
+            return Err(PolicyError::Evaluation(format!(
+                "the appraisal input is larger than {} bytes; send less runtime data",
+                crate::bounds::MAX_VALUE_BYTES
+            )));
+        }
+        let engine = self.engine_for(refvals, at)?;
+        let query = self.query.clone();
+        let out = crate::bounds::run("evaluating the policy", move || {
+            let mut e = (*engine).clone();
+            e.set_input(input_value);
+            let results = e.eval_query(query, false).map_err(|err| PolicyError::Evaluation(engine_error(&err)))?;
+            results
+                .result
+                .first()
+                .and_then(|r| r.expressions.first())
+                .map_or(Ok(serde_json::Value::Null), |x| output_json(&x.value))
+        })?;
         self.appraisal_from_output(&out)
     }
 
@@ -248,9 +306,12 @@ impl Policy {
             .add_data(regorus::Value::from(refvals.live_data(at)))
             .map_err(|e| PolicyError::Evaluation(format!("reference values: {}", engine_error(&e))))?;
         // Run the analysis now, once, so clones start prepared. The result of
-        // this input-less evaluation is irrelevant.
-        let _ = engine.eval_query(self.query.clone(), false);
-        let engine = Arc::new(engine);
+        // this input-less evaluation is irrelevant; overrunning is not.
+        let query = self.query.clone();
+        let engine = Arc::new(crate::bounds::run("preparing the policy", move || {
+            let _ = engine.eval_query(query, false);
+            Ok(engine)
+        })?);
         if let Ok(mut cache) = self.prepared.lock() {
             if cache.len() >= PREPARED_PER_POLICY {
                 cache.remove(0);
@@ -314,6 +375,19 @@ impl Policy {
             policy_hash: self.hash.clone(),
         })
     }
+}
+
+/// A rule value as JSON, refused when larger than the value limit: a
+/// policy's rules can hold structures that are cheap to build (shared) but
+/// enormous written out.
+fn output_json(v: &regorus::Value) -> Result<serde_json::Value, PolicyError> {
+    if crate::bounds::flat_size(v, crate::bounds::MAX_VALUE_BYTES).is_none() {
+        return Err(PolicyError::Output(format!(
+            "the policy's rules hold a value larger than {} bytes written out; keep large intermediate values inside rule bodies",
+            crate::bounds::MAX_VALUE_BYTES
+        )));
+    }
+    Ok(serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
 }
 
 fn parse_reason(v: &serde_json::Value) -> Result<Reason, PolicyError> {

@@ -151,3 +151,21 @@ fn every_family_has_a_default_policy() {
     }
 }
 
+
+#[test]
+fn a_policy_declares_the_tee_families_it_judges() {
+    // Every shipped default judges exactly its own family.
+    for (tee, text) in DEFAULT_POLICIES {
+        let p = Policy::compile(&format!("default-{tee}"), text).unwrap();
+        assert_eq!(p.declared_tees().unwrap(), Some(vec![tee.to_string()]), "default-{tee}");
+    }
+    let with = |decl: &str| Policy::compile("p", &format!("{GOOD}{decl}\n")).unwrap().declared_tees();
+    assert_eq!(with("tees := {\"tdx\", \"az-tdx-vtpm\", \"tdx\"}").unwrap(), Some(vec!["az-tdx-vtpm".to_string(), "tdx".to_string()]));
+    assert_eq!(with("tees := [\"sgx\"]").unwrap(), Some(vec!["sgx".to_string()]));
+    // Undeclared, or declared from the input (unknown without one): none.
+    assert_eq!(with("").unwrap(), None);
+    assert_eq!(with("tees := {input.tee}").unwrap(), None);
+    // Not a set of names: an error, never "every family".
+    assert!(matches!(with("tees := \"tdx\""), Err(PolicyError::Output(_))));
+    assert!(matches!(with("tees := {1, 2}"), Err(PolicyError::Output(_))));
+}

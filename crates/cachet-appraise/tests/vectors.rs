@@ -79,6 +79,19 @@ fn default_policies_appraise_every_verified_case() {
             assert_eq!(a.status, Status::Contraindicated, "{}: debug evidence is refused", c.id);
             assert!(a.reasons.iter().any(|r| r.rule == "debug" && r.outcome == Status::Contraindicated), "{}", c.id);
         } else if tcb == "UpToDate" {
+            // Current hardware, but no measurement compared: a warning that
+            // says so; with its measurement allowed, affirming.
+            assert_eq!(a.status, Status::Warning, "{}: {:#?}", c.id, a.reasons);
+            assert!(
+                a.reasons.iter().any(|r| r.rule == "reference_values"
+                    && r.outcome == Status::Warning
+                    && r.detail.contains("measurements not appraised")),
+                "{}: {:#?}",
+                c.id,
+                a.reasons
+            );
+            let (name, value) = pick_measurement(&c.tee, &c.claims).unwrap();
+            let a = p.evaluate(&AppraisalInput::new(&c.tee, c.claims.clone()), &refvals(&name, &value), c.at).unwrap();
             assert_eq!(a.status, Status::Affirming, "{}: {:#?}", c.id, a.reasons);
         } else if tcb.contains("OutOfDate") || tcb.contains("Needed") {
             assert_eq!(a.status, Status::Warning, "{}: {:#?}", c.id, a.reasons);
@@ -123,7 +136,10 @@ fn an_out_of_date_tdx_quote_is_a_warning() {
         assert_eq!(a.status, Status::Warning, "{}: {:#?}", c.id, a.reasons);
         assert_eq!(a.trustworthiness_vector.hardware, Some(32));
         assert_eq!(a.trustworthiness_vector.executables, Some(2), "the measurement itself matched");
-        assert!(a.reasons.iter().any(|r| r.rule == "tcb_status" && r.outcome == Status::Warning && r.detail.contains("INTEL-SA-")));
+        assert!(a
+            .reasons
+            .iter()
+            .any(|r| r.rule == "tcb_status" && r.outcome == Status::Warning && r.detail.contains("INTEL-SA-")));
     }
 }
 
@@ -139,7 +155,17 @@ fn reference_values_decide_the_measurements_of_every_family() {
         let input = AppraisalInput::new(&c.tee, c.claims.clone());
         let default = default_policy(&c.tee).unwrap();
         let strict = Policy::validate("strict", &requiring_reference_values_text(&c.tee).unwrap()).unwrap();
-        let base = default.evaluate(&input, &ReferenceValues::new(), c.at).unwrap().status;
+        // The status apart from the measurements (which, without reference
+        // values, are "not appraised": a warning).
+        let unappraised = default.evaluate(&input, &ReferenceValues::new(), c.at).unwrap();
+        let base = unappraised
+            .reasons
+            .iter()
+            .filter(|r| r.rule != "reference_values")
+            .map(|r| r.outcome)
+            .chain([unappraised.trustworthiness_vector.status()])
+            .max()
+            .unwrap_or(Status::None);
 
         // Matching: executables affirmed; the status is the hardware's (affirming when current).
         for p in [&default, &strict] {
@@ -175,7 +201,9 @@ fn reference_values_decide_the_measurements_of_every_family() {
 #[test]
 fn an_expired_reference_value_no_longer_matches() {
     let (cases, _) = verified_cases();
-    let Some(c) = cases.iter().find(|c| c.claims.get("debug").and_then(|d| d.as_bool()) != Some(true)) else { return };
+    let Some(c) = cases.iter().find(|c| c.claims.get("debug").and_then(|d| d.as_bool()) != Some(true)) else {
+        return;
+    };
     let (name, value) = pick_measurement(&c.tee, &c.claims).unwrap();
     let mut v = RefValue::new(&value).unwrap();
     v.expires = Some(c.at + 60);
@@ -191,13 +219,17 @@ fn an_expired_reference_value_no_longer_matches() {
 fn in_toto_provenance_makes_a_matching_measurement_affirming() {
     let (cases, _) = verified_cases();
     // Prefer a current TDX quote (affirming hardware); else any evidence whose
-    // default appraisal without reference values is affirming.
+    // default appraisal is affirming once its measurement is allowed.
     let pick = cases
         .iter()
         .filter(|c| c.claims.get("debug").and_then(|d| d.as_bool()) != Some(true))
         .filter(|c| {
             let p = default_policy(&c.tee).unwrap();
-            p.evaluate(&AppraisalInput::new(&c.tee, c.claims.clone()), &ReferenceValues::new(), c.at).unwrap().status == Status::Affirming
+            let Some((name, value)) = pick_measurement(&c.tee, &c.claims) else {
+                return false;
+            };
+            p.evaluate(&AppraisalInput::new(&c.tee, c.claims.clone()), &refvals(&name, &value), c.at).unwrap().status
+                == Status::Affirming
         })
         .min_by_key(|c| if c.tee == "tdx" { 0 } else { 1 });
     let Some(c) = pick else { panic!("no verified case with an affirming platform") };

@@ -7,32 +7,47 @@
 //!
 //! | evidence | field | value |
 //! |---|---|---|
-//! | SGX, TDX, SEV-SNP, simulated | `report_data` (64 bytes) | `SHA-512(nonce ‖ runtime_data)` |
-//! | TPM quotes (tpm, Azure vTPM, NitroTPM), NVIDIA SPDM | `extraData` / requester nonce (32 bytes) | `SHA-256(nonce ‖ runtime_data)` |
+//! | SGX, TDX, SEV-SNP, simulated | `report_data` (64 bytes) | `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
+//! | TPM quotes (tpm, Azure vTPM, NitroTPM), NVIDIA SPDM | `extraData` / requester nonce (32 bytes) | `SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
 //! | AWS Nitro Enclaves | `nonce` / `user_data` (or `public_key`) | the nonce itself / the runtime data itself |
+//!
+//! `len(x)` is the byte length of `x` as a 4-byte big-endian integer. The
+//! lengths make the hash input unambiguous: with a plain `nonce ‖
+//! runtime_data`, evidence bound to a spent nonce `n` and runtime data `rd`
+//! also matched an empty nonce with runtime data `n ‖ rd` (or any other
+//! split), so spent evidence could be presented again.
 //!
 //! The verifier recomputes the same value and refuses evidence that does
 //! not carry it. These functions are the single definition both sides use.
 
 use aws_lc_rs::digest;
 
-/// `SHA-512(nonce ‖ runtime_data)`: the 64-byte `report_data` of SGX, TDX,
-/// SEV-SNP and simulated reports.
+/// Feed `len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data` to `ctx`.
+fn feed(ctx: &mut digest::Context, nonce: &[u8], runtime_data: &[u8]) {
+    for part in [nonce, runtime_data] {
+        // Inputs are bounded far below 4 GiB (nonces 8-64 bytes, request bodies a few MiB).
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        ctx.update(&len.to_be_bytes());
+        ctx.update(part);
+    }
+}
+
+/// `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`: the
+/// 64-byte `report_data` of SGX, TDX, SEV-SNP and simulated reports.
 pub fn report_data(nonce: &[u8], runtime_data: &[u8]) -> [u8; 64] {
     let mut ctx = digest::Context::new(&digest::SHA512);
-    ctx.update(nonce);
-    ctx.update(runtime_data);
+    feed(&mut ctx, nonce, runtime_data);
     let mut out = [0u8; 64];
     out.copy_from_slice(ctx.finish().as_ref());
     out
 }
 
-/// `SHA-256(nonce ‖ runtime_data)`: the 32-byte qualifying data of TPM
-/// quotes (`extraData`) and the NVIDIA SPDM requester nonce.
+/// `SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`: the
+/// 32-byte qualifying data of TPM quotes (`extraData`) and the NVIDIA SPDM
+/// requester nonce.
 pub fn tpm_extra_data(nonce: &[u8], runtime_data: &[u8]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(nonce);
-    ctx.update(runtime_data);
+    feed(&mut ctx, nonce, runtime_data);
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
@@ -43,17 +58,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binding_is_the_hash_of_the_concatenation() {
-        // SHA-512("abc") and SHA-256("abc") from FIPS 180-2, split across both inputs.
-        assert_eq!(
-            hex::encode(report_data(b"a", b"bc")),
-            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
-             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
-        );
-        assert_eq!(
-            hex::encode(tpm_extra_data(b"ab", b"c")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+    fn binding_is_the_hash_of_the_length_prefixed_parts() {
+        // Recomputed independently: the hash of the documented byte string.
+        let input = [&[0, 0, 0, 1][..], b"a", &[0, 0, 0, 2], b"bc"].concat();
+        assert_eq!(report_data(b"a", b"bc").as_slice(), digest::digest(&digest::SHA512, &input).as_ref());
+        assert_eq!(tpm_extra_data(b"a", b"bc").as_slice(), digest::digest(&digest::SHA256, &input).as_ref());
         assert_ne!(report_data(b"n1", b""), report_data(b"n2", b""));
+    }
+
+    #[test]
+    fn moving_bytes_between_nonce_and_runtime_data_changes_the_binding() {
+        let (nonce, rd) = (b"0123456789abcdef".as_slice(), b"{\"kty\":\"EC\"}".as_slice());
+        let joined = [nonce, rd].concat();
+        // The spent-evidence replay: the old nonce moved into the runtime data.
+        assert_ne!(report_data(nonce, rd), report_data(b"", &joined));
+        assert_ne!(tpm_extra_data(nonce, rd), tpm_extra_data(b"", &joined));
+        assert_ne!(report_data(nonce, rd), report_data(&joined, b""));
+        assert_ne!(report_data(&nonce[..8], &[&nonce[8..], rd].concat()), report_data(nonce, rd));
     }
 }

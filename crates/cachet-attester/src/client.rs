@@ -12,7 +12,16 @@
 //! HTTP is reqwest on rustls (aws-lc-rs provider, the operating system's
 //! roots plus an optional CA), no redirects (a token is never sent to a
 //! place the operator did not name), timeouts, and a size limit on every
-//! response body.
+//! response body. Plain `http://` is refused unless the server is on a
+//! loopback address or [`ClientOptions::allow_insecure_http`] is set: on a
+//! network, whoever is in the path could answer for the service.
+//!
+//! A release answer is trusted only as far as the service's signed release
+//! statement vouches for it ([`crate::release`]): the statement must verify
+//! with a key of the service's JWKS, name the issuer and `jti` of the
+//! attestation token (itself verified with the JWKS) and this workload's
+//! key, and list each secret with the SHA-256 of its JWE, whose protected
+//! header must name the same secret and token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,12 +100,23 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Largest response body accepted.
     pub max_response: usize,
+    /// Allow plain `http://` to a server that is not on a loopback address
+    /// (tokens and secrets then cross the network unauthenticated).
+    pub allow_insecure_http: bool,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { ca_pem: Vec::new(), timeout: Duration::from_secs(60), max_response: MAX_RESPONSE }
+        Self { ca_pem: Vec::new(), timeout: Duration::from_secs(60), max_response: MAX_RESPONSE, allow_insecure_http: false }
     }
+}
+
+/// Whether `url` (`http://host[:port]…`) names a loopback host.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// A challenge from `POST /v1/challenge`.
@@ -167,6 +187,8 @@ struct ReleaseBody {
     #[serde(default)]
     workload_key: Option<String>,
     results: Vec<ReleaseItem>,
+    #[serde(default)]
+    statement: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +199,104 @@ struct ReleaseItem {
     reason: String,
     #[serde(default)]
     jwe: Option<String>,
+}
+
+/// Check a `POST /v1/secrets/release` answer (what [`Attester::release`]
+/// received) against the service's JWKS, for `token` and `key`, and decrypt
+/// what the signed release statement vouches for ([`crate::release`]).
+pub fn check_release_answer(jwks: &Value, token: &str, key: &EphemeralKey, answer: Value) -> Result<Release, AttestError> {
+    const EP: &str = "/v1/secrets/release";
+    let body: ReleaseBody = serde_json::from_value(answer)
+        .map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("unexpected release answer: {e}") })?;
+    let forged = |m: String| AttestError::Protocol { endpoint: EP, message: format!("the release answer is not vouched for by the service: {m}") };
+    let (jti, stated_key, stated) = verify_statement(jwks, token, body.statement.as_deref()).map_err(forged)?;
+    // Refusals (a key substitution among them) may name the key the token is
+    // bound to; a release must be to this workload's key.
+    if stated.iter().any(|r| r.released) && stated_key.as_deref() != Some(key.thumbprint().as_str()) {
+        return Err(forged("the release statement is for another workload key".into()));
+    }
+    // JWEs encrypted to another key would not decrypt anyway; say why
+    // (refusals, e.g. of a key substitution, carry no JWE and pass).
+    if let Some(t) = &body.workload_key {
+        if *t != key.thumbprint() && body.results.iter().any(|r| r.released) {
+            return Err(AttestError::Protocol {
+                endpoint: EP,
+                message: format!("secrets were encrypted to key {t}, not to this workload's key {}", key.thumbprint()),
+            });
+        }
+    }
+    let mut out = Release::default();
+    for item in body.results {
+        let vouched = stated
+            .iter()
+            .find(|r| r.secret == item.secret)
+            .ok_or_else(|| forged(format!("the statement does not list secret {}", item.secret)))?;
+        if vouched.released != item.released {
+            return Err(forged(format!("the statement says secret {} was {}", item.secret, if vouched.released { "released" } else { "refused" })));
+        }
+        match (item.released, item.jwe) {
+            (true, Some(jwe)) => {
+                if vouched.jwe_sha256.as_deref() != Some(crate::release::jwe_sha256(&jwe).as_str()) {
+                    return Err(forged(format!("the JWE of secret {} is not the one the statement names", item.secret)));
+                }
+                let d = key.decrypt(&jwe).map_err(|e: JweError| AttestError::Protocol {
+                    endpoint: EP,
+                    message: format!("secret {}: {e}", item.secret),
+                })?;
+                let header = |k: &str| d.header.get(k).and_then(Value::as_str);
+                if header("cachet.secret") != Some(item.secret.as_str()) || header("cachet.token_id") != Some(jti.as_str()) {
+                    return Err(forged(format!("the JWE of secret {} names another secret or token in its protected header", item.secret)));
+                }
+                out.secrets.push(Secret { name: item.secret, value: d.plaintext });
+            }
+            (true, None) => {
+                return Err(AttestError::Protocol { endpoint: EP, message: format!("secret {} released without a JWE", item.secret) })
+            }
+            (false, _) => out.refused.push(Refusal { name: item.secret, reason: item.reason }),
+        }
+    }
+    Ok(out)
+}
+
+/// Where the service publishes its token-signing keys.
+const JWKS: &str = "/.well-known/jwks.json";
+
+/// Check a release statement ([`crate::release`]) against the service's
+/// JWKS: the attestation token is the service's (its signature verifies),
+/// the statement too, with the token's issuer and `jti`. Returns the
+/// token's `jti`, the workload key thumbprint stated and the vouched results.
+///
+/// Validity times are the service's to enforce (it refuses expired tokens);
+/// the workload's clock is not trusted here, so both signatures are checked
+/// as of the instant each document says it was issued.
+type Vouched = (String, Option<String>, Vec<crate::release::StatedResult>);
+
+fn verify_statement(jwks: &Value, token: &str, statement: Option<&str>) -> Result<Vouched, String> {
+    use cachet_token::jwk::PublicKey;
+    use cachet_token::jws;
+    let keys: Vec<PublicKey> =
+        jwks.get("keys").and_then(Value::as_array).map(|ks| ks.iter().filter_map(|k| PublicKey::from_jwk(k).ok()).collect()).unwrap_or_default();
+    let issued_at = |jws_text: &str| jws::decode(jws_text).ok().and_then(|d| d.claims.get("iat").and_then(Value::as_i64));
+    let at = issued_at(token).ok_or("the attestation token has no iat")?;
+    let t = jws::verify(token, &keys, &jws::Expectations { now: at, leeway: 0, issuer: None })
+        .map_err(|e| format!("the attestation token does not verify with the service's JWKS: {e}"))?;
+    let jti = t.get("jti").and_then(Value::as_str).ok_or("the attestation token has no jti")?.to_string();
+    let iss = t.get("iss").and_then(Value::as_str).ok_or("the attestation token has no iss")?;
+    let statement = statement.ok_or("it carries no release statement")?;
+    let typ = jws::decode(statement).map_err(|e| format!("release statement: {e}"))?.header.get("typ").and_then(Value::as_str).map(str::to_string);
+    if typ.as_deref() != Some(crate::release::STATEMENT_TYP) {
+        return Err(format!("the release statement has typ {typ:?}, not {}", crate::release::STATEMENT_TYP));
+    }
+    let at = issued_at(statement).ok_or("the release statement has no iat")?;
+    let c = jws::verify(statement, &keys, &jws::Expectations { now: at, leeway: 0, issuer: Some(iss) })
+        .map_err(|e| format!("the release statement does not verify with the service's JWKS: {e}"))?;
+    let claim = c.get(crate::release::STATEMENT_CLAIM).ok_or("the release statement has no release claim")?;
+    if claim.get("token_id").and_then(Value::as_str) != Some(jti.as_str()) {
+        return Err("the release statement is for another attestation token".into());
+    }
+    let stated_key = claim.get("workload_key").and_then(Value::as_str).map(str::to_string);
+    let results = crate::release::results_of(&c).ok_or("the release statement's results are malformed")?;
+    Ok((jti, stated_key, results))
 }
 
 /// The attester: a service URL and an evidence source.
@@ -201,6 +321,14 @@ impl Attester {
         let base = server.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(AttestError::Setup(format!("server URL {server:?} must start with http:// or https://")));
+        }
+        let url = reqwest::Url::parse(&base).map_err(|e| AttestError::Setup(format!("server URL {server:?}: {e}")))?;
+        if url.scheme() == "http" && !is_loopback(&url) && !options.allow_insecure_http {
+            return Err(AttestError::Setup(format!(
+                "refusing plain HTTP to {}: anyone on the network path could read the token and answer in the service's place; \
+                 use https:// (with --ca-cert for a private CA), or --allow-insecure-http for a trusted test network",
+                url.host_str().unwrap_or("the server")
+            )));
         }
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
@@ -230,8 +358,17 @@ impl Attester {
 
     /// POST a JSON body, returning the JSON answer or the service's error.
     async fn post(&self, endpoint: &'static str, body: &Value) -> Result<Value, AttestError> {
+        self.send(endpoint, self.http.post(format!("{}{endpoint}", self.base)).json(body)).await
+    }
+
+    /// GET a JSON document.
+    async fn get(&self, endpoint: &'static str) -> Result<Value, AttestError> {
+        self.send(endpoint, self.http.get(format!("{}{endpoint}", self.base))).await
+    }
+
+    async fn send(&self, endpoint: &'static str, req: reqwest::RequestBuilder) -> Result<Value, AttestError> {
         let transport = |e: reqwest::Error| AttestError::Transport { endpoint, message: e.without_url().to_string() };
-        let mut resp = self.http.post(format!("{}{endpoint}", self.base)).json(body).send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
@@ -322,40 +459,16 @@ impl Attester {
     }
 
     /// `POST /v1/secrets/release` with `token` for `names` (`owner/name`),
-    /// decrypting each released JWE with `key`. A JWE that does not decrypt
-    /// is an error (the service encrypted to another key, or it was altered).
+    /// decrypting each released JWE with `key`. The answer must carry the
+    /// service's signed release statement for this token and key
+    /// ([`crate::release`]); a result it does not vouch for, a JWE whose
+    /// digest or protected header differs, or a JWE that does not decrypt
+    /// is an error (a forged or altered answer), never a released secret.
     pub async fn release(&self, token: &str, key: &EphemeralKey, names: &[String]) -> Result<Release, AttestError> {
         const EP: &str = "/v1/secrets/release";
         let v = self.post(EP, &json!({"token": token, "secrets": names, "workload_key": key.public_jwk()})).await?;
-        let body: ReleaseBody = serde_json::from_value(v)
-            .map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("unexpected release answer: {e}") })?;
-        // JWEs encrypted to another key would not decrypt anyway; say why
-        // (refusals, e.g. of a key substitution, carry no JWE and pass).
-        if let Some(t) = &body.workload_key {
-            if *t != key.thumbprint() && body.results.iter().any(|r| r.released) {
-                return Err(AttestError::Protocol {
-                    endpoint: EP,
-                    message: format!("secrets were encrypted to key {t}, not to this workload's key {}", key.thumbprint()),
-                });
-            }
-        }
-        let mut out = Release::default();
-        for item in body.results {
-            match (item.released, item.jwe) {
-                (true, Some(jwe)) => {
-                    let d = key.decrypt(&jwe).map_err(|e: JweError| AttestError::Protocol {
-                        endpoint: EP,
-                        message: format!("secret {}: {e}", item.secret),
-                    })?;
-                    out.secrets.push(Secret { name: item.secret, value: d.plaintext });
-                }
-                (true, None) => {
-                    return Err(AttestError::Protocol { endpoint: EP, message: format!("secret {} released without a JWE", item.secret) })
-                }
-                (false, _) => out.refused.push(Refusal { name: item.secret, reason: item.reason }),
-            }
-        }
-        Ok(out)
+        let jwks = self.get(JWKS).await?;
+        check_release_answer(&jwks, token, key, v)
     }
 
     /// The whole flow: attest with a fresh key, then ask for `names`.

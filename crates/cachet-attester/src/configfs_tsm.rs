@@ -10,7 +10,7 @@
 //!    request (a fresh random name), which "prevents conflicts";
 //! 2. read `generation` *before writing any attribute*;
 //! 3. optionally write `privlevel` (SEV-SNP VMPL), then write the 64-byte
-//!    `inblob` = `SHA-512(nonce ‖ runtime_data)`;
+//!    `inblob` = `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`;
 //! 4. read `outblob` (the kernel produces the report on this read), then
 //!    `auxblob` (when the provider has one) and `provider`;
 //! 5. read `generation` again: it must equal the first value plus the

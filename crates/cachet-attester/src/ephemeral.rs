@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Those UTF-8 bytes are the `runtime_data` sent to `POST /v1/attest` and
-//! bound into the evidence (`SHA-512(nonce ‖ runtime_data)` etc.), so the
+//! bound into the evidence (`SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` etc.), so the
 //! token's `cachet.runtime_data` is this JWK, and its SHA-256 is the key's
 //! RFC 7638 thumbprint. The private key never leaves the process and is
 //! used only to decrypt the JWEs of `POST /v1/secrets/release`.

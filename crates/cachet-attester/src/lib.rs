@@ -7,6 +7,7 @@ pub mod configfs_tsm;
 pub mod ephemeral;
 pub mod jwe;
 pub mod nsm;
+pub mod release;
 pub mod sev_guest;
 pub mod sim_source;
 pub mod source;

@@ -6,7 +6,7 @@
 //! table: VCEK/VLEK, ASK, ARK); when the kernel or host does not offer it,
 //! `SNP_GET_REPORT` (report only; the service then needs the VCEK from
 //! elsewhere). Both ask the PSP for a report whose REPORT_DATA is
-//! `SHA-512(nonce ‖ runtime_data)`.
+//! `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`.
 //!
 //! Not exercised on this build machine (it is no SEV-SNP guest): the
 //! structures follow the uapi header, and the response parsing is unit tested.

@@ -7,12 +7,12 @@
 //!
 //! | back-end | produces | binding |
 //! |---|---|---|
-//! | [`ConfigfsTsm`](crate::configfs_tsm::ConfigfsTsm) (`/sys/kernel/config/tsm/report`) | `tdx` quote or `snp` report + certificate table | `inblob` = `SHA-512(nonce ‖ runtime_data)` |
-//! | [`SevGuest`](crate::sev_guest::SevGuest) (`/dev/sev-guest`) | `snp` report + certificate table | `REPORT_DATA` = `SHA-512(nonce ‖ runtime_data)` |
-//! | [`TdxGuest`](crate::tdx_guest::TdxGuest) (`/dev/tdx_guest`) | a TDREPORT only (see its docs) | `REPORTDATA` = `SHA-512(nonce ‖ runtime_data)` |
+//! | [`ConfigfsTsm`](crate::configfs_tsm::ConfigfsTsm) (`/sys/kernel/config/tsm/report`) | `tdx` quote or `snp` report + certificate table | `inblob` = `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
+//! | [`SevGuest`](crate::sev_guest::SevGuest) (`/dev/sev-guest`) | `snp` report + certificate table | `REPORT_DATA` = `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
+//! | [`TdxGuest`](crate::tdx_guest::TdxGuest) (`/dev/tdx_guest`) | a TDREPORT only (see its docs) | `REPORTDATA` = `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
 //! | [`NitroNsm`](crate::nsm::NitroNsm) (`/dev/nsm`) | `nitro` attestation document | `nonce` = nonce, `user_data` = runtime data |
-//! | [`TpmQuote`](crate::tpm::TpmQuote) (`/dev/tpmrm0`, swtpm) | `tpm` evidence JSON | `extraData` = `SHA-256(nonce ‖ runtime_data)` |
-//! | [`SimulatedSource`](crate::sim_source::SimulatedSource) | `sim` report (INSECURE, development) | `report_data` = `SHA-512(nonce ‖ runtime_data)` |
+//! | [`TpmQuote`](crate::tpm::TpmQuote) (`/dev/tpmrm0`, swtpm) | `tpm` evidence JSON | `extraData` = `SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
+//! | [`SimulatedSource`](crate::sim_source::SimulatedSource) | `sim` report (INSECURE, development) | `report_data` = `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
 //!
 //! Auto-detection ([`detect`]) tries, in this order: configfs-tsm (the
 //! kernel's vendor-neutral interface, preferred when present), `/dev/sev-guest`,
@@ -35,12 +35,12 @@ pub struct BindingInput<'a> {
 }
 
 impl BindingInput<'_> {
-    /// `SHA-512(nonce ‖ runtime_data)`, for 64-byte report data fields.
+    /// `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`, for 64-byte report data fields.
     pub fn report_data(&self) -> [u8; 64] {
         crate::binding::report_data(self.nonce, self.runtime_data)
     }
 
-    /// `SHA-256(nonce ‖ runtime_data)`, for TPM qualifying data.
+    /// `SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`, for TPM qualifying data.
     pub fn tpm_extra_data(&self) -> [u8; 32] {
         crate::binding::tpm_extra_data(self.nonce, self.runtime_data)
     }

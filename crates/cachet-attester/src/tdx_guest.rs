@@ -1,6 +1,6 @@
 //! `/dev/tdx_guest`: the TDX guest driver's `TDX_CMD_GET_REPORT0` ioctl
 //! (include/uapi/linux/tdx-guest.h), which returns a 1024-byte TDREPORT
-//! whose REPORTDATA is `SHA-512(nonce ‖ runtime_data)`.
+//! whose REPORTDATA is `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)`.
 //!
 //! A TDREPORT is MAC-protected with a key of *this* platform: only the
 //! platform's quoting enclave can check it, so no remote verifier (Cachet

@@ -6,6 +6,10 @@
 //! unknown nonce), plus the client's own limits (response size, URL scheme);
 //! then key release from two owners: the approved workload decrypts both
 //! secrets, another measurement and a substituted key are refused per secret.
+//! A release answer altered on the way (a refusal turned into "released"
+//! with a JWE made for the workload key, a swapped JWE, a missing or foreign
+//! statement) is refused by the client; plain HTTP to a non-loopback server
+//! is refused unless allowed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,6 +115,16 @@ async fn client_limits() {
     assert!(e.to_string().contains("larger than 16 bytes"), "{e}");
     let e = Attester::new("ftp://example", source.clone(), &ClientOptions::default()).unwrap_err();
     assert!(e.to_string().contains("http://"), "{e}");
+    // Plain HTTP only to loopback, unless explicitly allowed.
+    for far in ["http://10.0.0.1:8443", "http://cachet.example", "http://[2001:db8::1]:80"] {
+        let e = Attester::new(far, source.clone(), &ClientOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("--allow-insecure-http"), "{far}: {e}");
+        let allowed = ClientOptions { allow_insecure_http: true, ..Default::default() };
+        assert!(Attester::new(far, source.clone(), &allowed).is_ok(), "{far}");
+    }
+    for near in ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9", "https://cachet.example"] {
+        assert!(Attester::new(near, source.clone(), &ClientOptions::default()).is_ok(), "{near}");
+    }
     // Nothing listens there: a transport error naming the endpoint.
     let a = Attester::new("http://127.0.0.1:9", source, &ClientOptions::default()).unwrap();
     let e = a.challenge().await.unwrap_err();
@@ -187,5 +201,85 @@ async fn secrets_of_two_owners_are_released_only_to_the_approved_workload() {
     let forged: String = chars.into_iter().collect();
     let e = good.release(&forged, &key, &names).await.unwrap_err();
     assert_eq!(e.code(), Some("token_refused"), "{e}");
+    r.server.shutdown().await;
+}
+
+/// What a proxy in the path could do to a release answer, done to a real
+/// one: every alteration is refused by the client, never printed as a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_answer_altered_on_the_way_is_refused() {
+    use base64::engine::general_purpose::STANDARD;
+    use cachet_attester::client::check_release_answer;
+    use cachet_keybroker::jwe::{self, WorkloadKey};
+    let r = start().await;
+    let http = reqwest::Client::new();
+    let key = tenant_key(&r, "owner-a").await;
+    for (name, m) in [("ok", [0x11; 48]), ("no", [0x33; 48])] {
+        let body = serde_json::json!({"value": STANDARD.encode(format!("value of {name}")), "policy": policy(&m)});
+        let resp = http.put(format!("{}/v1/admin/secrets/{name}", r.server.url)).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    let a = attester(&r, [0x11; 48]);
+    let (att, wk) = a.attest_with_key().await.unwrap();
+    let names = vec!["owner-a/ok".to_string(), "owner-a/no".to_string()];
+    let answer: Value = http
+        .post(format!("{}/v1/secrets/release", r.server.url))
+        .json(&serde_json::json!({"token": att.token, "secrets": names, "workload_key": wk.public_jwk()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwks: Value = http.get(format!("{}/.well-known/jwks.json", r.server.url)).send().await.unwrap().json().await.unwrap();
+
+    // Untouched: one released, one refused with its code.
+    let release = check_release_answer(&jwks, &att.token, &wk, answer.clone()).unwrap();
+    assert_eq!(release.secrets.len(), 1);
+    assert_eq!(&release.secrets[0].value[..], b"value of ok");
+    assert_eq!(answer["results"][1]["code"], "policy_refused", "{answer}");
+
+    // The refusal turned into "released" with a JWE made for the workload key
+    // (with the right protected header, even): not vouched for.
+    let to_workload = WorkloadKey::from_jwk(wk.public_jwk()).unwrap();
+    let mut header = serde_json::Map::new();
+    header.insert("cachet.secret".into(), "owner-a/no".into());
+    header.insert("cachet.token_id".into(), claims(&att.token)["jti"].clone());
+    let made_up = jwe::encrypt(&to_workload, b"attacker's value", &header).unwrap();
+    let mut forged = answer.clone();
+    forged["results"][1]["released"] = true.into();
+    forged["results"][1]["jwe"] = made_up.clone().into();
+    let e = check_release_answer(&jwks, &att.token, &wk, forged).unwrap_err();
+    assert!(e.to_string().contains("not vouched for"), "{e}");
+    // The released secret's JWE swapped for a made-up one.
+    let mut forged = answer.clone();
+    forged["results"][0]["jwe"] = made_up.into();
+    let e = check_release_answer(&jwks, &att.token, &wk, forged).unwrap_err();
+    assert!(e.to_string().contains("not the one the statement names"), "{e}");
+    // No statement, an altered one, or one for another attestation.
+    let mut forged = answer.clone();
+    forged.as_object_mut().unwrap().remove("statement");
+    assert!(check_release_answer(&jwks, &att.token, &wk, forged).is_err());
+    let mut forged = answer.clone();
+    let st = answer["statement"].as_str().unwrap();
+    forged["statement"] = format!("{}A", &st[..st.len() - 1]).into();
+    assert!(check_release_answer(&jwks, &att.token, &wk, forged).is_err());
+    let (other, _) = a.attest_with_key().await.unwrap();
+    let e = check_release_answer(&jwks, &other.token, &wk, answer.clone()).unwrap_err();
+    assert!(e.to_string().contains("another attestation token"), "{e}");
+    // A JWKS that is not the service's (a proxy answering everything) verifies nothing.
+    let e = check_release_answer(&serde_json::json!({"keys": []}), &att.token, &wk, answer.clone()).unwrap_err();
+    assert!(e.to_string().contains("JWKS"), "{e}");
+
+    // The statement is no credential: it is refused as an attestation token.
+    let resp = http
+        .post(format!("{}/v1/secrets/release", r.server.url))
+        .json(&serde_json::json!({"token": answer["statement"], "secrets": names}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "token_refused", "{v}");
     r.server.shutdown().await;
 }

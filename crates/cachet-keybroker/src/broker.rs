@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use cachet_appraise::ReferenceValues;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -15,6 +14,7 @@ use crate::envelope;
 use crate::jwe::{self, WorkloadKey};
 use crate::kek::KeyEncryptionKey;
 use crate::policy::ReleasePolicies;
+use crate::refvals::OwnerReferenceValues;
 use crate::secret::SecretValue;
 use crate::store::{SecretRecord, SecretStore};
 use crate::BrokerError;
@@ -64,6 +64,11 @@ pub struct SecretMeta {
     pub updated_at: i64,
     /// Version (1 on creation).
     pub version: i64,
+    /// The stored policy text no longer has the stored hash: it was edited
+    /// outside the service, and the secret will not be released until its
+    /// owner writes it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_altered: bool,
 }
 
 impl From<&SecretRecord> for SecretMeta {
@@ -77,9 +82,19 @@ impl From<&SecretRecord> for SecretMeta {
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
+            policy_altered: !policy_intact(r),
         }
     }
 }
+
+/// Whether a record's policy text still has the hash stored (and sealed)
+/// with it. The seal binds the hash; this names an edited text early.
+pub fn policy_intact(r: &SecretRecord) -> bool {
+    cachet_appraise::policy_hash(&r.policy) == r.policy_hash
+}
+
+/// How often [`KeyBroker::put_secret`] retries a write that lost a race.
+pub const MAX_PUT_ATTEMPTS: usize = 64;
 
 /// A release request: verified token claims and the secrets wanted.
 #[derive(Debug, Clone)]
@@ -105,6 +120,10 @@ pub struct ReleaseResult {
     pub released: bool,
     /// Why it was released or refused (never the value).
     pub reason: String,
+    /// The stable code of a refusal (`policy_refused`, `no_such_secret`,
+    /// `secret_policy_altered`, `key_custody_unavailable`, ...); `None` when released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// SHA-256 of the owner's policy that decided, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
@@ -161,18 +180,19 @@ pub struct KeyBroker {
     kek: Arc<dyn KeyEncryptionKey>,
     store: Arc<dyn SecretStore>,
     policies: ReleasePolicies,
-    refvals: RwLock<Arc<ReferenceValues>>,
+    refvals: RwLock<Arc<OwnerReferenceValues>>,
     config: BrokerConfig,
 }
 
 impl KeyBroker {
     /// A broker sealing with `kek` and keeping secrets in `store`.
     pub fn new(kek: Arc<dyn KeyEncryptionKey>, store: Arc<dyn SecretStore>, config: BrokerConfig) -> Self {
-        Self { kek, store, policies: ReleasePolicies::default(), refvals: RwLock::new(Arc::new(ReferenceValues::new())), config }
+        Self { kek, store, policies: ReleasePolicies::default(), refvals: RwLock::default(), config }
     }
 
-    /// Replace the reference values release policies see.
-    pub fn set_reference_values(&self, refvals: ReferenceValues) {
+    /// Replace the reference values release policies see: each owner's
+    /// policies read only the view `refvals` gives that owner.
+    pub fn set_reference_values(&self, refvals: OwnerReferenceValues) {
         if let Ok(mut r) = self.refvals.write() {
             *r = Arc::new(refvals);
         }
@@ -188,9 +208,18 @@ impl KeyBroker {
     /// working one; the value is sealed under a fresh data key.
     pub async fn put_secret(&self, owner: &str, name: &str, value: &SecretValue, policy: &str, now: i64) -> Result<SecretMeta, BrokerError> {
         let previous = self.store.get_secret(owner, name).await?;
-        let record = self.prepare_secret(owner, name, value, policy, previous.as_ref(), now)?;
-        self.store.put_secret(&record).await?;
-        Ok(SecretMeta::from(&record))
+        let mut record = self.prepare_secret(owner, name, value, policy, previous.as_ref(), now)?;
+        for _ in 0..MAX_PUT_ATTEMPTS {
+            match self.store.put_secret(&record).await {
+                Ok(()) => return Ok(SecretMeta::from(&record)),
+                Err(BrokerError::Conflict(_)) => {
+                    let previous = self.store.get_secret(owner, name).await?;
+                    record.follow(previous.as_ref());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(BrokerError::Conflict(format!("secret {owner}/{name} kept changing; try again")))
     }
 
     /// The record [`KeyBroker::put_secret`] stores, without storing it (for
@@ -211,12 +240,13 @@ impl KeyBroker {
             return Err(BrokerError::Invalid("a secret value cannot be empty".into()));
         }
         self.policies.validate(policy)?;
-        let sealed = envelope::seal(self.kek.as_ref(), owner, name, value)?;
+        let policy_hash = cachet_appraise::policy_hash(policy);
+        let sealed = envelope::seal(self.kek.as_ref(), owner, name, &policy_hash, value)?;
         Ok(SecretRecord {
             owner: owner.to_string(),
             name: name.to_string(),
             policy: policy.to_string(),
-            policy_hash: cachet_appraise::policy_hash(policy),
+            policy_hash,
             sealed,
             created_at: previous.map_or(now, |p| p.created_at),
             updated_at: now,
@@ -224,10 +254,14 @@ impl KeyBroker {
         })
     }
 
-    /// `owner`'s secret `name`, without its value.
+    /// `owner`'s secret `name`, without its value. A secret whose stored
+    /// policy was edited outside the service is [`BrokerError::PolicyAltered`].
     pub async fn get_secret(&self, owner: &str, name: &str) -> Result<Option<SecretMeta>, BrokerError> {
         check_names(owner, name)?;
-        Ok(self.store.get_secret(owner, name).await?.as_ref().map(SecretMeta::from))
+        match self.store.get_secret(owner, name).await? {
+            Some(r) if !policy_intact(&r) => Err(policy_altered(owner, name)),
+            r => Ok(r.as_ref().map(SecretMeta::from)),
+        }
     }
 
     /// `owner`'s secrets, without values.
@@ -260,7 +294,7 @@ impl KeyBroker {
         }
         let token_id = req.claims.get("jti").and_then(Value::as_str).map(str::to_string);
         let key = workload_key_of(&req.claims);
-        let refuse_all = |reason: String, key: Option<String>| ReleaseResponse {
+        let refuse_all = |code: &str, reason: String, key: Option<String>| ReleaseResponse {
             token_id: token_id.clone(),
             workload_key: key,
             results: wanted
@@ -270,6 +304,7 @@ impl KeyBroker {
                     owner: s.split_once('/').map(|(o, _)| o.to_string()).filter(|o| valid_name(o)).unwrap_or_default(),
                     released: false,
                     reason: reason.clone(),
+                    code: Some(code.to_string()),
                     policy_hash: None,
                     jwe: None,
                 })
@@ -278,14 +313,18 @@ impl KeyBroker {
         // Request-wide preconditions: a live token, freshness, the key.
         match req.claims.get("exp").and_then(Value::as_i64) {
             Some(exp) if exp > now => {}
-            _ => return Ok(refuse_all("the attestation token has expired".into(), None)),
+            _ => return Ok(refuse_all("token_expired", "the attestation token has expired".into(), None)),
         }
         if self.config.require_freshness && req.claims.get("cachet.freshness").and_then(Value::as_str) != Some("nonce") {
-            return Ok(refuse_all("the attestation did not establish freshness (no verifier nonce bound in the evidence)".into(), None));
+            return Ok(refuse_all(
+                "freshness_not_established",
+                "the attestation did not establish freshness (no verifier nonce bound in the evidence)".into(),
+                None,
+            ));
         }
         let key = match key {
             Ok(k) => k,
-            Err(e) => return Ok(refuse_all(format!("no usable workload key: {e}"), None)),
+            Err(e) => return Ok(refuse_all("no_workload_key", format!("no usable workload key: {e}"), None)),
         };
         let thumb = key.thumbprint();
         if let Some(asked) = &req.workload_key {
@@ -293,14 +332,15 @@ impl KeyBroker {
                 Ok(k) if k == key => {}
                 Ok(k) => {
                     return Ok(refuse_all(
+                        "key_substitution",
                         format!("key substitution: the request names key {} but the attestation is bound to key {thumb}", k.thumbprint()),
                         Some(thumb),
                     ))
                 }
-                Err(e) => return Ok(refuse_all(format!("the requested key is unusable: {e}"), Some(thumb))),
+                Err(e) => return Ok(refuse_all("workload_key_unusable", format!("the requested key is unusable: {e}"), Some(thumb))),
             }
         }
-        let refvals = self.refvals.read().map(|r| r.clone()).unwrap_or_else(|_| Arc::new(ReferenceValues::new()));
+        let refvals = self.refvals.read().map(|r| r.clone()).unwrap_or_default();
         let mut results = Vec::with_capacity(wanted.len());
         for s in wanted {
             results.push(self.release_one(s, &req.claims, &key, &refvals, now).await);
@@ -308,36 +348,45 @@ impl KeyBroker {
         Ok(ReleaseResponse { token_id, workload_key: Some(thumb), results })
     }
 
-    async fn release_one(&self, reference: &str, claims: &Value, key: &WorkloadKey, refvals: &ReferenceValues, now: i64) -> ReleaseResult {
-        let mut r = ReleaseResult { secret: reference.to_string(), owner: String::new(), released: false, reason: String::new(), policy_hash: None, jwe: None };
+    async fn release_one(&self, reference: &str, claims: &Value, key: &WorkloadKey, refvals: &OwnerReferenceValues, now: i64) -> ReleaseResult {
+        let mut r = ReleaseResult {
+            secret: reference.to_string(),
+            owner: String::new(),
+            released: false,
+            reason: String::new(),
+            code: None,
+            policy_hash: None,
+            jwe: None,
+        };
+        let refuse = |mut r: ReleaseResult, code: &str, reason: String| {
+            r.code = Some(code.to_string());
+            r.reason = reason;
+            r
+        };
         let Some((owner, name)) = reference.split_once('/').filter(|(o, n)| valid_name(o) && valid_name(n)) else {
-            r.reason = "not a secret reference (owner/name)".into();
-            return r;
+            return refuse(r, "invalid_reference", "not a secret reference (owner/name)".into());
         };
         r.owner = owner.to_string();
         let record = match self.store.get_secret(owner, name).await {
             Ok(Some(rec)) => rec,
-            Ok(None) => {
-                r.reason = "no such secret".into();
-                return r;
-            }
-            Err(e) => {
-                r.reason = format!("the secret store failed: {e}");
-                return r;
-            }
+            Ok(None) => return refuse(r, "no_such_secret", "no such secret".into()),
+            Err(e) => return refuse(r, e.code(), format!("the secret store failed: {e}")),
         };
-        let decision = self.policies.decide(&record.policy, claims, refvals, now);
-        r.policy_hash = Some(decision.policy_hash);
-        r.reason = decision.reason;
-        if !decision.allowed {
-            return r;
+        // The policy that decides must be the one sealed with the value: an
+        // edited text is named here, an edited text *and* hash fails the seal.
+        if !policy_intact(&record) {
+            return refuse(r, "secret_policy_altered", policy_altered(owner, name).to_string());
         }
-        let value = match envelope::open(self.kek.as_ref(), owner, name, &record.sealed) {
+        // The owner's policy reads the owner's reference values only.
+        let decision = self.policies.decide(&record.policy, claims, &refvals.for_owner(owner), now);
+        r.policy_hash = Some(decision.policy_hash.clone());
+        if !decision.allowed {
+            return refuse(r, "policy_refused", decision.reason);
+        }
+        r.reason = decision.reason;
+        let value = match envelope::open(self.kek.as_ref(), owner, name, &decision.policy_hash, &record.sealed) {
             Ok(v) => v,
-            Err(e) => {
-                r.reason = format!("the secret could not be opened: {e}");
-                return r;
-            }
+            Err(e) => return refuse(r, e.code(), format!("the secret could not be opened: {e}")),
         };
         let mut extra = Map::new();
         extra.insert("cachet.secret".into(), reference.into());
@@ -348,9 +397,17 @@ impl KeyBroker {
             Ok(j) => {
                 r.released = true;
                 r.jwe = Some(j);
+                r
             }
-            Err(e) => r.reason = format!("encrypting to the workload key failed: {e}"),
+            Err(e) => refuse(r, "encryption_failed", format!("encrypting to the workload key failed: {e}")),
         }
-        r
     }
+}
+
+/// The error for a secret whose stored policy does not match its seal.
+fn policy_altered(owner: &str, name: &str) -> BrokerError {
+    BrokerError::PolicyAltered(format!(
+        "secret {owner}/{name}: the stored release policy does not match the policy hash sealed with the value \
+         (edited outside the service); it is not released. Its owner should check the database's integrity and PUT the secret again"
+    ))
 }

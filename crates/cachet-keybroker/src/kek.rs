@@ -38,6 +38,12 @@ pub trait KeyEncryptionKey: Send + Sync {
 
     /// Decrypt a wrapped data key; fails if it or `aad` was altered.
     fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<KeyBytes<32>, BrokerError>;
+
+    /// Whether the KEK can be used now (an HSM answers and holds it), for
+    /// readiness checks. A key in memory always can.
+    fn check(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }
 
 /// AES-256-GCM seal of `plaintext` under `key` with a random IV:

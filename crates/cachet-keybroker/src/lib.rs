@@ -26,14 +26,18 @@
 //!   record type carries one.
 //!
 //! The token-signing key can also live in the HSM: [`pkcs11::Pkcs11Custody`]
-//! implements `cachet_token::KeyCustody`.
+//! implements `cachet_token::KeyCustody`. Software signing keys are stored
+//! sealed under the KEK ([`custody::SealedCustody`]), so the database alone
+//! signs nothing.
 
 pub mod broker;
+pub mod custody;
 pub mod envelope;
 pub mod jwe;
 pub mod kek;
 pub mod pkcs11;
 pub mod policy;
+pub mod refvals;
 pub mod secret;
 pub mod store;
 
@@ -83,4 +87,35 @@ pub enum BrokerError {
     /// The secret store failed.
     #[error("secret store: {0}")]
     Store(String),
+    /// A secret's stored release policy is not the one sealed with its value
+    /// (the policy or its hash was edited outside the service).
+    #[error("the stored release policy was altered: {0}")]
+    PolicyAltered(String),
+    /// The key custody (the HSM holding the KEK) cannot be reached or
+    /// refused the session; nothing about the record is known to be wrong.
+    #[error("key custody unavailable: {0}")]
+    Unavailable(String),
+    /// Someone else wrote the secret at the same time (compare-and-swap lost).
+    #[error("concurrent change: {0}")]
+    Conflict(String),
+}
+
+impl BrokerError {
+    /// The stable code naming this failure (API errors, release refusals).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BrokerError::Invalid(_) => "invalid_request",
+            BrokerError::Policy(_) => "policy_invalid",
+            BrokerError::Crypto(_) => "crypto_failed",
+            BrokerError::Integrity(_) => "secret_record_altered",
+            BrokerError::WrongKek { .. } => "wrong_kek",
+            BrokerError::KeyFile(_) | BrokerError::KeyFileMissing(_) => "kek_file_unusable",
+            BrokerError::Hsm(_) | BrokerError::Unavailable(_) => "key_custody_unavailable",
+            BrokerError::WorkloadKey(_) => "workload_key_unusable",
+            BrokerError::Jwe(_) => "encryption_failed",
+            BrokerError::Store(_) => "storage_error",
+            BrokerError::PolicyAltered(_) => "secret_policy_altered",
+            BrokerError::Conflict(_) => "secret_conflict",
+        }
+    }
 }

@@ -36,10 +36,23 @@ pub struct SecretRecord {
     pub version: i64,
 }
 
+impl SecretRecord {
+    /// Re-base this write on `previous` (what the store holds now) after a
+    /// lost compare-and-swap: the next version, the original creation time.
+    /// The sealed value does not depend on either, so it is not sealed again.
+    pub fn follow(&mut self, previous: Option<&SecretRecord>) {
+        self.version = previous.map_or(1, |p| p.version.saturating_add(1));
+        self.created_at = previous.map_or(self.updated_at, |p| p.created_at);
+    }
+}
+
 /// Persistence of sealed secrets.
 #[async_trait::async_trait]
 pub trait SecretStore: Send + Sync {
-    /// Insert or replace the secret `(record.owner, record.name)`.
+    /// Write the secret `(record.owner, record.name)` as a compare-and-swap
+    /// on its version: version 1 creates it (refused if it exists), version
+    /// n > 1 replaces version n - 1 only. A lost race is
+    /// [`BrokerError::Conflict`] and writes nothing.
     async fn put_secret(&self, record: &SecretRecord) -> Result<(), BrokerError>;
     /// The secret `(owner, name)`, if it exists.
     async fn get_secret(&self, owner: &str, name: &str) -> Result<Option<SecretRecord>, BrokerError>;
@@ -91,7 +104,18 @@ impl MemorySecretStore {
 #[async_trait::async_trait]
 impl SecretStore for MemorySecretStore {
     async fn put_secret(&self, record: &SecretRecord) -> Result<(), BrokerError> {
-        self.lock()?.insert((record.owner.clone(), record.name.clone()), record.clone());
+        let mut m = self.lock()?;
+        let key = (record.owner.clone(), record.name.clone());
+        let stored = m.get(&key).map_or(0, |r| r.version);
+        if stored != record.version.max(1) - 1 {
+            return Err(BrokerError::Conflict(format!(
+                "secret {}/{} is at version {stored}, not {}",
+                record.owner,
+                record.name,
+                record.version - 1
+            )));
+        }
+        m.insert(key, record.clone());
         Ok(())
     }
 

@@ -163,7 +163,7 @@ fn child() {
             for r in &recs {
                 let mut forged = r.sealed.clone();
                 forged.kek_id = kek.key_id().to_string();
-                assert!(envelope::open(&kek, &r.owner, &r.name, &forged).is_err());
+                assert!(envelope::open(&kek, &r.owner, &r.name, &r.policy_hash, &forged).is_err());
             }
         }
         "byok" => {
@@ -172,14 +172,14 @@ fn child() {
             let kek = Pkcs11Kek::import(hsm.clone(), "owner-kek", &owner_key).unwrap();
             assert_not_exportable(&hsm, &kek, false);
             assert!(Pkcs11Kek::import(hsm.clone(), "owner-kek", &owner_key).is_err(), "a second import under the label");
-            let s = envelope::seal(&kek, "bank-a", "k", &SecretValue::from_slice(b"BYOK-PLAINTEXT")).unwrap();
-            assert_eq!(envelope::open(&kek, "bank-a", "k", &s).unwrap().expose(), b"BYOK-PLAINTEXT");
+            let s = envelope::seal(&kek, "bank-a", "k", "p", &SecretValue::from_slice(b"BYOK-PLAINTEXT")).unwrap();
+            assert_eq!(envelope::open(&kek, "bank-a", "k", "p", &s).unwrap().expose(), b"BYOK-PLAINTEXT");
             std::fs::write(work.join("byok.json"), serde_json::to_vec(&s).unwrap()).unwrap();
         }
         "byok-read" => {
             let kek = Pkcs11Kek::open(hsm(), "owner-kek").unwrap();
             let s = serde_json::from_slice(&std::fs::read(work.join("byok.json")).unwrap()).unwrap();
-            assert_eq!(envelope::open(&kek, "bank-a", "k", &s).unwrap().expose(), b"BYOK-PLAINTEXT");
+            assert_eq!(envelope::open(&kek, "bank-a", "k", "p", &s).unwrap().expose(), b"BYOK-PLAINTEXT");
         }
         "sign" | "sign-again" => {
             use cachet_token::jwk::PublicKey;
@@ -213,6 +213,60 @@ fn child() {
                 let s = private_key_readable(&hsm, &sk.handle);
                 assert!(!s, "{alg}: private key value readable");
             }
+        }
+        "outage" => {
+            // The token's store vanishes (the HSM is unplugged) and comes back.
+            let tokens = PathBuf::from(std::env::var("SOFTHSM2_CONF").unwrap()).with_file_name("tokens");
+            let away = tokens.with_file_name("tokens-away");
+            let hsm = hsm();
+            let kek = Arc::new(Pkcs11Kek::open_or_generate(hsm.clone(), LABEL).unwrap());
+            let custody = Pkcs11Custody::new(hsm.clone());
+            let signing = custody.generate(Algorithm::ES256, "k").unwrap();
+            let store = Arc::new(MemorySecretStore::new());
+            let broker = KeyBroker::new(kek.clone(), store.clone(), BrokerConfig::default());
+            rt.block_on(broker.put_secret("bank-a", "db", &SecretValue::from_slice(b"V"), &policy_for(GOOD), NOW)).unwrap();
+            let (sk, pk) = workload_key();
+            let req = ReleaseRequest {
+                claims: claims(GOOD, Some(runtime_data(&pk)), Freshness::Nonce, NOW + 60),
+                secrets: vec!["bank-a/db".into()],
+                workload_key: None,
+            };
+            let release = || rt.block_on(broker.release(&req, NOW)).unwrap().results.remove(0);
+            let released = |r: &cachet_keybroker::ReleaseResult| {
+                r.released && jwe::decrypt(&sk, r.jwe.as_deref().unwrap()).unwrap().plaintext.expose() == b"V"
+            };
+            assert!(released(&release()));
+
+            std::fs::rename(&tokens, &away).unwrap();
+            for _ in 0..2 {
+                let r = release();
+                assert!(!r.released);
+                // The real cause, not "altered record".
+                assert_eq!(r.code.as_deref(), Some("key_custody_unavailable"), "{r:?}");
+                assert!(!r.reason.contains("altered"), "{r:?}");
+                assert!(matches!(kek.check(), Err(cachet_keybroker::BrokerError::Unavailable(_))));
+                assert!(custody.sign(Algorithm::ES256, &signing.handle, b"m").is_err());
+            }
+
+            // The token is back: the next use reconnects and logs in again.
+            std::fs::rename(&away, &tokens).unwrap();
+            kek.check().unwrap();
+            assert!(released(&release()));
+            assert!(custody.sign(Algorithm::ES256, &signing.handle, b"m").is_ok());
+
+            // A session logged out under us (token reset, another client): logged in again.
+            hsm.session().unwrap().logout().unwrap();
+            assert!(released(&release()));
+            kek.check().unwrap();
+
+            // An altered record is still named as one while the token answers.
+            use cachet_keybroker::SecretStore;
+            let mut rec = rt.block_on(store.get_secret("bank-a", "db")).unwrap().unwrap();
+            rec.sealed.wrapped_dek[20] ^= 1;
+            rec.version += 1;
+            rt.block_on(store.put_secret(&rec)).unwrap();
+            let r = release();
+            assert_eq!(r.code.as_deref(), Some("secret_record_altered"), "{r:?}");
         }
         other => panic!("unknown role {other}"),
     }
@@ -254,11 +308,11 @@ fn hsm_sealed_secrets_survive_a_restart_and_open_only_through_that_hsm() {
     let recs: Vec<SecretRecord> = serde_json::from_slice(&at_rest).unwrap();
     let local = LocalFileKek::open_or_create(&work.path().join("local-kek")).unwrap();
     for r in &recs {
-        assert!(matches!(envelope::open(&local, &r.owner, &r.name, &r.sealed), Err(cachet_keybroker::BrokerError::WrongKek { .. })));
+        assert!(matches!(envelope::open(&local, &r.owner, &r.name, &r.policy_hash, &r.sealed), Err(cachet_keybroker::BrokerError::WrongKek { .. })));
         let mut forged = r.sealed.clone();
         forged.kek_kind = "local-file".into();
         forged.kek_id = local.key_id().to_string();
-        assert!(envelope::open(&local, &r.owner, &r.name, &forged).is_err());
+        assert!(envelope::open(&local, &r.owner, &r.name, &r.policy_hash, &forged).is_err());
     }
     // Another HSM token (its own KEK under the same label) cannot open them either.
     let elsewhere = Token::new();
@@ -273,6 +327,17 @@ fn an_owner_imported_kek_is_used_only_inside_the_hsm() {
     token.run("byok-read", work.path());
     let sealed = std::fs::read(work.path().join("byok.json")).unwrap();
     assert!(!sealed.windows(14).any(|w| w == b"BYOK-PLAINTEXT"));
+}
+
+/// The HSM goes away (its token store is moved off) and returns: releases
+/// fail as `key_custody_unavailable` meanwhile (never as an altered record),
+/// and recover without a restart: the session is reopened, logged in again
+/// and the module re-initialised when it lost the token.
+#[test]
+fn an_hsm_outage_is_named_and_recovered_from() {
+    let token = Token::new();
+    let work = tempfile::tempdir().unwrap();
+    token.run("outage", work.path());
 }
 
 #[test]

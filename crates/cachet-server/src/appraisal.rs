@@ -5,9 +5,15 @@
 //! The policy is the one the request names (a stored policy), or else the
 //! TEE's default: a stored policy named `default-<tee>` when there is one,
 //! otherwise the strict default policy shipped with `cachet-appraise`
-//! (`crates/cachet-appraise/policies/<tee>.rego`). It sees the reference
-//! values of the store (plus those of `--reference-values`) live at the
-//! verification instant.
+//! (`crates/cachet-appraise/policies/<tee>.rego`). It sees the operator's
+//! reference values of the store (plus those of `--reference-values`) live
+//! at the verification instant; tenants' sets are for their release
+//! policies only (`crate::refvals`).
+//!
+//! The attester does not choose what judges it: a policy it names must
+//! declare the evidence's family (its `tees` rule; `default-<tee>` also
+//! judges `<tee>`), else `403 policy_not_allowed`. Simulated evidence is
+//! never affirming, whatever the policy says ([`run`] caps it at warning).
 //!
 //! Speed: the policy text is looked up in the store per request (a plain
 //! SQL query, so several replicas sharing a database agree), but compiled
@@ -19,7 +25,8 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::StatusCode;
 use cachet_appraise::defaults::{default_policy_name, default_policy_text};
-use cachet_appraise::{Appraisal, AppraisalInput, Policy, PolicyCache, RefSet, ReferenceValues};
+use cachet_appraise::{Appraisal, AppraisalInput, Policy, PolicyCache, ReferenceValues};
+use cachet_keybroker::refvals::OwnerReferenceValues;
 use cachet_store::Store;
 use cachet_token::ear::{Status, TrustVector};
 use cachet_verify::Tee;
@@ -33,8 +40,10 @@ pub const POLICY_CACHE_CAPACITY: usize = 64;
 /// The compiled-policy cache and the live reference values of a server.
 pub struct Appraiser {
     cache: PolicyCache,
-    /// Store sets merged over the `--reference-values` file's sets.
+    /// The operator's store sets merged over the `--reference-values` file's sets.
     refvals: RwLock<Arc<ReferenceValues>>,
+    /// What each tenant's release policies read.
+    release: RwLock<Arc<OwnerReferenceValues>>,
     /// The `--reference-values` file, if any (read once at start).
     file_refvals: Option<ReferenceValues>,
 }
@@ -44,7 +53,7 @@ impl Appraiser {
     /// are added by [`Appraiser::reload_reference_values`]).
     pub fn new(file_refvals: Option<ReferenceValues>) -> Appraiser {
         let initial = file_refvals.clone().unwrap_or_default();
-        Appraiser { cache: PolicyCache::new(POLICY_CACHE_CAPACITY), refvals: RwLock::new(Arc::new(initial)), file_refvals }
+        Appraiser { cache: PolicyCache::new(POLICY_CACHE_CAPACITY), refvals: RwLock::new(Arc::new(initial)), release: RwLock::default(), file_refvals }
     }
 
     /// The reference values policies see now.
@@ -52,21 +61,31 @@ impl Appraiser {
         self.refvals.read().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// What each tenant's release policies read now.
+    pub fn release_reference_values(&self) -> Arc<OwnerReferenceValues> {
+        self.release.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The sets of the `--reference-values` file, if one is configured.
+    pub fn file_reference_values(&self) -> Option<&ReferenceValues> {
+        self.file_refvals.as_ref()
+    }
+
     /// Re-read the reference-value sets of the store (after a change, and at
-    /// start); store sets replace file sets of the same name. Returns the
-    /// merged collection.
-    pub async fn reload_reference_values(&self, store: &dyn Store) -> Result<Arc<ReferenceValues>, ApiError> {
-        let mut merged = self.file_refvals.clone().unwrap_or_default();
-        for row in store.list_reference_sets().await? {
-            let set: RefSet = serde_json::from_str(&row.doc)
-                .map_err(|e| ApiError::internal(format!("stored reference set {}: {e}", row.name)))?;
-            merged.insert_set(&row.name, set).map_err(|e| ApiError::internal(format!("stored reference set {}: {e}", row.name)))?;
-        }
-        let merged = Arc::new(merged);
+    /// start): operator sets replace file sets of the same name for
+    /// appraisal; each tenant gets its release view
+    /// ([`crate::refvals::views`]). Returns the tenants' views.
+    pub async fn reload_reference_values(&self, store: &dyn Store) -> Result<Arc<OwnerReferenceValues>, ApiError> {
+        let rows = store.list_reference_sets().await?;
+        let views = crate::refvals::views(self.file_refvals.as_ref(), &rows).map_err(ApiError::internal)?;
+        let release = Arc::new(views.release);
         if let Ok(mut r) = self.refvals.write() {
-            *r = merged.clone();
+            *r = Arc::new(views.operator);
         }
-        Ok(merged)
+        if let Ok(mut r) = self.release.write() {
+            *r = release.clone();
+        }
+        Ok(release)
     }
 
     /// Keep an already validated policy so its first attestation does not compile it again.
@@ -106,15 +125,53 @@ pub enum PolicySource {
     Builtin,
 }
 
+/// The compiled policy named `name` (stored, or a shipped default),
+/// whatever it judges: for dry runs.
+pub async fn named_policy(st: &AppState, name: &str) -> Result<Arc<Policy>, ApiError> {
+    let (text, _) = policy_text(st.store.as_ref(), name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "policy_unknown", format!("no policy named {name:?}")))?;
+    st.appraiser.compiled(name, &text)
+}
+
+/// The TEE families a policy judges: those its `tees` rule declares, and
+/// `<tee>` for a policy named `default-<tee>`.
+pub fn judged_tees(policy: &Policy) -> Result<Vec<String>, ApiError> {
+    let mut tees = policy.declared_tees().map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_invalid", format!("policy {}: {e}", policy.name()))
+    })?.unwrap_or_default();
+    tees.extend(policy.name().strip_prefix("default-").map(str::to_string));
+    tees.sort();
+    tees.dedup();
+    Ok(tees)
+}
+
 /// The compiled policy that appraises evidence of `tee`: `requested` (a
-/// policy name), else the TEE's default (`default-<tee>`, stored or shipped).
+/// policy name) when it judges `tee` (`403 policy_not_allowed` otherwise:
+/// the attester cannot pick a lenient policy written for another family),
+/// else the TEE's default (`default-<tee>`, stored or shipped).
 pub async fn resolve_policy(st: &AppState, tee: &str, requested: Option<&str>) -> Result<Arc<Policy>, ApiError> {
-    let name = requested.map(str::to_string).unwrap_or_else(|| default_policy_name(tee));
-    let (text, _) = policy_text(st.store.as_ref(), &name).await?.ok_or_else(|| match requested {
-        Some(_) => ApiError::new(StatusCode::BAD_REQUEST, "policy_unknown", format!("no policy named {name:?}")),
-        None => ApiError::new(StatusCode::BAD_REQUEST, "policy_unknown", format!("no default policy for TEE {tee:?}")),
-    })?;
-    st.appraiser.compiled(&name, &text)
+    let Some(name) = requested else {
+        let name = default_policy_name(tee);
+        let (text, _) = policy_text(st.store.as_ref(), &name)
+            .await?
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "policy_unknown", format!("no default policy for TEE {tee:?}")))?;
+        return st.appraiser.compiled(&name, &text);
+    };
+    let policy = named_policy(st, name).await?;
+    let judged = judged_tees(&policy)?;
+    if !judged.iter().any(|t| t == tee) {
+        let declared = if judged.is_empty() { "no TEE family".to_string() } else { judged.join(", ") };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "policy_not_allowed",
+            format!(
+                "policy {name:?} judges {declared}, not {tee} evidence; omit 'policy' to use default-{tee}, or ask the operator \
+                 for a policy whose `tees` declares {tee:?}"
+            ),
+        ));
+    }
+    Ok(policy)
 }
 
 /// Appraise verified evidence of `tee` (its claims, runtime data and nonce
@@ -126,13 +183,33 @@ pub async fn appraise(st: &AppState, tee: Tee, requested: Option<&str>, input: A
     run(policy, input, refvals, at).await
 }
 
-/// Evaluate a compiled policy off the async threads.
+/// Evaluate a compiled policy off the async threads. Simulated evidence
+/// comes out at best `warning` ([`cap_simulated`]).
 pub async fn run(policy: Arc<Policy>, input: AppraisalInput, refvals: Arc<ReferenceValues>, at: i64) -> Result<Appraisal, ApiError> {
     let name = policy.name().to_string();
-    tokio::task::spawn_blocking(move || policy.evaluate(&input, &refvals, at))
+    let simulated = input.tee == Tee::Simulated.as_str();
+    let mut a = tokio::task::spawn_blocking(move || policy.evaluate(&input, &refvals, at))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_evaluation_failed", format!("policy {name}: {e}")))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_evaluation_failed", format!("policy {name}: {e}")))?;
+    if simulated {
+        cap_simulated(&mut a);
+    }
+    Ok(a)
+}
+
+/// Simulated evidence is never affirming, whatever policy appraised it: a
+/// software key signed it, so nothing about hardware was shown. An
+/// affirming appraisal becomes a warning, with the reason.
+pub fn cap_simulated(a: &mut Appraisal) {
+    if a.status == cachet_appraise::Status::Affirming {
+        a.status = cachet_appraise::Status::Warning;
+        a.reasons.push(cachet_appraise::Reason {
+            rule: "simulated_tee".into(),
+            outcome: cachet_appraise::Status::Warning,
+            detail: "simulated evidence is never affirming: a software key signed it (--insecure-simulated-tee)".into(),
+        });
+    }
 }
 
 /// The EAR status of an appraisal, as the token crate names it.

@@ -5,11 +5,21 @@
 //! SHA-256 in constant time. A plain hash suffices because the secret is
 //! random and long (nothing to brute-force), unlike a password.
 //! Roles: `reader` (read-only admin routes) ⊂ `admin` (everything).
+//!
+//! Scopes: a key without a tenant is an **operator** key (it manages the
+//! service: appraisal policies, operator reference values, signing keys,
+//! every API key, the whole audit log); a key with a tenant is a **tenant**
+//! key, confined to that tenant's secrets, release policies, reference
+//! values, keys and audit view. Operator-only routes are guarded by
+//! [`require_operator_reader`] / [`require_operator_admin`]; the others take
+//! the tenant from the key ([`Principal::tenant`]), never from the request.
+//! A key may carry an expiry, after which it is refused (`api_key_expired`).
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use cachet_store::{ApiKeyRecord, Store};
@@ -54,11 +64,19 @@ pub struct Principal {
     pub key_id: String,
     /// Its role.
     pub role: Role,
-    /// The tenant it acts for (the owner of key-broker secrets), if any.
+    /// The tenant it acts for (the owner of key-broker secrets), if any;
+    /// `None`: an operator key.
     pub tenant: Option<String>,
+    /// When the key expires (Unix seconds), if it does.
+    pub expires_at: Option<i64>,
 }
 
 impl Principal {
+    /// Whether this is an operator key (one that acts for no tenant).
+    pub fn is_operator(&self) -> bool {
+        self.tenant.is_none()
+    }
+
     /// The audit actor name.
     pub fn actor(&self) -> String {
         format!("api-key:{}", self.key_id)
@@ -86,6 +104,15 @@ pub fn new_api_key(name: &str, role: Role, now: i64) -> Result<NewApiKey, String
 /// Create a key acting for `tenant` (which owns the secrets it puts);
 /// tenant names are those of secret owners (1-128 of `A-Z a-z 0-9 . _ -`).
 pub fn new_tenant_api_key(name: &str, role: Role, tenant: Option<&str>, now: i64) -> Result<NewApiKey, String> {
+    new_expiring_api_key(name, role, tenant, None, now)
+}
+
+/// Create a key acting for `tenant` (`None`: an operator key) that is
+/// refused from `expires_at` (Unix seconds) on, which must be after `now`.
+pub fn new_expiring_api_key(name: &str, role: Role, tenant: Option<&str>, expires_at: Option<i64>, now: i64) -> Result<NewApiKey, String> {
+    if let Some(e) = expires_at.filter(|e| *e <= now) {
+        return Err(format!("the expiry {} is not in the future", format_time(e)));
+    }
     if let Some(t) = tenant {
         if !cachet_keybroker::broker::valid_name(t) {
             return Err(format!("invalid tenant {t:?}: 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit"));
@@ -106,6 +133,7 @@ pub fn new_tenant_api_key(name: &str, role: Role, tenant: Option<&str>, now: i64
             created_at: now,
             revoked_at: None,
             tenant: tenant.map(str::to_string),
+            expires_at,
         },
     })
 }
@@ -118,8 +146,35 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
     (hex16(id, 16) && hex16(secret, 64)).then_some((id, secret))
 }
 
-/// Check a presented key; the role is checked by the caller.
-pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Principal, ApiError> {
+/// RFC 3339 (UTC) of Unix seconds, for messages.
+pub fn format_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// Parse an expiry: an RFC 3339 instant, or a duration from `now` as a
+/// number with a unit (`90d`, `12h`, `30m`, `3600s`). Returns Unix seconds.
+pub fn parse_expiry(s: &str, now: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let bad = || format!("expiry {s:?} is neither an RFC 3339 time (2026-12-31T00:00:00Z) nor a duration (90d, 12h, 30m, 3600s)");
+    let unit = match s.chars().last() {
+        Some('d') => 86_400,
+        Some('h') => 3_600,
+        Some('m') => 60,
+        Some('s') => 1,
+        _ => return Err(bad()),
+    };
+    let n: i64 = s[..s.len() - 1].parse().map_err(|_| bad())?;
+    n.checked_mul(unit).filter(|d| *d > 0).and_then(|d| now.checked_add(d)).ok_or_else(bad)
+}
+
+/// Check a presented key at `now`; the role is checked by the caller.
+pub async fn authenticate(store: &dyn Store, presented: &str, now: i64) -> Result<Principal, ApiError> {
     let bad = || ApiError::unauthorized("invalid API key");
     let (id, secret) = split_key(presented).ok_or_else(bad)?;
     let rec = store.find_api_key(id).await?.ok_or_else(bad)?;
@@ -127,8 +182,15 @@ pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Principa
     if !matches || rec.revoked_at.is_some() {
         return Err(bad());
     }
+    if let Some(e) = rec.expires_at.filter(|e| now >= *e) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "api_key_expired",
+            format!("this API key expired at {}; ask an admin for a new one (cachet admin create-key --expires ...)", format_time(e)),
+        ));
+    }
     let role = Role::parse(&rec.role).ok_or_else(|| ApiError::internal(format!("API key {} has unknown role {}", rec.id, rec.role)))?;
-    Ok(Principal { key_id: rec.id, role, tenant: rec.tenant })
+    Ok(Principal { key_id: rec.id, role, tenant: rec.tenant, expires_at: rec.expires_at })
 }
 
 /// The bearer token of a request.
@@ -138,23 +200,48 @@ fn bearer(req: &Request) -> Result<&str, ApiError> {
     s.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer <API key>"))
 }
 
-async fn guard(store: Arc<dyn Store>, need: Role, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let principal = authenticate(store.as_ref(), bearer(&req)?).await?;
+/// 403 `operator_only`: a tenant key on a route that manages the service.
+pub fn operator_only() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "operator_only",
+        "this route needs an operator key (one without a tenant); a tenant key manages only its own secrets, \
+         release policies, reference values, API keys and audit view",
+    )
+}
+
+async fn guard(store: Arc<dyn Store>, need: Role, operator: bool, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let principal = authenticate(store.as_ref(), bearer(&req)?, crate::now()).await?;
     if principal.role < need {
         return Err(ApiError::forbidden(format!("this route needs the {} role", need.as_str())));
+    }
+    if operator && !principal.is_operator() {
+        return Err(operator_only());
     }
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }
 
-/// Middleware for routes any admin-API key (reader or admin) may call.
+/// Middleware for routes any admin-API key (reader or admin) may call; the
+/// handler confines a tenant key to its tenant.
 pub async fn require_reader(State(store): State<Arc<dyn Store>>, req: Request, next: Next) -> Result<Response, ApiError> {
-    guard(store, Role::Reader, req, next).await
+    guard(store, Role::Reader, false, req, next).await
 }
 
-/// Middleware for routes that change state (admin role).
+/// Middleware for routes that change state (admin role); the handler
+/// confines a tenant key to its tenant.
 pub async fn require_admin(State(store): State<Arc<dyn Store>>, req: Request, next: Next) -> Result<Response, ApiError> {
-    guard(store, Role::Admin, req, next).await
+    guard(store, Role::Admin, false, req, next).await
+}
+
+/// Middleware for read-only routes of the operator (reader role, no tenant).
+pub async fn require_operator_reader(State(store): State<Arc<dyn Store>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    guard(store, Role::Reader, true, req, next).await
+}
+
+/// Middleware for routes that change the service (admin role, no tenant).
+pub async fn require_operator_admin(State(store): State<Arc<dyn Store>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    guard(store, Role::Admin, true, req, next).await
 }
 
 #[cfg(test)]
@@ -171,5 +258,22 @@ mod tests {
         for bad in ["", "cachet_", "cachet_zz_zz", &k.key[..k.key.len() - 1], &k.key.replace("cachet_", "other_")] {
             assert!(split_key(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn expiries_are_times_or_durations_and_never_in_the_past() {
+        let now = 1_700_000_000;
+        assert_eq!(parse_expiry("90d", now), Ok(now + 90 * 86_400));
+        assert_eq!(parse_expiry("12h", now), Ok(now + 12 * 3_600));
+        assert_eq!(parse_expiry("30m", now), Ok(now + 1_800));
+        assert_eq!(parse_expiry("3600s", now), Ok(now + 3_600));
+        assert_eq!(parse_expiry("2030-01-01T00:00:00Z", now), Ok(1_893_456_000));
+        for bad in ["", "d", "0d", "-1d", "1y", "1.5h", "9999999999999999999d", "tomorrow"] {
+            assert!(parse_expiry(bad, now).is_err(), "{bad}");
+        }
+        assert!(new_expiring_api_key("n", Role::Admin, None, Some(now), now).is_err(), "an expiry must be in the future");
+        assert!(new_expiring_api_key("n", Role::Admin, None, Some(now - 1), now).is_err());
+        let k = new_expiring_api_key("n", Role::Reader, Some("bank-a"), Some(now + 1), now).unwrap();
+        assert_eq!((k.record.expires_at, k.record.tenant.as_deref()), (Some(now + 1), Some("bank-a")));
     }
 }

@@ -76,6 +76,34 @@ pub struct ServeArgs {
     /// Verifications run at once; more wait [default: 8].
     #[arg(long, env = "CACHET_MAX_CONCURRENT_VERIFICATIONS", value_name = "N")]
     pub max_concurrent_verifications: Option<usize>,
+    /// Requests per minute one client address (an IPv6 client: its /64) may
+    /// make to /v1/challenge, /v1/attest and /v1/secrets/release together,
+    /// as a token bucket; more get `429 rate_limited` with Retry-After.
+    /// 0 = unlimited [default: 1200].
+    #[arg(long, env = "CACHET_RATE_LIMIT", value_name = "PER_MINUTE")]
+    pub rate_limit: Option<u32>,
+    /// Requests one client address may make at once before --rate-limit
+    /// applies (the bucket's size) [default: 200].
+    #[arg(long, env = "CACHET_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+    /// Close a connection that has not sent a whole request head (request
+    /// line and headers) this long after it connected or its previous
+    /// response [default: 10].
+    #[arg(long, env = "CACHET_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    pub header_read_timeout: Option<u64>,
+    /// Close a connection on which a read or a write has waited this long
+    /// (slow bodies, slow readers, idle HTTP/2); at least request_timeout
+    /// [default: the larger of 60 and request_timeout].
+    #[arg(long, env = "CACHET_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    /// Most connections open at once; more are closed on accept [default: 1024].
+    #[arg(long, env = "CACHET_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address (an IPv6
+    /// client: its /64), so one client cannot take them all [default: three
+    /// quarters of max_connections].
+    #[arg(long, env = "CACHET_MAX_CONNECTIONS_PER_CLIENT", value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
     /// Accept a per-request verification time (`at`) in POST /v1/attest.
     /// For tests and offline re-verification only: it lets a client verify
     /// evidence as of a past instant, when its certificates were valid.
@@ -192,6 +220,12 @@ struct FileConfig {
     body_limit: Option<usize>,
     request_timeout: Option<u64>,
     max_concurrent_verifications: Option<usize>,
+    rate_limit: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    header_read_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
     allow_verification_time: Option<bool>,
     insecure_simulated_tee: Option<bool>,
     log_format: Option<LogFormat>,
@@ -237,6 +271,18 @@ pub struct Config {
     pub request_timeout: u64,
     /// Concurrent verifications.
     pub max_concurrent_verifications: usize,
+    /// Unauthenticated requests per minute per client address; 0 = unlimited.
+    pub rate_limit: u32,
+    /// Their burst (bucket size).
+    pub rate_limit_burst: u32,
+    /// Time to send a request head (s).
+    pub header_read_timeout: u64,
+    /// Longest wait of one read or write on a connection (s).
+    pub idle_timeout: u64,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Connections open at once per client address.
+    pub max_connections_per_client: usize,
     /// Whether `at` is accepted.
     pub allow_verification_time: bool,
     /// Whether the simulated TEE root is trusted.
@@ -287,6 +333,22 @@ impl ServeArgs {
         }
         let max_concurrent_verifications =
             self.max_concurrent_verifications.or(file.max_concurrent_verifications).unwrap_or(8).max(1);
+        let request_timeout = self.request_timeout.or(file.request_timeout).unwrap_or(30).max(1);
+        let header_read_timeout = self.header_read_timeout.or(file.header_read_timeout).unwrap_or(10);
+        secs(header_read_timeout, "header_read_timeout")?;
+        if header_read_timeout < 1 {
+            return Err("header_read_timeout must be at least 1 second".into());
+        }
+        let idle_timeout = self.idle_timeout.or(file.idle_timeout).unwrap_or(request_timeout.max(60));
+        secs(idle_timeout, "idle_timeout")?;
+        if idle_timeout < request_timeout {
+            return Err(format!(
+                "idle_timeout ({idle_timeout} s) must be at least request_timeout ({request_timeout} s), or slow requests would be cut off"
+            ));
+        }
+        let max_connections = self.max_connections.or(file.max_connections).unwrap_or(1024).max(1);
+        let max_connections_per_client =
+            self.max_connections_per_client.or(file.max_connections_per_client).unwrap_or(max_connections - max_connections / 4).clamp(1, max_connections);
         let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("cachet-data"));
         let pkcs11 = match self.pkcs11_module.clone().or(file.pkcs11_module) {
             None => None,
@@ -323,8 +385,14 @@ impl ServeArgs {
             clock_skew: secs(self.clock_skew.or(file.clock_skew).unwrap_or(60), "clock_skew")?,
             nonce_ttl,
             body_limit: self.body_limit.or(file.body_limit).unwrap_or(16 << 20).max(1024),
-            request_timeout: self.request_timeout.or(file.request_timeout).unwrap_or(30).max(1),
+            request_timeout,
             max_concurrent_verifications,
+            rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(1200),
+            rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst).unwrap_or(200).max(1),
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
+            max_connections_per_client,
             allow_verification_time: self.allow_verification_time || file.allow_verification_time.unwrap_or(false),
             insecure_simulated_tee: self.insecure_simulated_tee || file.insecure_simulated_tee.unwrap_or(false),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
@@ -361,6 +429,32 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(args.resolve().is_err(), "unknown keys are refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn connection_and_rate_limits_have_safe_defaults_and_file_keys() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert!(c.header_read_timeout <= 30, "a half-sent request is closed within 30 s by default");
+        assert_eq!((c.idle_timeout, c.max_connections, c.max_connections_per_client), (60, 1024, 768));
+        assert_eq!((c.rate_limit, c.rate_limit_burst), (1200, 200));
+        let slow = ServeArgs { request_timeout: Some(120), ..Default::default() }.resolve().unwrap();
+        assert_eq!(slow.idle_timeout, 120, "the idle timeout never cuts a request the request timeout allows");
+        let e = ServeArgs { request_timeout: Some(30), idle_timeout: Some(10), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.contains("idle_timeout"), "{e}");
+        assert!(ServeArgs { header_read_timeout: Some(0), ..Default::default() }.resolve().is_err());
+
+        let dir = std::env::temp_dir().join(format!("cachet-cfg-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "rate_limit = 0\nrate_limit_burst = 5\nheader_read_timeout = 3\nidle_timeout = 40\nmax_connections = 10\nmax_connections_per_client = 50\n",
+        )
+        .unwrap();
+        let c = ServeArgs { config: Some(file), ..Default::default() }.resolve().unwrap();
+        assert_eq!((c.rate_limit, c.rate_limit_burst, c.header_read_timeout, c.idle_timeout), (0, 5, 3, 40));
+        assert_eq!((c.max_connections, c.max_connections_per_client), (10, 10), "per client never above the total");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

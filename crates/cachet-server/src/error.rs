@@ -126,3 +126,27 @@ where
         }
     }
 }
+
+/// A query-string extractor whose rejections are [`ApiError`]s: a
+/// malformed query (e.g. `?limit=abc`) is `400 invalid_query` in the usual
+/// JSON shape, like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("{}; the route's query parameters are in /openapi.json", e.body_text()),
+            )),
+        }
+    }
+}

@@ -3,9 +3,12 @@
 //!
 //! | family | field | value |
 //! |---|---|---|
-//! | sgx, tdx, snp, sim | `report_data` (64 bytes) | `SHA-512(nonce ‖ runtime_data)` |
-//! | tpm, az-snp-vtpm, az-tdx-vtpm, nitro-tpm, nvgpu | TPM `extraData` / SPDM nonce (32 bytes) | `SHA-256(nonce ‖ runtime_data)` |
+//! | sgx, tdx, snp, sim | `report_data` (64 bytes) | `SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
+//! | tpm, az-snp-vtpm, az-tdx-vtpm, nitro-tpm, nvgpu | TPM `extraData` / SPDM nonce (32 bytes) | `SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)` |
 //! | nitro | `nonce` / `user_data` or `public_key` | the nonce / the runtime data |
+//!
+//! `len(x)`: the byte length of `x`, 4 bytes big-endian (so no split of the
+//! same bytes between nonce and runtime data gives the same value).
 //!
 //! The same functions as the attester's (`cachet_attester::binding`) compute
 //! the expected values; after verification the claims must carry them.
@@ -17,9 +20,9 @@ use serde_json::Value;
 /// Where a family carries the binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindingKind {
-    /// 64-byte report data = SHA-512(nonce ‖ runtime data).
+    /// 64-byte report data = SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data).
     ReportData,
-    /// 32-byte qualifying data = SHA-256(nonce ‖ runtime data), checked by
+    /// 32-byte qualifying data = SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data), checked by
     /// the verifier as its expected nonce.
     QualifyingData,
     /// Nitro: the document's own `nonce` and `user_data`/`public_key`.
@@ -75,8 +78,8 @@ impl Binding {
         let want = hex::encode(&self.expected);
         match self.kind {
             BindingKind::ReportData => match hex_claim(&["report_data"]) {
-                Some(got) if got == want => Ok("report_data = SHA-512(nonce || runtime_data)".into()),
-                Some(got) => Err(format!("report_data {got} is not SHA-512(nonce || runtime_data) = {want}")),
+                Some(got) if got == want => Ok("report_data = SHA-512(len(nonce) || nonce || len(runtime_data) || runtime_data)".into()),
+                Some(got) => Err(format!("report_data {got} is not SHA-512(len(nonce) || nonce || len(runtime_data) || runtime_data) = {want}")),
                 None => Err("the verified claims carry no report_data".into()),
             },
             BindingKind::QualifyingData | BindingKind::NitroFields => {
@@ -103,7 +106,7 @@ impl Binding {
                 Ok(if self.kind == BindingKind::NitroFields {
                     "nonce field = nonce".into()
                 } else {
-                    "qualifying data = SHA-256(nonce || runtime_data)".into()
+                    "qualifying data = SHA-256(len(nonce) || nonce || len(runtime_data) || runtime_data)".into()
                 })
             }
         }

@@ -144,6 +144,34 @@ impl KeyService {
         Ok(key)
     }
 
+    /// Seal under the KEK the software keys an earlier version stored as
+    /// plaintext PKCS#8 (custody `local`), so the database alone no longer
+    /// signs. Runs at start; a key another process sealed first is skipped.
+    /// Returns the kids sealed.
+    pub async fn seal_plaintext_keys(&self, actor: &str, now: i64) -> Result<Vec<String>, KeyError> {
+        const PLAINTEXT: &str = "local";
+        if self.custody.name() != cachet_keybroker::custody::SEALED_CUSTODY {
+            return Ok(Vec::new());
+        }
+        let ring = self.refresh().await?;
+        let mut sealed = Vec::new();
+        for k in ring.keys().iter().filter(|k| k.custody == PLAINTEXT) {
+            let moved = self.custody.import_pkcs8(k.alg, &k.handle, "cachet-token-signing")?;
+            if moved.public_spki_der != k.public_spki_der {
+                return Err(KeyError::Invalid(format!("stored key {} does not match its public key", k.kid)));
+            }
+            let a = audit(actor, "signing_key.seal", now, serde_json::json!({"kid": k.kid, "from": PLAINTEXT, "to": self.custody.name()}));
+            if self.store.move_signing_key(&k.kid, PLAINTEXT, self.custody.name(), &moved.handle, &a).await? {
+                tracing::info!(kid = %k.kid, "sealed a plaintext signing key under the key-encryption key");
+                sealed.push(k.kid.clone());
+            }
+        }
+        if !sealed.is_empty() {
+            self.refresh().await?;
+        }
+        Ok(sealed)
+    }
+
     /// Make sure some key can sign at `now`: on first start (or when every
     /// key was revoked or expired) create one that signs at once — there is
     /// no earlier token for which it would have to be pre-published.
@@ -249,12 +277,17 @@ impl KeyService {
 
     /// Sign `claims` with the key active at `now`; returns the token and kid.
     pub async fn sign(&self, claims: &Value, now: i64) -> Result<(String, String), KeyError> {
+        self.sign_typed(claims, now, "JWT").await
+    }
+
+    /// [`KeyService::sign`] with JWS header `typ` (e.g. a release statement).
+    pub async fn sign_typed(&self, claims: &Value, now: i64, typ: &str) -> Result<(String, String), KeyError> {
         let mut ring = self.ring().await?;
         if ring.signer(now).is_none() {
             ring = self.refresh().await?;
         }
         let key = ring.signer(now).ok_or(TokenError::NoSigningKey)?;
-        let token = jws::sign(claims, key, self.custody.as_ref())?;
+        let token = jws::sign_typed(claims, key, self.custody.as_ref(), typ)?;
         Ok((token, key.kid.clone()))
     }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod freshness;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod policies;
@@ -37,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cachet_store::{SqliteStore, Store};
-use cachet_token::{KeyCustody, LocalCustody, RotationPolicy};
+use cachet_token::{KeyCustody, RotationPolicy};
 use cachet_verify::{AnchorKind, TrustAnchors};
 use tokio::sync::Semaphore;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -88,10 +89,10 @@ pub struct AppState {
 
 impl AppState {
     /// Re-read the stored reference values after a change (or at start) and
-    /// give them to the key broker's release policies too.
+    /// give each tenant's view to the key broker's release policies.
     pub async fn reload_reference_values(&self) -> Result<(), ApiError> {
-        let merged = self.appraiser.reload_reference_values(self.store.as_ref()).await?;
-        self.broker.set_reference_values((*merged).clone());
+        let release = self.appraiser.reload_reference_values(self.store.as_ref()).await?;
+        self.broker.set_reference_values((*release).clone());
         Ok(())
     }
 }
@@ -130,11 +131,18 @@ impl Modify for SecurityAddon {
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let store = state.store.clone();
     let reader = admin::reader_routes().layer(from_fn_with_state(store.clone(), auth::require_reader));
-    let admin = admin::admin_routes().layer(from_fn_with_state(store, auth::require_admin));
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let admin = admin::admin_routes().layer(from_fn_with_state(store.clone(), auth::require_admin));
+    let operator_reader = admin::operator_reader_routes().layer(from_fn_with_state(store.clone(), auth::require_operator_reader));
+    let operator_admin = admin::operator_admin_routes().layer(from_fn_with_state(store, auth::require_operator_admin));
+    // The unauthenticated routes that write or verify: a budget per client address.
+    let limiter = Arc::new(limits::ClientRateLimiter::new(&state.config));
+    let public = OpenApiRouter::new()
         .routes(routes!(routes::challenge))
         .routes(routes!(routes::attest))
         .routes(routes!(secrets::release))
+        .layer(from_fn_with_state(limiter, limits::rate_limit));
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
         .routes(routes!(routes::openid_configuration))
         .routes(routes!(routes::jwks))
         .routes(routes!(routes::healthz))
@@ -142,11 +150,14 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::metrics))
         .merge(reader)
         .merge(admin)
+        .merge(operator_reader)
+        .merge(operator_admin)
         .split_for_parts();
     let doc = Arc::new(api.clone());
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit;
     let metrics = state.metrics.clone();
+    let https = state.config.tls.is_some();
     let router = router
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -157,7 +168,21 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn_with_state(timeout, timeout_layer))
         .layer(from_fn_with_state(metrics, status_layer))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        // Request spans (debug level) quote the URI bounded, like every caller-supplied log field.
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let uri = req.uri().to_string();
+            tracing::debug_span!("request", method = %req.method(), uri = %cachet_store::audit::bound_text(&uri, 1024), version = ?req.version())
+        }));
+    // Served over HTTPS: browsers and HTTP clients that honour HSTS never
+    // fall back to plain HTTP for this host (a year, the usual minimum).
+    let router = if https {
+        router.layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        ))
+    } else {
+        router
+    };
     (router, api)
 }
 
@@ -222,37 +247,46 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     }
 }
 
-/// The key service for a configuration: signing keys in the store, or in
-/// the PKCS#11 HSM with `signing_custody = pkcs11` (so `cachet keys` and
-/// the server use the same custody).
+/// The key service for a configuration: software signing keys stored
+/// sealed under the KEK (the key file's or the HSM's; never as plaintext in
+/// the store, so a copy of the database cannot sign tokens), or keys in the
+/// PKCS#11 HSM with `signing_custody = pkcs11` (so `cachet keys` and the
+/// server use the same custody).
 pub fn key_service(config: &Config, store: Arc<dyn Store>) -> KeyService {
+    use cachet_keybroker::custody::{SealedCustody, SEALED_CUSTODY};
     let custody: Arc<dyn KeyCustody> = match config.signing_custody {
-        config::SigningCustody::Local => Arc::new(LocalCustody::new()),
+        config::SigningCustody::Local => match kek(config) {
+            Ok(kek) => Arc::new(SealedCustody::new(kek)),
+            Err(e) => Arc::new(UnavailableCustody(SEALED_CUSTODY, format!("key-encryption key: {e}"))),
+        },
         config::SigningCustody::Pkcs11 => match hsm(config) {
             Ok(Some(h)) => Arc::new(cachet_keybroker::pkcs11::Pkcs11Custody::new(h)),
-            Ok(None) => Arc::new(UnavailableCustody("signing_custody = pkcs11 needs pkcs11_module".into())),
-            Err(e) => Arc::new(UnavailableCustody(e)),
+            Ok(None) => Arc::new(UnavailableCustody("pkcs11", "signing_custody = pkcs11 needs pkcs11_module".into())),
+            Err(e) => Arc::new(UnavailableCustody("pkcs11", e)),
         },
     };
     key_service_with(config, store, custody)
 }
 
-/// The PKCS#11 custody when its HSM cannot be opened: every use fails with
-/// the reason (rather than silently falling back to software keys).
-struct UnavailableCustody(String);
+/// A custody that cannot be opened (its HSM or KEK): every use fails with
+/// the reason (rather than silently falling back to plaintext software keys).
+struct UnavailableCustody(&'static str, String);
 
 impl KeyCustody for UnavailableCustody {
     fn name(&self) -> &'static str {
-        "pkcs11"
+        self.0
     }
     fn generate(&self, _: cachet_token::Algorithm, _: &str) -> Result<cachet_token::CustodyKey, cachet_token::TokenError> {
-        Err(cachet_token::TokenError::Key(format!("HSM unavailable: {}", self.0)))
+        Err(cachet_token::TokenError::Key(format!("key custody unavailable: {}", self.1)))
     }
     fn sign(&self, _: cachet_token::Algorithm, _: &[u8], _: &[u8]) -> Result<Vec<u8>, cachet_token::TokenError> {
-        Err(cachet_token::TokenError::Sign(format!("HSM unavailable: {}", self.0)))
+        Err(cachet_token::TokenError::Sign(format!("key custody unavailable: {}", self.1)))
+    }
+    fn import_pkcs8(&self, _: cachet_token::Algorithm, _: &[u8], _: &str) -> Result<cachet_token::CustodyKey, cachet_token::TokenError> {
+        Err(cachet_token::TokenError::Key(format!("key custody unavailable: {}", self.1)))
     }
     fn destroy(&self, _: &[u8]) -> Result<(), cachet_token::TokenError> {
-        Err(cachet_token::TokenError::Key(format!("HSM unavailable: {}", self.0)))
+        Err(cachet_token::TokenError::Key(format!("key custody unavailable: {}", self.1)))
     }
 }
 
@@ -283,11 +317,12 @@ fn hsm(config: &Config) -> Result<Option<Arc<cachet_keybroker::pkcs11::Hsm>>, St
     Ok(Some(h))
 }
 
-/// The key broker of a configuration: its KEK (the HSM's, or the local key
-/// file, created 0600 on first start) over the service store.
-pub fn key_broker(config: &Config, store: Arc<dyn Store>) -> Result<cachet_keybroker::KeyBroker, String> {
-    use cachet_keybroker::{KeyEncryptionKey, LocalFileKek};
-    let kek: Arc<dyn KeyEncryptionKey> = match (hsm(config)?, &config.pkcs11) {
+/// The key-encryption key of a configuration: the HSM's, or the local key
+/// file (created 0600 on first start). It seals secrets and software
+/// token-signing keys.
+pub fn kek(config: &Config) -> Result<Arc<dyn cachet_keybroker::KeyEncryptionKey>, String> {
+    use cachet_keybroker::LocalFileKek;
+    Ok(match (hsm(config)?, &config.pkcs11) {
         (Some(h), Some(p)) => Arc::new(cachet_keybroker::pkcs11::Pkcs11Kek::open_or_generate(h, &p.kek_label).map_err(|e| format!("HSM KEK: {e}"))?),
         _ => {
             if let Some(dir) = config.kek_file.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -295,13 +330,16 @@ pub fn key_broker(config: &Config, store: Arc<dyn Store>) -> Result<cachet_keybr
             }
             Arc::new(LocalFileKek::open_or_create(&config.kek_file).map_err(|e| e.to_string())?)
         }
-    };
+    })
+}
+
+/// The key broker of a configuration: its KEK ([`kek`]) over the service store.
+pub fn key_broker(config: &Config, store: Arc<dyn Store>) -> Result<cachet_keybroker::KeyBroker, String> {
+    let kek = kek(config)?;
     let secrets = Arc::new(secrets::StoreSecrets(store));
-    let broker = cachet_keybroker::KeyBroker::new(kek, secrets, cachet_keybroker::BrokerConfig::default());
-    if let Some(refvals) = reference_values_file(config)? {
-        broker.set_reference_values(refvals);
-    }
-    Ok(broker)
+    // Release policies get their tenants' reference values from the store
+    // (`AppState::reload_reference_values`); the file's sets are the operator's.
+    Ok(cachet_keybroker::KeyBroker::new(kek, secrets, cachet_keybroker::BrokerConfig::default()))
 }
 
 /// The reference values of `--reference-values` (JSON or TOML), if configured.
@@ -322,6 +360,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
     let store: Arc<dyn Store> = open_store(&config).await?;
     let broker = Arc::new(key_broker(&config, store.clone())?);
     let keys = Arc::new(key_service(&config, store.clone()));
+    keys.seal_plaintext_keys("server", now()).await.map_err(|e| format!("sealing stored signing keys: {e}"))?;
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;
 
     let mut anchors = TrustAnchors::pinned();
@@ -338,6 +377,19 @@ pub async fn start(config: Config) -> Result<Server, String> {
             dir = %simulated_tee_dir(&config).display(),
             "!!! INSECURE: --insecure-simulated-tee is on: evidence signed by the SIMULATED TEE root key in this directory is \
              accepted. Anyone who can read that file can forge attestations. Never use this in production. !!!"
+        );
+    }
+    if config.allow_verification_time {
+        // An attester choosing the verification instant can use evidence
+        // whose certificates expired or were revoked since: say so loudly.
+        eprintln!(
+            "\n*** WARNING: --allow-verification-time is on: POST /v1/attest accepts `at`, so evidence is verified\n\
+             *** as of an instant the caller chooses (expired or since-revoked certificates pass).\n\
+             *** Tests and offline re-verification only.\n"
+        );
+        tracing::warn!(
+            "!!! INSECURE: --allow-verification-time is on: attesters choose the verification instant (`at`), so evidence whose \
+             certificates have expired is accepted. Never use this in production. !!!"
         );
     }
 
@@ -370,16 +422,27 @@ pub async fn start(config: Config) -> Result<Server, String> {
     let (router, _) = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
+    // Connection limits: a cap in all and per client, an idle timeout on
+    // every read and write, and hyper's header-read timeout (which needs the
+    // timer axum-server does not set) so half-sent requests are closed.
+    let limits = limits::ConnectionLimits::new(&config);
+    let header_read_timeout = Duration::from_secs(config.header_read_timeout);
     let task = match &config.tls {
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(|e| format!("TLS certificate/key: {e}"))?;
-            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
+            let mut server = axum_server::from_tcp_rustls(listener, tls)
+                .map(|tls| tls.acceptor(limits::LimitAcceptor::new(axum_server::accept::DefaultAcceptor, limits)))
+                .handle(handle.clone());
+            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
             tokio::spawn(async move { server.serve(service).await })
         }
         None => {
-            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(limits::LimitAcceptor::new(axum_server::accept::DefaultAcceptor, limits))
+                .handle(handle.clone());
+            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
             tokio::spawn(async move { server.serve(service).await })
         }
     };

@@ -6,7 +6,10 @@
 //! every TEE family (`Policy::validate`) — before it is stored, so a broken
 //! or failing policy is refused (`422 policy_invalid`) and never replaces a
 //! working one. `default-<tee>` names the TEE's default policy: storing one
-//! overrides the default shipped with Cachet for that TEE.
+//! overrides the default shipped with Cachet for that TEE. Every other
+//! stored policy declares the TEE families it judges (`tees := {"tdx"}`),
+//! the only families an attester may request it for (`check_tees`).
+//! These are operator routes: tenant keys get `403 operator_only`.
 //!
 //! With policy-signing certificates configured (`--policy-signing-cert`),
 //! a policy is accepted only as `{"jws": ...}`, signed by the key of one of
@@ -22,7 +25,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use cachet_appraise::{Appraisal, Policy};
@@ -34,8 +37,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::appraisal::{self, hash_label, PolicySource};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::policy_signing::{self, SignerInfo};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::policy_signing::{self, SignedPolicy, SignerInfo};
 use crate::routes::{self, EndorsementIn};
 use crate::{now, AppState};
 
@@ -190,6 +193,29 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A stored policy says which TEE families it judges (its `tees` rule),
+/// naming only known families: an attester may request it only for
+/// evidence of those. `default-<tee>` judges `<tee>` by its name; if it
+/// declares families, `<tee>` must be among them.
+fn check_tees(name: &str, policy: &Policy) -> Result<(), cachet_appraise::PolicyError> {
+    use cachet_appraise::PolicyError::Refused;
+    let declared = policy.declared_tees()?;
+    let known: Vec<&str> = cachet_verify::Tee::ALL.iter().map(|t| t.as_str()).collect();
+    if let Some(bad) = declared.iter().flatten().find(|t| !known.contains(&t.as_str())) {
+        return Err(Refused(format!("`tees` names {bad:?}, which is not a TEE family (one of {})", known.join(", "))));
+    }
+    match (name.strip_prefix("default-"), declared) {
+        (Some(tee), Some(d)) if !d.iter().any(|t| t == tee) => {
+            Err(Refused(format!("policy {name} judges {tee} evidence: its `tees` must include {tee:?}")))
+        }
+        (None, None) => Err(Refused(
+            "declare the TEE families this policy judges, e.g. `tees := {\"tdx\"}`: an attester may request it only for evidence of those".into(),
+        )),
+        (None, Some(d)) if d.is_empty() => Err(Refused("`tees` is empty: declare at least one TEE family this policy judges".into())),
+        _ => Ok(()),
+    }
+}
+
 fn policy_invalid(e: cachet_appraise::PolicyError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", e.to_string())
 }
@@ -208,7 +234,7 @@ fn builtin_info(name: &str, text: &str) -> PolicyInfo {
 
 /// List policies: the current version of each stored policy, and each
 /// shipped default not overridden by a stored one.
-#[utoipa::path(get, path = "/v1/admin/policies", tag = "admin", security(("api_key" = ["reader"])),
+#[utoipa::path(get, path = "/v1/admin/policies", tag = "admin", security(("api_key" = ["reader", "operator"])),
     responses((status = 200, body = [PolicyInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_policies(State(st): State<AppState>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
     let stored = st.store.list_policies().await?;
@@ -225,13 +251,13 @@ pub async fn list_policies(State(st): State<AppState>) -> Result<Json<Vec<Policy
 
 /// Read a policy (current version, or `?version=N`); shipped defaults
 /// (`default-<tee>`) are readable too.
-#[utoipa::path(get, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["reader"])),
+#[utoipa::path(get, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["reader", "operator"])),
     params(("name" = String, Path, description = "Policy name"), VersionQuery),
     responses((status = 200, body = PolicyDoc), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn get_policy(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<VersionQuery>,
+    ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> Result<Json<PolicyDoc>, ApiError> {
     check_name(&name)?;
     if let Some(row) = st.store.get_policy(&name, q.version).await? {
@@ -247,7 +273,7 @@ pub async fn get_policy(
 
 /// Every stored version of a policy (who stored it, when, hash, and who
 /// signed it if it was uploaded signed), oldest first.
-#[utoipa::path(get, path = "/v1/admin/policies/{name}/versions", tag = "admin", security(("api_key" = ["reader"])),
+#[utoipa::path(get, path = "/v1/admin/policies/{name}/versions", tag = "admin", security(("api_key" = ["reader", "operator"])),
     params(("name" = String, Path, description = "Policy name")),
     responses((status = 200, body = [PolicyInfo]), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn policy_versions(State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
@@ -296,7 +322,8 @@ async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -
         (Some(text), None) => {
             let message = format!(
                 "this server accepts only signed policies ({} policy-signing certificate(s) configured): sign the Rego text with \
-                 `cachet admin policy sign --key KEY.pem --cert CERT.pem POLICY.rego > POLICY.jws` and send {{\"jws\": <its content>}}",
+                 `cachet admin policy sign --name {name} --version N --key KEY.pem --cert CERT.pem POLICY.rego > POLICY.jws` \
+                 and send {{\"jws\": <its content>}}",
                 signers.signers().len()
             );
             let hash = hash_label(&cachet_appraise::policy_hash(&text));
@@ -317,21 +344,54 @@ async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -
                     return Err(e.into());
                 }
             };
-            match String::from_utf8(signed.payload) {
-                // The JWS exactly as verified (`verify` ignores only
-                // surrounding whitespace), so it verifies again later.
-                Ok(text) => {
-                    let jws = jws.trim_matches(|c: char| c.is_ascii_whitespace()).to_string();
-                    Ok((text, Some(Signature { signer: signed.signer, jws })))
-                }
-                Err(_) => {
-                    let message = "the signed payload is not UTF-8 text; sign the Rego file itself";
-                    audit_refusal(st, p, "policy_invalid", json!({"name": name, "signer": signed.signer, "error": message})).await;
-                    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", message))
-                }
+            if let Err(e) = check_binding(st, name, &signed).await {
+                audit_refusal(st, p, e.code, json!({"name": name, "signer": signed.signer, "error": e.message})).await;
+                return Err(e);
             }
+            // The JWS exactly as verified (`verify` ignores only surrounding
+            // whitespace), so it verifies again later.
+            let jws = jws.trim_matches(|c: char| c.is_ascii_whitespace()).to_string();
+            Ok((signed.text, Some(Signature { signer: signed.signer, jws })))
         }
     }
+}
+
+/// A signature binds the text to one name and version: refuse it under
+/// another name, and unless its version is greater than every signed
+/// version stored under this name (so an older signed version cannot be
+/// re-uploaded to roll back, nor the current one replayed).
+async fn check_binding(st: &AppState, name: &str, signed: &SignedPolicy) -> Result<(), ApiError> {
+    if signed.name != name {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            policy_signing::NAME_MISMATCH,
+            format!(
+                "this policy was signed for the name {:?}, not {name:?}: store it under {:?}, or have it signed for {name:?} \
+                 (cachet admin policy sign --name {name} ...)",
+                signed.name, signed.name
+            ),
+        ));
+    }
+    let newest = st
+        .store
+        .policy_versions(name)
+        .await?
+        .iter()
+        .filter_map(|row| row.signer.as_deref().and_then(|s| serde_json::from_str::<SignerInfo>(s).ok()).and_then(|s| s.version))
+        .max();
+    if let Some(newest) = newest.filter(|n| signed.version <= *n) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            policy_signing::ROLLBACK,
+            format!(
+                "signed version {} of {name:?} is not newer than signed version {newest} already stored: an older (or the same) \
+                 signed policy cannot be stored again; sign the text with --version {}",
+                signed.version,
+                newest + 1
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Store a new version of a policy, after validating it: compiled, and run
@@ -339,12 +399,13 @@ async fn policy_text(st: &AppState, p: &Principal, name: &str, req: PutPolicy) -
 /// `422 policy_invalid` and the previous version keeps serving. With
 /// policy-signing certificates configured, only `{"jws": ...}` signed by one
 /// of them is accepted, and its signer and the JWS are stored with the version.
-#[utoipa::path(put, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["admin"])),
+#[utoipa::path(put, path = "/v1/admin/policies/{name}", tag = "admin", security(("api_key" = ["admin", "operator"])),
     params(("name" = String, Path, description = "Policy name (`default-<tee>` overrides that TEE's default)")),
     request_body = PutPolicy,
     responses((status = 201, body = PolicyInfo),
               (status = 422, description = "policy_invalid: does not parse, compile, or run cleanly on the sample claims; \
-                policy_signature_invalid, policy_signer_unknown, policy_signer_not_valid: a signed policy refused", body = ErrorBody),
+                policy_signature_invalid, policy_signer_unknown, policy_signer_not_valid, policy_signature_unbound, \
+                policy_signature_name_mismatch, policy_signature_rollback: a signed policy refused", body = ErrorBody),
               (status = 400, description = "policy_signature_required (signing configured, plain Rego sent), \
                 policy_signing_not_configured (a JWS sent, no signing configured), invalid_request", body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -359,7 +420,8 @@ pub async fn put_policy(
     let signer = signature.as_ref().map(|s| s.signer.clone());
     let n = name.clone();
     let t = text.clone();
-    let validated = tokio::task::spawn_blocking(move || Policy::validate(&n, &t)).await.map_err(ApiError::internal)?;
+    let validated =
+        tokio::task::spawn_blocking(move || Policy::validate(&n, &t).and_then(|p| check_tees(&n, &p).map(|()| p))).await.map_err(ApiError::internal)?;
     let policy = match validated {
         Ok(policy) => policy,
         Err(e) => {
@@ -402,7 +464,7 @@ pub async fn put_policy(
 /// Dry run: verify the evidence and appraise it with this policy (or the
 /// candidate text in the body); returns each verification check and each
 /// policy rule's outcome. Issues no token and consumes no nonce.
-#[utoipa::path(post, path = "/v1/admin/policies/{name}/evaluate", tag = "admin", security(("api_key" = ["reader"])),
+#[utoipa::path(post, path = "/v1/admin/policies/{name}/evaluate", tag = "admin", security(("api_key" = ["reader", "operator"])),
     params(("name" = String, Path, description = "Policy name")),
     request_body = EvaluateRequest,
     responses((status = 200, body = EvaluateResponse),
@@ -427,7 +489,8 @@ pub async fn evaluate(
             if appraisal::policy_text(st.store.as_ref(), &name).await?.is_none() {
                 return Err(ApiError::not_found(format!("no policy {name:?}")));
             }
-            appraisal::resolve_policy(&st, tee.as_str(), Some(&name)).await?
+            // A dry run tries any policy on any evidence (operators only).
+            appraisal::named_policy(&st, &name).await?
         }
     };
     let permit = st.verify_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;

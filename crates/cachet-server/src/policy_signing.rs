@@ -20,7 +20,13 @@
 //! - `alg` matches the certificate's key type (P-256 → ES256, P-384 →
 //!   ES384, RSA ≥ 2048 bits → PS256/RS256) and the signature verifies over
 //!   the header and payload exactly as received (`policy_signature_invalid`);
-//! - the certificate is valid at the time of upload (`policy_signer_not_valid`).
+//! - the certificate is valid at the time of upload (`policy_signer_not_valid`);
+//! - the payload is [`SignedPayload`] — `{"name", "version", "policy"}` — so
+//!   a signature binds the text to one policy name and version
+//!   (`policy_signature_unbound` otherwise); the server then refuses it
+//!   under another name (`policy_signature_name_mismatch`) and unless its
+//!   version is greater than every signed version stored under that name
+//!   (`policy_signature_rollback`).
 //!
 //! Configured certificates are trusted as given (pinned, no chain): they are
 //! the operator's statement of who may sign policies. Nothing in a JWS header
@@ -62,6 +68,14 @@ pub const SIGNER_UNKNOWN: &str = "policy_signer_unknown";
 pub const SIGNER_NOT_VALID: &str = "policy_signer_not_valid";
 /// Code: a JWS was sent to a server with no policy-signing certificates.
 pub const SIGNING_NOT_CONFIGURED: &str = "policy_signing_not_configured";
+/// Code: the signed payload is not `{"name", "version", "policy"}`: the
+/// signature is not bound to a policy name and version.
+pub const SIGNATURE_UNBOUND: &str = "policy_signature_unbound";
+/// Code: the policy was signed for another name than the one it is stored under.
+pub const NAME_MISMATCH: &str = "policy_signature_name_mismatch";
+/// Code: the signed version is not greater than a version already stored
+/// under that name (a rollback or a replay).
+pub const ROLLBACK: &str = "policy_signature_rollback";
 
 /// A JWS algorithm accepted for policy signatures (RFC 7518). `none` and
 /// the HMAC algorithms are not representable, so never accepted.
@@ -113,7 +127,9 @@ impl KeyKind {
     fn suits(self, alg: PolicyAlg) -> bool {
         matches!(
             (self, alg),
-            (KeyKind::P256, PolicyAlg::ES256) | (KeyKind::P384, PolicyAlg::ES384) | (KeyKind::Rsa, PolicyAlg::PS256 | PolicyAlg::RS256)
+            (KeyKind::P256, PolicyAlg::ES256)
+                | (KeyKind::P384, PolicyAlg::ES384)
+                | (KeyKind::Rsa, PolicyAlg::PS256 | PolicyAlg::RS256)
         )
     }
 
@@ -165,7 +181,11 @@ impl Signer {
             Some("P-256") => KeyKind::P256,
             Some("P-384") => KeyKind::P384,
             _ if PublicKey::from_spki(&thumbprint_hex, Algorithm::PS256, spki.raw).is_ok() => KeyKind::Rsa,
-            _ => return Err(format!("'{subject}': unsupported key (policy signers need EC P-256, EC P-384 or RSA of at least 2048 bits)")),
+            _ => {
+                return Err(format!(
+                    "'{subject}': unsupported key (policy signers need EC P-256, EC P-384 or RSA of at least 2048 bits)"
+                ))
+            }
         };
         let key = PublicKey::from_spki(&thumbprint_hex, kind.signing_alg(), spki.raw).map_err(|e| format!("'{subject}': {e}"))?;
         match cert.key_usage() {
@@ -182,7 +202,12 @@ impl Signer {
 
     /// What to record about this signer (audit log, API answers).
     pub fn info(&self, alg: PolicyAlg) -> SignerInfo {
-        SignerInfo { subject: self.subject.clone(), thumbprint: self.thumbprint_hex.clone(), alg: alg.as_str().to_string() }
+        SignerInfo {
+            subject: self.subject.clone(),
+            thumbprint: self.thumbprint_hex.clone(),
+            alg: alg.as_str().to_string(),
+            version: None,
+        }
     }
 
     /// The certificate's subject, for messages.
@@ -212,7 +237,9 @@ impl Signer {
         }
         match alg {
             PolicyAlg::ES256 | PolicyAlg::ES384 | PolicyAlg::PS256 => self.key.verify(msg, sig).is_ok(),
-            PolicyAlg::RS256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.rsa_public_key).verify(msg, sig).is_ok(),
+            PolicyAlg::RS256 => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.rsa_public_key).verify(msg, sig).is_ok()
+            }
         }
     }
 }
@@ -227,6 +254,10 @@ pub struct SignerInfo {
     pub thumbprint: String,
     /// The JWS algorithm used.
     pub alg: String,
+    /// The version the signer gave this policy (absent for signatures made
+    /// before versions were signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// Why a signed policy was refused; each variant has its own stable code.
@@ -242,6 +273,9 @@ pub enum SignatureError {
     /// The signing certificate is expired or not yet valid.
     #[error("{0}")]
     SignerNotValid(String),
+    /// The payload does not name the policy and its version.
+    #[error("{0}")]
+    Unbound(String),
 }
 
 impl SignatureError {
@@ -251,6 +285,7 @@ impl SignatureError {
             SignatureError::Invalid(_) => SIGNATURE_INVALID,
             SignatureError::SignerUnknown(_) => SIGNER_UNKNOWN,
             SignatureError::SignerNotValid(_) => SIGNER_NOT_VALID,
+            SignatureError::Unbound(_) => SIGNATURE_UNBOUND,
         }
     }
 }
@@ -264,10 +299,45 @@ impl From<SignatureError> for ApiError {
 /// A verified signed policy.
 #[derive(Debug, Clone)]
 pub struct SignedPolicy {
-    /// The payload: the policy text as signed (not yet known to be UTF-8).
-    pub payload: Vec<u8>,
-    /// Who signed it.
+    /// The policy name the signer bound the text to.
+    pub name: String,
+    /// The version the signer gave it (at least 1; each upload under a name
+    /// must carry a greater one than every version stored before).
+    pub version: u64,
+    /// The policy text as signed.
+    pub text: String,
+    /// Who signed it (with `version`).
     pub signer: SignerInfo,
+}
+
+/// What a signer signs: the policy text bound to its name and version, so
+/// a signature cannot be replayed under another name or to roll back.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedPayload {
+    /// The name the policy is stored under (`PUT /v1/admin/policies/{name}`).
+    pub name: String,
+    /// A number the signer increases with each version of this policy.
+    pub version: u64,
+    /// The Rego text.
+    pub policy: String,
+}
+
+impl SignedPayload {
+    /// Parse and check a verified payload.
+    fn parse(payload: &[u8]) -> Result<SignedPayload, SignatureError> {
+        let advice = "sign with `cachet admin policy sign --name NAME --version N --key KEY.pem --cert CERT.pem POLICY.rego`";
+        let p: SignedPayload = serde_json::from_slice(payload).map_err(|e| {
+            SignatureError::Unbound(format!(
+                "the signed payload must be a JSON object {{\"name\", \"version\", \"policy\"}} that binds the policy text to its name \
+                 and version ({e}); {advice}"
+            ))
+        })?;
+        if p.version == 0 {
+            return Err(SignatureError::Unbound(format!("the signed version must be at least 1; {advice}")));
+        }
+        Ok(p)
+    }
 }
 
 /// The JWS header parameters that matter here. Unknown parameters are
@@ -340,7 +410,7 @@ impl PolicySigners {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(invalid(
                 "not a compact JWS: expected three base64url parts separated by dots (header.payload.signature); \
-                 produce one with `cachet admin policy sign --key KEY.pem --cert CERT.pem POLICY.rego`"
+                 produce one with `cachet admin policy sign --name NAME --version N --key KEY.pem --cert CERT.pem POLICY.rego`"
                     .into(),
             ));
         };
@@ -402,7 +472,10 @@ impl PolicySigners {
                 "policy-signing certificate {e}; sign with the key of a currently valid configured certificate, or have the server's certificate renewed"
             ))
         })?;
-        Ok(SignedPolicy { payload, signer: signer.info(alg) })
+        let bound = SignedPayload::parse(&payload)?;
+        let mut info = signer.info(alg);
+        info.version = Some(bound.version);
+        Ok(SignedPolicy { name: bound.name, version: bound.version, text: bound.policy, signer: info })
     }
 
     /// The certificate the header names by `x5t#S256`, `kid` or `x5c`, if
@@ -414,7 +487,9 @@ impl PolicySigners {
         if let Some(v) = &header.x5t_s256 {
             let t = v.as_str().ok_or_else(|| SignatureError::Invalid("'x5t#S256' is not a string".into()))?;
             let s = self.signers.iter().find(|s| s.x5t_s256 == t).ok_or_else(|| {
-                unknown(format!("'x5t#S256' {t} names no configured policy-signing certificate; sign with the key of a configured one"))
+                unknown(format!(
+                    "'x5t#S256' {t} names no configured policy-signing certificate; sign with the key of a configured one"
+                ))
             })?;
             named.push(("x5t#S256", s));
         }
@@ -468,10 +543,14 @@ fn check_header(header: &Header) -> Result<PolicyAlg, SignatureError> {
         None => return Err(invalid("the JWS header has no 'alg'".into())),
     };
     if alg.eq_ignore_ascii_case("none") {
-        return Err(invalid("alg 'none' (an unsigned JWS) is never accepted; sign the policy with ES256, ES384, PS256 or RS256".into()));
+        return Err(invalid(
+            "alg 'none' (an unsigned JWS) is never accepted; sign the policy with ES256, ES384, PS256 or RS256".into(),
+        ));
     }
     if alg.starts_with("HS") {
-        return Err(invalid(format!("alg {alg} (HMAC, a shared secret) is never accepted; sign with a certificate's key: ES256, ES384, PS256 or RS256")));
+        return Err(invalid(format!(
+            "alg {alg} (HMAC, a shared secret) is never accepted; sign with a certificate's key: ES256, ES384, PS256 or RS256"
+        )));
     }
     PolicyAlg::parse(alg).ok_or_else(|| invalid(format!("alg {alg:?} is not accepted; use ES256, ES384, PS256 or RS256")))
 }
@@ -493,12 +572,25 @@ fn read_cert_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Err(format!("policy-signing certificate {shown}: no certificate (a PEM CERTIFICATE block or DER)"))
 }
 
-/// Sign policy text as a compact JWS (what `cachet admin policy sign`
-/// prints): the algorithm follows the certificate's key (P-256 → ES256,
-/// P-384 → ES384, RSA → PS256), the header names the certificate by `kid`
-/// (hex SHA-256) and `x5t#S256`. `key_pem` is a PKCS#8 private key (PEM
-/// `PRIVATE KEY`, or DER); it must be the certificate's key.
-pub fn sign_policy(text: &[u8], key_pem: &[u8], cert_pem: &[u8]) -> Result<(String, SignerInfo), String> {
+/// Sign policy text, bound to its name and version ([`SignedPayload`]), as
+/// a compact JWS (what `cachet admin policy sign` prints): the algorithm
+/// follows the certificate's key (P-256 → ES256, P-384 → ES384, RSA →
+/// PS256), the header names the certificate by `kid` (hex SHA-256) and
+/// `x5t#S256`. `key_pem` is a PKCS#8 private key (PEM `PRIVATE KEY`, or
+/// DER); it must be the certificate's key.
+pub fn sign_policy(
+    name: &str,
+    version: u64,
+    text: &str,
+    key_pem: &[u8],
+    cert_pem: &[u8],
+) -> Result<(String, SignerInfo), String> {
+    if version == 0 {
+        return Err("the version must be at least 1 (and greater than that of every version the server stored)".into());
+    }
+    let payload = serde_json::to_vec(&SignedPayload { name: name.to_string(), version, policy: text.to_string() })
+        .map_err(|e| e.to_string())?;
+    let text = payload.as_slice();
     let cert_der = x509::der_from_pem_or_der(cert_pem).map_err(|e| format!("certificate: {e}"))?;
     let signer = Signer::from_der(cert_der).map_err(|e| format!("certificate {e}"))?;
     let pkcs8 = private_key_der(key_pem)?;
@@ -507,7 +599,8 @@ pub fn sign_policy(text: &[u8], key_pem: &[u8], cert_pem: &[u8]) -> Result<(Stri
     let key = custody
         .import_pkcs8(alg, &pkcs8, "policy-signing")
         .map_err(|e| format!("private key: {e} (the certificate's key is {})", signer.kind.describe()))?;
-    let public = PublicKey::from_spki(&signer.thumbprint_hex, alg, &key.public_spki_der).map_err(|e| format!("private key: {e}"))?;
+    let public =
+        PublicKey::from_spki(&signer.thumbprint_hex, alg, &key.public_spki_der).map_err(|e| format!("private key: {e}"))?;
     if public != signer.key {
         return Err(format!("the private key is not the key of certificate '{}'", signer.subject));
     }
@@ -519,7 +612,9 @@ pub fn sign_policy(text: &[u8], key_pem: &[u8], cert_pem: &[u8]) -> Result<(Stri
         Algorithm::ES384 => PolicyAlg::ES384,
         Algorithm::PS256 => PolicyAlg::PS256,
     };
-    Ok((format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)), signer.info(policy_alg)))
+    let mut info = signer.info(policy_alg);
+    info.version = Some(version);
+    Ok((format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)), info))
 }
 
 /// A PKCS#8 private key from PEM (`PRIVATE KEY`) or DER, with advice for
@@ -549,7 +644,14 @@ mod tests {
 
     #[test]
     fn refused_algorithms_are_named() {
-        let h = |alg: &str| Header { alg: Some(Value::String(alg.into())), kid: None, x5t_s256: None, x5c: None, crit: None, b64: None };
+        let h = |alg: &str| Header {
+            alg: Some(Value::String(alg.into())),
+            kid: None,
+            x5t_s256: None,
+            x5c: None,
+            crit: None,
+            b64: None,
+        };
         for alg in ["none", "None", "HS256", "HS512", "ES512", "EdDSA", ""] {
             assert!(matches!(check_header(&h(alg)), Err(SignatureError::Invalid(_))), "{alg}");
         }

@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cachet_store::audit::{bound_text, MAX_DETAIL_STRING, MAX_FIELD};
 use cachet_store::{AuditEntry, NonceOutcome};
 use cachet_token::ear::{Ear, Freshness, Submod};
 use cachet_verify::{Endorsement, Tee, VerifyRequest};
@@ -267,7 +268,8 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
         Err(e) => {
             record(&st, &actor, tee, "refused", Some(e.check.clone()), None, json!({"message": e.message})).await;
             st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
-            tracing::info!(tee = %tee, check = %e.check, "attestation refused: {}", e.message);
+            // The message can quote the evidence: bounded like the audit's.
+            tracing::info!(tee = %tee, check = %bound_text(&e.check, MAX_FIELD), "attestation refused: {}", bound_text(&e.message, MAX_DETAIL_STRING));
             return Err(ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "verification_failed",
@@ -291,7 +293,7 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
 
     let input = appraisal_input(tee, &claims, runtime_data.as_deref(), nonce.as_deref());
     let a = appraisal::appraise(&st, tee, req.policy.as_deref(), input, at).await.inspect_err(|e| {
-        tracing::error!(tee = %tee, code = e.code, "appraisal failed: {}", e.message);
+        tracing::error!(tee = %tee, code = e.code, "appraisal failed: {}", bound_text(&e.message, MAX_DETAIL_STRING));
     })?;
     let status = appraisal::token_status(a.status);
     let mut token_id = [0u8; 16];
@@ -393,16 +395,28 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers and a key can sign.
+/// Readiness: the store answers, a key can sign, and the key custody (the
+/// HSM holding the KEK, when there is one) answers — reconnecting to it
+/// when its session was lost.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = ErrorBody)))]
+    responses((status = 200, description = "Ready", body = Object),
+              (status = 503, description = "Not ready: storage_unavailable, no_signing_key, key_custody_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     st.store.ping().await?;
     let ring = st.keys.ring().await.map_err(ApiError::storage)?;
     if ring.signer(now()).is_none() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is active"));
     }
-    Ok(Json(json!({"status": "ready"})))
+    let broker = st.broker.clone();
+    // An HSM call blocks: off the async threads.
+    match tokio::task::spawn_blocking(move || broker.kek().check()).await.map_err(ApiError::internal)? {
+        Ok(()) => Ok(Json(json!({"status": "ready", "key_custody": "ok"}))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key_custody_unavailable",
+            format!("the key custody does not answer ({e}); secrets cannot be released until it does"),
+        )),
+    }
 }
 
 /// Prometheus metrics (text exposition format).

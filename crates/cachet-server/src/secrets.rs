@@ -11,23 +11,30 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use cachet_keybroker::{BrokerError, ReleaseRequest, ReleaseResponse, SecretMeta, SecretRecord, SecretStore, SecretValue};
+use cachet_store::audit::bound_text;
 use cachet_store::{AuditEntry, AuditRecord, SecretRow, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroize;
 
+use cachet_attester::release::{self, StatedResult};
+
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::routes::AttestRequest;
 use crate::{now, AppState};
 
 /// Most secrets one tenant may list at once (all of them, in practice).
 const MAX_LIST: usize = 10_000;
+
+/// Longest valid `owner/name` reference; longer ones are cut (with their
+/// hash) where they are logged or audited.
+const MAX_SECRET_REF: usize = 2 * cachet_keybroker::broker::MAX_NAME_LEN + 1;
 
 /// The key broker's view of the service store.
 pub struct StoreSecrets(pub Arc<dyn Store>);
@@ -59,7 +66,10 @@ fn record_of(r: SecretRow) -> Result<SecretRecord, BrokerError> {
 }
 
 fn store_err(e: cachet_store::StoreError) -> BrokerError {
-    BrokerError::Store(e.to_string())
+    match e {
+        cachet_store::StoreError::Conflict(m) => BrokerError::Conflict(m),
+        e => BrokerError::Store(e.to_string()),
+    }
 }
 
 fn broker_audit(action: &str, owner: &str, name: &str) -> AuditEntry {
@@ -87,8 +97,20 @@ fn broker_error(e: BrokerError) -> ApiError {
         BrokerError::Invalid(m) => ApiError::invalid(m),
         BrokerError::Policy(m) => ApiError::new(StatusCode::BAD_REQUEST, "policy_invalid", m),
         BrokerError::Store(m) => ApiError::storage(m),
+        e @ (BrokerError::PolicyAltered(_) | BrokerError::Conflict(_)) => ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string()),
+        e @ (BrokerError::Unavailable(_) | BrokerError::Hsm(_)) => custody_unavailable(e),
         other => ApiError::internal(other),
     }
+}
+
+/// 503 `key_custody_unavailable`: the HSM (or KEK) does not answer.
+fn custody_unavailable(detail: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %detail, "key custody unavailable");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "key_custody_unavailable",
+        "the key custody (HSM or key-encryption key) does not answer; retry when /readyz reports ready",
+    )
 }
 
 /// The tenant of the caller's key: secrets belong to tenants.
@@ -134,11 +156,26 @@ pub struct SecretInfo {
     pub updated_at: i64,
     /// Version, from 1.
     pub version: i64,
+    /// Present (true) when the stored policy no longer matches the hash
+    /// sealed with the value (edited outside the service): the secret is
+    /// not released until its owner writes it again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub policy_altered: bool,
 }
 
 impl From<SecretMeta> for SecretInfo {
     fn from(m: SecretMeta) -> Self {
-        Self { owner: m.owner, name: m.name, policy: m.policy, policy_hash: m.policy_hash, kek: m.kek, created_at: m.created_at, updated_at: m.updated_at, version: m.version }
+        Self {
+            owner: m.owner,
+            name: m.name,
+            policy: m.policy,
+            policy_hash: m.policy_hash,
+            kek: m.kek,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+            policy_altered: m.policy_altered,
+        }
     }
 }
 
@@ -167,14 +204,30 @@ pub async fn put_secret(
     let broker = st.broker.clone();
     let (o, n, policy, prev) = (owner.to_string(), name.clone(), req.policy.clone(), previous.clone());
     // Policy compilation and sealing (possibly in an HSM) block: off the async threads.
-    let record = tokio::task::spawn_blocking(move || broker.prepare_secret(&o, &n, &value, &policy, prev.as_ref(), t))
+    let mut record = tokio::task::spawn_blocking(move || broker.prepare_secret(&o, &n, &value, &policy, prev.as_ref(), t))
         .await
         .map_err(ApiError::internal)?
         .map_err(broker_error)?;
-    let action = if previous.is_some() { "secret.update" } else { "secret.create" };
-    let detail = json!({"owner": owner, "name": name, "version": record.version, "policy_hash": record.policy_hash, "kek": record.sealed.kek_id});
-    st.store.put_secret(&row_of(&record).map_err(broker_error)?, &audit_of(&p, action, detail)).await?;
-    let status = if previous.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    // A compare-and-swap on the version: a concurrent PUT that wrote first
+    // makes this one the next version (the sealed value does not change).
+    let mut attempts = 0;
+    loop {
+        let action = if record.version == 1 { "secret.create" } else { "secret.update" };
+        let detail = json!({"owner": owner, "name": name, "version": record.version, "policy_hash": record.policy_hash, "kek": record.sealed.kek_id});
+        match st.store.put_secret(&row_of(&record).map_err(broker_error)?, &audit_of(&p, action, detail)).await {
+            Ok(()) => break,
+            Err(cachet_store::StoreError::Conflict(_)) if attempts + 1 < cachet_keybroker::broker::MAX_PUT_ATTEMPTS => {
+                attempts += 1;
+                let now_stored = SecretStore::get_secret(&StoreSecrets(st.store.clone()), owner, &name).await.map_err(broker_error)?;
+                record.follow(now_stored.as_ref());
+            }
+            Err(cachet_store::StoreError::Conflict(m)) => {
+                return Err(ApiError::new(StatusCode::CONFLICT, "secret_conflict", format!("{m}; other writers kept changing it: retry")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let status = if record.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SecretMeta::from(&record).into())))
 }
 
@@ -221,7 +274,8 @@ pub async fn delete_secret(State(st): State<AppState>, Extension(p): Extension<P
 pub struct ReleasesQuery {
     /// Entries after this sequence number (default 0).
     pub after: Option<i64>,
-    /// At most this many (default 100, at most 1000).
+    /// At most this many (default 100, at most 1000); a page also ends at
+    /// about 4 MiB of entries, so continue from its last `seq` until empty.
     pub limit: Option<i64>,
 }
 
@@ -233,7 +287,7 @@ pub struct ReleasesQuery {
 pub async fn secret_releases(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Query(q): Query<ReleasesQuery>,
+    ApiQuery(q): ApiQuery<ReleasesQuery>,
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     let owner = tenant(&p)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -269,6 +323,11 @@ pub struct ReleaseItem {
     pub released: bool,
     /// Why (the owner's policy's reasons); never the value.
     pub reason: String,
+    /// A refusal's stable code: `policy_refused`, `no_such_secret`,
+    /// `secret_policy_altered`, `secret_record_altered`,
+    /// `key_custody_unavailable`, `token_expired`, `key_substitution`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// SHA-256 of the policy that decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
@@ -290,6 +349,12 @@ pub struct ReleaseAnswer {
     /// The token issued when evidence was attested in this call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The release statement: a compact JWS (`typ` `cachet-release+jwt`)
+    /// signed with a key of this service's JWKS, binding `token_id`,
+    /// `workload_key` and each result (with the SHA-256 of its JWE), so the
+    /// workload can tell this answer from a forged one
+    /// (`cachet_attester::release`).
+    pub statement: String,
 }
 
 fn owner_of(reference: &str) -> Option<String> {
@@ -307,7 +372,8 @@ async fn audit_refusal(st: &AppState, actor: &str, secrets: &[String], code: &st
         action: "secret.release".into(),
         outcome: "refused".into(),
         failed_check: Some(code.into()),
-        detail: json!({"secrets": secrets, "reason": reason}),
+        // The references are the caller's: each kept to a valid one's length.
+        detail: json!({"secrets": secrets.iter().map(|s| bound_text(s, MAX_SECRET_REF)).collect::<Vec<_>>(), "reason": reason}),
         ..Default::default()
     };
     if let Err(e) = st.store.append_owner_audit(&entry, &owners).await {
@@ -346,7 +412,14 @@ pub async fn release(
                 .map(|ks| ks.iter().filter_map(|k| cachet_token::jwk::PublicKey::from_jwk(k).ok()).collect())
                 .unwrap_or_default();
             let want = cachet_token::jws::Expectations { now: t, leeway: 0, issuer: Some(st.issuer.as_str()) };
-            match cachet_token::jws::verify(&token, &keys, &want) {
+            // Only an attestation token (`typ` JWT) is a credential, never a
+            // release statement signed with the same key.
+            let typ = cachet_token::jws::decode(&token).ok().and_then(|d| d.header.get("typ").and_then(Value::as_str).map(str::to_string));
+            let verified = match typ.as_deref() {
+                Some("JWT") => cachet_token::jws::verify(&token, &keys, &want),
+                other => Err(cachet_token::TokenError::Refused(format!("is not an attestation token (typ {other:?})"))),
+            };
+            match verified {
                 Ok(c) => (c, None),
                 Err(e) => {
                     let reason = format!("attestation token {e}");
@@ -382,21 +455,30 @@ pub async fn release(
             outcome: if r.released { "released".into() } else { "refused".into() },
             failed_check: None,
             token_id: out.token_id.clone(),
-            detail: json!({"secret": r.secret, "owner": r.owner, "reason": r.reason, "policy_hash": r.policy_hash, "workload_key": out.workload_key}),
+            detail: json!({"secret": r.secret, "owner": r.owner, "reason": r.reason, "code": r.code, "policy_hash": r.policy_hash, "workload_key": out.workload_key}),
         };
         let owners: Vec<String> = if r.owner.is_empty() { Vec::new() } else { vec![r.owner.clone()] };
         // A value is handed out only once its release is in the audit log.
         st.store.append_owner_audit(&entry, &owners).await?;
-        tracing::info!(secret = %r.secret, released = r.released, token_id = ?out.token_id, "secret release decision");
+        tracing::info!(secret = %bound_text(&r.secret, MAX_SECRET_REF), released = r.released, token_id = ?out.token_id, "secret release decision");
     }
+    let stated: Vec<StatedResult> = out
+        .results
+        .iter()
+        .map(|r| StatedResult { secret: r.secret.clone(), released: r.released, code: r.code.clone(), jwe_sha256: r.jwe.as_deref().map(release::jwe_sha256) })
+        .collect();
+    let claims = release::claims(&st.issuer, t, t.saturating_add(st.keys.policy().token_ttl), out.token_id.as_deref(), out.workload_key.as_deref(), &stated);
+    // No value leaves without the statement that vouches for it.
+    let (statement, _) = st.keys.sign_typed(&claims, t, release::STATEMENT_TYP).await.map_err(custody_unavailable)?;
     Ok(Json(ReleaseAnswer {
         token_id: out.token_id,
         workload_key: out.workload_key,
         results: out
             .results
             .into_iter()
-            .map(|r| ReleaseItem { secret: r.secret, released: r.released, reason: r.reason, policy_hash: r.policy_hash, jwe: r.jwe })
+            .map(|r| ReleaseItem { secret: r.secret, released: r.released, reason: r.reason, code: r.code, policy_hash: r.policy_hash, jwe: r.jwe })
             .collect(),
         token: issued,
+        statement,
     }))
 }

@@ -94,6 +94,29 @@ async fn a_fresh_nonce_bound_report_gets_a_token_that_says_so() {
     assert_eq!((s, v["error"]["check"].as_str()), (422, Some("Report signature")), "{v}");
 }
 
+/// Spent evidence (bound to nonce `n` and runtime data `rd`) presented again
+/// with the nonce moved into the runtime data (`runtime_data = n ‖ rd` and
+/// no nonce, which the unprefixed `SHA-512(nonce ‖ runtime_data)` accepted):
+/// the length-prefixed binding tells the parts apart, so it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_evidence_cannot_be_replayed_by_moving_the_nonce_into_the_runtime_data() {
+    let srv = start("replay-split", |a| a.insecure_simulated_tee = true).await;
+    let sim = sim_of(&srv);
+    let nonce = srv.challenge().await;
+    let runtime = br#"{"kty":"EC","crv":"P-256"}"#;
+    let evidence = sim_evidence(&sim, &nonce, runtime, false);
+    let (s, v) = srv.post("/v1/attest", &body(evidence.clone(), Some(&nonce), Some(runtime))).await;
+    assert_eq!(s, 200, "{v}");
+
+    let joined = [nonce.as_slice(), runtime].concat();
+    let (s, v) = srv.post("/v1/attest", &body(evidence.clone(), None, Some(&joined))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("freshness_binding_failed")), "{v}");
+    // Nor the exact bytes that were hashed, as runtime data.
+    let hashed = [&(nonce.len() as u32).to_be_bytes()[..], &nonce, &(runtime.len() as u32).to_be_bytes(), runtime].concat();
+    let (s, v) = srv.post("/v1/attest", &body(evidence, None, Some(&hashed))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("freshness_binding_failed")), "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_nonce_is_refused() {
     let srv = start("expired", |a| {

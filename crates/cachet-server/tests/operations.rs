@@ -45,6 +45,11 @@ async fn https_with_rustls_serves_the_api() {
         client.get(srv.at("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
     assert_eq!(conf["issuer"], srv.url.as_str());
     assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", srv.url));
+    // HTTPS responses, errors included, tell clients to keep to HTTPS (HSTS).
+    for path in ["/healthz", "/no/such/route"] {
+        let r = client.get(srv.at(path)).send().await.unwrap();
+        assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000", "{path}");
+    }
     // Plain HTTP to the TLS port does not get an answer.
     let plain = http_client().get(srv.url.replace("https://", "http://") + "/healthz").send().await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
@@ -88,7 +93,9 @@ async fn an_imported_key_with_a_certificate_is_published_with_x5c() {
 async fn health_readiness_metrics_and_openapi() {
     let srv = start("ops", |a| a.allow_verification_time = true).await;
     assert_eq!(srv.get("/healthz").await, (200, json!({"status": "ok"})));
-    assert_eq!(srv.get("/readyz").await, (200, json!({"status": "ready"})));
+    let r = srv.client.get(srv.at("/healthz")).send().await.unwrap();
+    assert!(r.headers().get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    assert_eq!(srv.get("/readyz").await, (200, json!({"status": "ready", "key_custody": "ok"})));
 
     let c = cases().into_iter().find(|c| c.expect == "accept" && c.tee == "sgx").unwrap();
     let endorsements: Vec<_> = c.endorsement_files().iter().map(|e| json!({"data": b64(&e.bytes)})).collect();
@@ -129,7 +136,10 @@ async fn health_readiness_metrics_and_openapi() {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");
     }
     let description = doc["info"]["description"].as_str().unwrap();
-    assert!(description.contains("SHA-512(nonce ‖ runtime_data)") && description.contains("SHA-256(nonce ‖ runtime_data)"));
+    assert!(
+        description.contains("SHA-512(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)")
+            && description.contains("SHA-256(len(nonce) ‖ nonce ‖ len(runtime_data) ‖ runtime_data)")
+    );
     assert!(doc["components"]["schemas"].get("AttestRequest").is_some());
 }
 

@@ -51,7 +51,13 @@ fn make_cert(dir: &Path, name: &str, alg: &'static rcgen::SignatureAlgorithm, ye
     let cert_path = dir.join(format!("{name}.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), kp.serialize_pem()).unwrap();
-    TestCert { cert_pem: cert.pem(), key_pem: kp.serialize_pem(), key_der: kp.serialize_der(), cert_der: cert.der().to_vec(), cert_path }
+    TestCert {
+        cert_pem: cert.pem(),
+        key_pem: kp.serialize_pem(),
+        key_der: kp.serialize_der(),
+        cert_der: cert.der().to_vec(),
+        cert_path,
+    }
 }
 
 /// A compact JWS with any header, signed with aws-lc-rs (ES256 / ES384
@@ -63,13 +69,18 @@ fn sign_raw(header: &Value, payload: &[u8], key_der: &[u8], alg: &str) -> String
     let rng = SystemRandom::new();
     let sig = match alg {
         "ES256" | "ES384" => {
-            let a = if alg == "ES256" { &signature::ECDSA_P256_SHA256_FIXED_SIGNING } else { &signature::ECDSA_P384_SHA384_FIXED_SIGNING };
+            let a = if alg == "ES256" {
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING
+            } else {
+                &signature::ECDSA_P384_SHA384_FIXED_SIGNING
+            };
             EcdsaKeyPair::from_pkcs8(a, key_der).unwrap().sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec()
         }
         "PS256" | "RS256" => {
             let k = RsaKeyPair::from_pkcs8(key_der).unwrap();
             let mut sig = vec![0; k.public_modulus_len()];
-            let pad: &dyn signature::RsaEncoding = if alg == "PS256" { &signature::RSA_PSS_SHA256 } else { &signature::RSA_PKCS1_SHA256 };
+            let pad: &dyn signature::RsaEncoding =
+                if alg == "PS256" { &signature::RSA_PSS_SHA256 } else { &signature::RSA_PKCS1_SHA256 };
             k.sign(pad, &rng, input.as_bytes(), &mut sig).unwrap();
             sig
         }
@@ -93,7 +104,10 @@ fn code(v: &Value) -> &str {
 
 /// The TDX case with an up-to-date TCB, as an attestation body.
 fn tdx_body() -> Value {
-    let c = cases().into_iter().find(|c| c.tee == "tdx" && c.expect == "accept" && c.expected_claims.get("tcb_status") == Some(&json!("UpToDate"))).unwrap();
+    let c = cases()
+        .into_iter()
+        .find(|c| c.tee == "tdx" && c.expect == "accept" && c.expected_claims.get("tcb_status") == Some(&json!("UpToDate")))
+        .unwrap();
     let endorsements: Vec<Value> = c.endorsement_files().iter().map(|e| json!({"name": e.name, "data": b64(&e.bytes)})).collect();
     json!({"tee": c.tee, "evidence": b64(&c.evidence_bytes()), "endorsements": endorsements, "at": c.verify_at, "policy": "signed-tdx"})
 }
@@ -104,6 +118,11 @@ fn tdx_policy(n: u8) -> String {
     let text = defaults::default_policy_text("tdx").unwrap();
     assert!(text.contains("instance_identity := 2"));
     text.replace("instance_identity := 2", &format!("instance_identity := {n}"))
+}
+
+/// What a signer signs: the text bound to a policy name and version.
+fn bound(name: &str, version: u64, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"name": name, "version": version, "policy": text})).unwrap()
 }
 
 async fn attest(srv: &TestServer) -> Value {
@@ -130,8 +149,9 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
 
     // A correct ES256 JWS (as `cachet admin policy sign` makes it) is stored and appraises.
     let v1_text = tdx_policy(3);
-    let (jws, signer) = sign_policy(v1_text.as_bytes(), p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap();
-    assert_eq!((signer.alg.as_str(), signer.thumbprint.clone()), ("ES256", p256.thumbprint()));
+    let (jws, signer) = sign_policy("signed-tdx", 1, &v1_text, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap();
+    assert_eq!((signer.alg.as_str(), signer.thumbprint.clone(), signer.version), ("ES256", p256.thumbprint(), Some(1)));
+    let v1_jws = jws.clone();
     let (s, v1) = put(&srv, &admin, "signed-tdx", &json!({"jws": jws})).await;
     assert_eq!(s, 201, "{v1}");
     assert_eq!(v1["version"], 1);
@@ -147,8 +167,9 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
 
     // Every refusal below targets version 2 of the same policy.
     let v2_text = tdx_policy(4);
-    let payload = v2_text.as_bytes();
-    let good_v2 = sign_policy(payload, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0;
+    let v2_payload = bound("signed-tdx", 2, &v2_text);
+    let payload = v2_payload.as_slice();
+    let good_v2 = sign_policy("signed-tdx", 2, &v2_text, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0;
     let parts: Vec<&str> = good_v2.split('.').collect();
     let mut altered = payload.to_vec();
     let i = altered.len() / 2;
@@ -166,11 +187,16 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
         ("unsigned", json!({"policy": v2_text}), 400, "policy_signature_required"),
         (
             "unknown key, kid = its thumbprint",
-            json!({"jws": sign_policy(payload, unknown.key_pem.as_bytes(), unknown.cert_pem.as_bytes()).unwrap().0}),
+            json!({"jws": sign_policy("signed-tdx", 2, &v2_text, unknown.key_pem.as_bytes(), unknown.cert_pem.as_bytes()).unwrap().0}),
             422,
             "policy_signer_unknown",
         ),
-        ("unknown key, no kid", json!({"jws": sign_raw(&json!({"alg": "ES256"}), payload, &unknown.key_der, "ES256")}), 422, "policy_signer_unknown"),
+        (
+            "unknown key, no kid",
+            json!({"jws": sign_raw(&json!({"alg": "ES256"}), payload, &unknown.key_der, "ES256")}),
+            422,
+            "policy_signer_unknown",
+        ),
         (
             "unknown key, x5c of it",
             json!({"jws": sign_raw(&json!({"alg": "ES256", "x5c": [base64::engine::general_purpose::STANDARD.encode(&unknown.cert_der)]}), payload, &unknown.key_der, "ES256")}),
@@ -212,7 +238,7 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
         ),
         (
             "expired signer certificate",
-            json!({"jws": sign_policy(payload, expired.key_pem.as_bytes(), expired.cert_pem.as_bytes()).unwrap().0}),
+            json!({"jws": sign_policy("signed-tdx", 2, &v2_text, expired.key_pem.as_bytes(), expired.cert_pem.as_bytes()).unwrap().0}),
             422,
             "policy_signer_not_valid",
         ),
@@ -222,12 +248,17 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
             422,
             "policy_signer_not_valid",
         ),
-        ("JSON serialization", json!({"jws": json!({"payload": parts[1], "protected": parts[0], "signature": parts[2]}).to_string()}), 422, "policy_signature_invalid"),
+        (
+            "JSON serialization",
+            json!({"jws": json!({"payload": parts[1], "protected": parts[0], "signature": parts[2]}).to_string()}),
+            422,
+            "policy_signature_invalid",
+        ),
         ("not a JWS", json!({"jws": "package p"}), 422, "policy_signature_invalid"),
         ("both fields", json!({"jws": good_v2, "policy": v2_text}), 400, "invalid_request"),
         (
             "a correctly signed broken policy",
-            json!({"jws": sign_raw(&json!({"alg": "ES256"}), b"package p\nimport rego.v1\nstatus := \"maybe\"", &p256.key_der, "ES256")}),
+            json!({"jws": sign_raw(&json!({"alg": "ES256"}), &bound("signed-tdx", 2, "package p\nimport rego.v1\nstatus := \"maybe\""), &p256.key_der, "ES256")}),
             422,
             "policy_invalid",
         ),
@@ -235,8 +266,27 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
             "a correctly signed payload that is not text",
             json!({"jws": sign_raw(&json!({"alg": "ES256"}), &[0xff, 0xfe, 0x00], &p256.key_der, "ES256")}),
             422,
-            "policy_invalid",
+            "policy_signature_unbound",
         ),
+        (
+            "the bare Rego text signed (no name, no version)",
+            json!({"jws": sign_raw(&json!({"alg": "ES256"}), v2_text.as_bytes(), &p256.key_der, "ES256")}),
+            422,
+            "policy_signature_unbound",
+        ),
+        (
+            "signed for another name",
+            json!({"jws": sign_policy("default-tdx", 2, &v2_text, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0}),
+            422,
+            "policy_signature_name_mismatch",
+        ),
+        (
+            "a new text signed with the stored version number",
+            json!({"jws": sign_policy("signed-tdx", 1, &v2_text, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0}),
+            422,
+            "policy_signature_rollback",
+        ),
+        ("version 1 replayed", json!({"jws": v1_jws}), 422, "policy_signature_rollback"),
     ];
     let n_refusals = refusals.len();
     for (what, body, status, want) in refusals {
@@ -258,14 +308,21 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
 
     // PS256 found by trying each certificate (no kid), then RS256 by x5t#S256.
     let x5t = URL_SAFE_NO_PAD.encode(hex::decode(rsa.thumbprint()).unwrap());
-    let (s, v2) = put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")})).await;
+    let (s, v2) =
+        put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")}))
+            .await;
     assert_eq!(s, 201, "{v2}");
-    assert_eq!((v2["version"].clone(), v2["signer"]["thumbprint"].clone(), v2["signer"]["alg"].clone()), (json!(2), json!(rsa.thumbprint()), json!("PS256")));
+    assert_eq!(
+        (v2["version"].clone(), v2["signer"]["thumbprint"].clone(), v2["signer"]["alg"].clone()),
+        (json!(2), json!(rsa.thumbprint()), json!("PS256"))
+    );
     let t = attest(&srv).await;
     assert_eq!(t["cachet.policy_hash"], v2["hash"]);
     assert_eq!(t["submods"]["tdx"]["ear.trustworthiness-vector"]["instance-identity"], 4);
     let v3_text = tdx_policy(3);
-    let (s, v3) = put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "RS256", "x5t#S256": x5t}), v3_text.as_bytes(), &rsa.key_der, "RS256")})).await;
+    let (s, v3) =
+        put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "RS256", "x5t#S256": x5t.clone()}), &bound("signed-tdx", 3, &v3_text), &rsa.key_der, "RS256")}))
+            .await;
     assert_eq!((s, v3["signer"]["alg"].as_str()), (201, Some("RS256")), "{v3}");
     assert_eq!(attest(&srv).await["cachet.policy_hash"], v3["hash"]);
     // Each version lists the certificate that signed it.
@@ -288,6 +345,15 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
     );
     let (_, doc) = get(&srv, &admin, "/v1/admin/policies/signed-tdx?version=2").await;
     assert_eq!(doc["signer"], v2["signer"], "{doc}");
+    assert_eq!(doc["signer"]["version"], 2, "the signed version is shown: {doc}");
+    // Rolling back to the still-valid signature of version 2 is refused, and
+    // version 3 keeps serving.
+    let (s, e) =
+        put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")}))
+            .await;
+    assert_eq!((s, code(&e)), (422, "policy_signature_rollback"), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap_or("").contains("--version 4"), "{e}");
+    assert_eq!(attest(&srv).await["cachet.policy_hash"], v3["hash"]);
 
     // The audit log records each refusal by code and each signer.
     let (_, audit) = get(&srv, &admin, "/v1/admin/audit?limit=1000").await;
@@ -301,8 +367,17 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
     let refused: Vec<&&Value> = puts.iter().filter(|e| e["outcome"] == "refused").collect();
     // Every refusal but the malformed body ("both fields") is audited, plus
     // the second unsigned upload: as many as the cases.
-    assert_eq!(refused.len(), n_refusals, "{refused:?}");
-    for c in ["policy_signature_required", "policy_signer_unknown", "policy_signature_invalid", "policy_signer_not_valid", "policy_invalid"] {
+    assert_eq!(refused.len(), n_refusals + 1, "{refused:?}");
+    for c in [
+        "policy_signature_required",
+        "policy_signer_unknown",
+        "policy_signature_invalid",
+        "policy_signer_not_valid",
+        "policy_invalid",
+        "policy_signature_unbound",
+        "policy_signature_name_mismatch",
+        "policy_signature_rollback",
+    ] {
         assert!(refused.iter().any(|e| e["failed_check"] == c), "{c} audited");
     }
     let _ = std::fs::remove_dir_all(&certs);
@@ -323,7 +398,7 @@ async fn without_signing_certificates_unsigned_policies_work_and_a_jws_is_refuse
     let (_, versions) = get(&srv, &admin, "/v1/admin/policies/signed-tdx/versions").await;
     assert!(versions[0].get("signer").is_none(), "{versions}");
     assert_eq!(attest(&srv).await["cachet.policy_hash"], v["hash"]);
-    let jws = sign_policy(tdx_policy(4).as_bytes(), p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0;
+    let jws = sign_policy("signed-tdx", 1, &tdx_policy(4), p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap().0;
     let (s, e) = put(&srv, &admin, "signed-tdx", &json!({"jws": jws})).await;
     assert_eq!((s, code(&e)), (400, "policy_signing_not_configured"), "{e}");
     let (s, e) = put(&srv, &admin, "signed-tdx", &json!({})).await;
@@ -348,17 +423,27 @@ async fn each_version_keeps_its_signer_and_jws_and_versions_from_before_signing_
     a.allow_verification_time = true;
     a.policy_signing_certs = vec![p256.cert_path.clone()];
     let server = cachet_server::start(a.resolve().unwrap()).await.unwrap();
-    let mut srv = TestServer { url: server.url.clone(), server: Some(server), dir: temp_dir("pol-sig-restart-unused"), client: http_client() };
+    let mut srv = TestServer {
+        url: server.url.clone(),
+        server: Some(server),
+        dir: temp_dir("pol-sig-restart-unused"),
+        client: http_client(),
+    };
     // Version 2, signed, uploaded as a file's content (with its final newline).
     let v2_text = tdx_policy(4);
-    let (jws, _) = sign_policy(v2_text.as_bytes(), p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap();
+    let (jws, _) = sign_policy("signed-tdx", 1, &v2_text, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap();
     let (s, v2) = put(&srv, &admin, "signed-tdx", &json!({"jws": format!("{jws}\n")})).await;
     assert_eq!((s, v2["version"].clone()), (201, json!(2)), "{v2}");
 
     let (s, current) = get(&srv, &admin, "/v1/admin/policies/signed-tdx").await;
     assert_eq!(s, 200, "{current}");
     assert_eq!(
-        (current["version"].clone(), current["signer"]["subject"].clone(), current["signer"]["thumbprint"].clone(), current["signer"]["alg"].clone()),
+        (
+            current["version"].clone(),
+            current["signer"]["subject"].clone(),
+            current["signer"]["thumbprint"].clone(),
+            current["signer"]["alg"].clone()
+        ),
         (json!(2), json!("CN=policy signer p256"), json!(p256.thumbprint()), json!("ES256")),
         "{current}"
     );
@@ -367,7 +452,8 @@ async fn each_version_keeps_its_signer_and_jws_and_versions_from_before_signing_
     assert_eq!((s, old["version"].clone(), old["hash"].clone()), (200, json!(1), v1["hash"].clone()), "{old}");
     assert!(old.get("signer").is_none(), "stored before signing was configured: no signer: {old}");
     let (_, versions) = get(&srv, &admin, "/v1/admin/policies/signed-tdx/versions").await;
-    let listed: Vec<(Value, Value)> = versions.as_array().unwrap().iter().map(|v| (v["version"].clone(), v["signer"]["thumbprint"].clone())).collect();
+    let listed: Vec<(Value, Value)> =
+        versions.as_array().unwrap().iter().map(|v| (v["version"].clone(), v["signer"]["thumbprint"].clone())).collect();
     assert_eq!(listed, [(json!(1), Value::Null), (json!(2), json!(p256.thumbprint()))], "{versions}");
     let (_, all) = get(&srv, &admin, "/v1/admin/policies").await;
     let entry = all.as_array().unwrap().iter().find(|p| p["name"] == "signed-tdx").cloned().unwrap_or_default();
@@ -384,8 +470,9 @@ async fn each_version_keeps_its_signer_and_jws_and_versions_from_before_signing_
     assert_eq!((rows[0].signer.as_deref(), rows[0].jws.as_deref()), (None, None), "the unsigned version stores no signature");
     let stored_jws = rows[1].jws.clone().unwrap_or_default();
     assert_eq!(stored_jws, jws, "the JWS as verified (surrounding whitespace removed)");
-    let again = PolicySigners::from_certificates(vec![p256.cert_der.clone()]).unwrap().verify(&stored_jws, cachet_server::now()).unwrap();
-    assert_eq!(again.payload, rows[1].text.as_bytes());
+    let again =
+        PolicySigners::from_certificates(vec![p256.cert_der.clone()]).unwrap().verify(&stored_jws, cachet_server::now()).unwrap();
+    assert_eq!((again.text.as_str(), again.name.as_str(), again.version), (rows[1].text.as_str(), "signed-tdx", 1));
     let stored_signer: Value = serde_json::from_str(rows[1].signer.as_deref().unwrap_or("")).unwrap();
     assert_eq!(stored_signer, serde_json::to_value(&again.signer).unwrap());
     let _ = std::fs::remove_dir_all(&certs);
@@ -413,7 +500,9 @@ async fn configuration_by_flag_environment_and_file_and_bad_certificates_stop_th
     std::fs::write(&toml, format!("policy_signing_certs = [{pa:?}, {pb:?}]\n")).unwrap();
     let from_file = ServeArgs { config: Some(toml.clone()), ..Default::default() }.resolve().unwrap();
     assert_eq!(from_file.policy_signing_certs, vec![a.cert_path.clone(), b.cert_path.clone()]);
-    let both = ServeArgs { config: Some(toml), policy_signing_certs: vec![b.cert_path.clone()], ..Default::default() }.resolve().unwrap();
+    let both = ServeArgs { config: Some(toml), policy_signing_certs: vec![b.cert_path.clone()], ..Default::default() }
+        .resolve()
+        .unwrap();
     assert_eq!(both.policy_signing_certs, vec![b.cert_path.clone()]);
 
     // A missing file, a file without a certificate, or a private key refuse to start.
@@ -442,9 +531,9 @@ import json, sys
 from jwcrypto import jwk, jws
 from jwcrypto.common import json_encode
 out = {}
-for name, keyfile, alg, kid in json.loads(sys.argv[1]):
+for name, keyfile, alg, kid, payload in json.loads(sys.argv[1]):
     key = jwk.JWK.from_pem(open(keyfile, "rb").read())
-    s = jws.JWS(open(sys.argv[2], "rb").read())
+    s = jws.JWS(open(payload, "rb").read())
     header = {"alg": alg}
     if kid:
         header["kid"] = kid
@@ -470,7 +559,11 @@ print(json.dumps(out))
 "#;
 
 fn python_has_jwcrypto() -> bool {
-    std::process::Command::new("python3").args(["-c", "import jwcrypto.jws, jwcrypto.jwk"]).status().map(|s| s.success()).unwrap_or(false)
+    std::process::Command::new("python3")
+        .args(["-c", "import jwcrypto.jws, jwcrypto.jwk"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 fn python(script: &str, args: &[String]) -> Value {
@@ -500,16 +593,20 @@ async fn jwcrypto_signed_policies_are_accepted_and_cachet_signatures_verify_in_j
     let admin = srv.api_key(Role::Admin).await;
 
     // jwcrypto signs; the server accepts (with and without kid).
-    let policy_file = certs.join("policy.rego");
-    std::fs::write(&policy_file, tdx_policy(3)).unwrap();
+    // Each upload a greater signed version of the same text.
+    let payload = |version: u64| {
+        let file = certs.join(format!("policy-{version}.json"));
+        std::fs::write(&file, bound("signed-tdx", version, &tdx_policy(3))).unwrap();
+        file.display().to_string()
+    };
     let key = |n: &str| certs.join(format!("{n}.key")).display().to_string();
     let jobs = json!([
-        ["es256", key("p256"), "ES256", p256.thumbprint()],
-        ["es384", key("p384"), "ES384", null],
-        ["ps256", key("rsa"), "PS256", rsa.thumbprint()],
-        ["rs256", key("rsa"), "RS256", null],
+        ["es256", key("p256"), "ES256", p256.thumbprint(), payload(1)],
+        ["es384", key("p384"), "ES384", null, payload(2)],
+        ["ps256", key("rsa"), "PS256", rsa.thumbprint(), payload(3)],
+        ["rs256", key("rsa"), "RS256", null, payload(4)],
     ]);
-    let signed = python(PY_SIGN, &[jobs.to_string(), policy_file.display().to_string()]);
+    let signed = python(PY_SIGN, &[jobs.to_string()]);
     for (name, alg) in [("es256", "ES256"), ("es384", "ES384"), ("ps256", "PS256"), ("rs256", "RS256")] {
         let (s, v) = put(&srv, &admin, "signed-tdx", &json!({"jws": signed[name]})).await;
         assert_eq!(s, 201, "jwcrypto {name}: {v}");
@@ -521,7 +618,13 @@ async fn jwcrypto_signed_policies_are_accepted_and_cachet_signatures_verify_in_j
     let parts: Vec<&str> = t.split('.').collect();
     let mut payload = URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
     payload[10] ^= 0x20;
-    let (s, e) = put(&srv, &admin, "signed-tdx", &json!({"jws": format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload), parts[2])})).await;
+    let (s, e) = put(
+        &srv,
+        &admin,
+        "signed-tdx",
+        &json!({"jws": format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload), parts[2])}),
+    )
+    .await;
     assert_eq!((s, code(&e)), (422, "policy_signature_invalid"), "{e}");
 
     // Cachet signs (as `cachet admin policy sign` does); jwcrypto verifies
@@ -529,7 +632,7 @@ async fn jwcrypto_signed_policies_are_accepted_and_cachet_signatures_verify_in_j
     let text = tdx_policy(4);
     let mut jobs = Vec::new();
     for (name, c) in [("es256", &p256), ("es384", &p384), ("ps256", &rsa)] {
-        let (jws, _) = sign_policy(text.as_bytes(), c.key_pem.as_bytes(), c.cert_pem.as_bytes()).unwrap();
+        let (jws, _) = sign_policy("signed-tdx", 9, &text, c.key_pem.as_bytes(), c.cert_pem.as_bytes()).unwrap();
         jobs.push(json!([name, c.cert_path, jws]));
         let p: Vec<&str> = jws.split('.').collect();
         let mut bad = URL_SAFE_NO_PAD.decode(p[1]).unwrap();
@@ -539,7 +642,8 @@ async fn jwcrypto_signed_policies_are_accepted_and_cachet_signatures_verify_in_j
     let verified = python(PY_VERIFY, &[Value::Array(jobs).to_string()]);
     for (name, alg, c) in [("es256", "ES256", &p256), ("es384", "ES384", &p384), ("ps256", "PS256", &rsa)] {
         assert_eq!(verified[name]["ok"], true, "{name}: {verified}");
-        assert_eq!(verified[name]["payload"], text.as_str());
+        let payload: Value = serde_json::from_str(verified[name]["payload"].as_str().unwrap_or("")).unwrap();
+        assert_eq!(payload, json!({"name": "signed-tdx", "version": 9, "policy": text}));
         assert_eq!(verified[name]["alg"], alg);
         assert_eq!(verified[name]["kid"], c.thumbprint());
         assert_eq!(verified[format!("{name}-altered")]["ok"], false, "{verified}");

@@ -4,7 +4,8 @@
 //! replayed nonce, an expired token, a token from another issuer and a key
 //! substitution are refused; owners cannot read, overwrite, delete, list or
 //! see releases of another owner's secrets on any route; the SQLite file
-//! holds no plaintext.
+//! holds no plaintext. Release policies read their own tenant's reference
+//! values and the sets the operator shares with it, never another tenant's.
 
 mod common;
 
@@ -335,31 +336,85 @@ async fn owners_cannot_read_overwrite_delete_list_or_see_releases_of_each_others
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_policies_read_the_servers_reference_values() {
+async fn release_policies_read_their_tenants_reference_values_and_those_shared_with_it_only() {
+    // The --reference-values file is the operator's: appraisal reads it, release policies do not.
     let refs = temp_dir("kb-refs").join("refs.json");
-    std::fs::write(&refs, json!({"reference_values": {"approved": [hex::encode(GOOD)]}}).to_string()).unwrap();
+    std::fs::write(&refs, json!({"reference_values": {"approved": [hex::encode(GOOD)], "lab": [hex::encode(GOOD)]}}).to_string()).unwrap();
     let srv = start("kb-refvals", |a| {
         a.insecure_simulated_tee = true;
         a.reference_values = Some(refs.clone());
     })
     .await;
     let ka = tenant_key(&srv.dir, Some("bank-a"), Role::Admin).await;
-    let policy = r#"package release
+    let kb = tenant_key(&srv.dir, Some("bank-b"), Role::Admin).await;
+    let operator = srv.api_key(Role::Admin).await;
+    let policy = |set: &str| {
+        format!(
+            r#"package release
 import rego.v1
 ev := input.claims.submods[input.tee]["ear.veraison.annotated-evidence"]
-status := "affirming" if ev.measurement in data.reference_values.approved
-reasons contains {"rule": "measurement", "outcome": "contraindicated", "detail": "not in reference set 'approved'"} if {
-    not ev.measurement in data.reference_values.approved
-}
-"#;
-    assert_eq!(put(&srv, &ka, "k", VALUE_A, policy).await.0, 201);
-    let w = Workload::new();
-    for (m, released) in [(GOOD, true), (BAD, false)] {
-        let token = token_for(&srv, &w, m).await;
-        let (s, v) = release(&srv, json!({"token": token, "secrets": ["bank-a/k"]})).await;
-        assert_eq!((s, v["results"][0]["released"].as_bool()), (200, Some(released)), "{v}");
-        if !released {
-            assert!(v["results"][0]["reason"].as_str().unwrap().contains("not in reference set"), "{v}");
-        }
+status := "affirming" if ev.measurement in data.reference_values["{set}"]
+reasons contains {{"rule": "measurement", "outcome": "contraindicated", "detail": "not in reference set '{set}'"}} if {{
+    not ev.measurement in data.reference_values["{set}"]
+}}
+"#
+        )
+    };
+    for (key, secret, set) in [(&ka, "k", "approved"), (&kb, "k", "approved"), (&ka, "lab-k", "lab"), (&kb, "lab-k", "lab")] {
+        assert_eq!(put(&srv, key, secret, VALUE_A, &policy(set)).await.0, 201);
     }
+    let w = Workload::new();
+    let released = |m: [u8; 48], secret: &'static str| {
+        let (srv, w) = (&srv, &w);
+        async move {
+            let token = token_for(srv, w, m).await;
+            let (s, v) = release(srv, json!({"token": token, "secrets": [secret]})).await;
+            assert_eq!(s, 200, "{v}");
+            if v["results"][0]["released"] == false {
+                assert!(v["results"][0]["reason"].as_str().unwrap().contains("not in reference set"), "{v}");
+            }
+            v["results"][0]["released"] == true
+        }
+    };
+    let set = |key: &str, name: &str, body: Value| {
+        let (srv, key, path) = (&srv, key.to_string(), format!("/v1/admin/reference-values/{name}"));
+        async move { call(srv, reqwest::Method::PUT, &path, Some(&key), Some(body)).await }
+    };
+    // Nothing of the tenant's own yet, and the file's sets are not shared.
+    assert!(!released(GOOD, "bank-a/k").await, "the operator's file is not a tenant's");
+    // bank-b approves GOOD in its own set: that releases bank-b's secret only.
+    let (s, v) = set(&kb, "approved", json!([hex::encode(GOOD)])).await;
+    assert_eq!((s, v["owner"].as_str()), (200, Some("bank-b")), "{v}");
+    assert!(released(GOOD, "bank-b/k").await);
+    assert!(!released(GOOD, "bank-a/k").await);
+    // bank-a adds its own workload's measurement to "approved": to its own set,
+    // which bank-b's policy never reads. bank-b's secret stays out of reach.
+    let (s, v) = set(&ka, "approved", json!([hex::encode(BAD)])).await;
+    assert_eq!((s, v["owner"].as_str()), (200, Some("bank-a")), "{v}");
+    assert!(!released(BAD, "bank-b/k").await, "one tenant's reference values released another's secret");
+    assert!(released(BAD, "bank-a/k").await);
+    // A tenant cannot share its set with another.
+    let (s, v) = set(&ka, "approved", json!({"values": [hex::encode(BAD)], "shared_with": ["bank-b"]})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("operator_only")), "{v}");
+    assert!(!released(BAD, "bank-b/k").await);
+    // The operator shares "lab" with bank-a only: bank-a's policies read it, bank-b's do not ...
+    let (s, v) = set(&operator, "lab", json!({"values": [hex::encode(GOOD)], "shared_with": ["bank-a"]})).await;
+    assert_eq!((s, v["owner"].as_str(), v["shared_with"].clone()), (200, None, json!(["bank-a"])), "{v}");
+    assert!(released(GOOD, "bank-a/lab-k").await);
+    assert!(!released(GOOD, "bank-b/lab-k").await);
+    let (s, v) = call(&srv, reqwest::Method::GET, "/v1/admin/reference-values/lab", Some(&kb), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")), "{v}");
+    // ... bank-a sees it, without learning whom else it is shared with ...
+    let (s, v) = call(&srv, reqwest::Method::GET, "/v1/admin/reference-values/lab", Some(&ka), None).await;
+    assert_eq!((s, v.get("shared_with"), v["owner"].as_str()), (200, None, None), "{v}");
+    // ... and re-putting the values keeps the sharing; sharing with "*" reaches bank-b.
+    let (s, v) = set(&operator, "lab", json!([hex::encode(GOOD)])).await;
+    assert_eq!((s, v["shared_with"].clone()), (200, json!(["bank-a"])), "{v}");
+    assert!(!released(GOOD, "bank-b/lab-k").await);
+    assert_eq!(set(&operator, "lab", json!({"values": [hex::encode(GOOD)], "shared_with": ["*"]})).await.0, 200);
+    assert!(released(GOOD, "bank-b/lab-k").await);
+    // Each tenant lists what its policies read; neither sees the other's values.
+    let (_, a_doc) = call(&srv, reqwest::Method::GET, "/v1/admin/reference-values", Some(&ka), None).await;
+    let (_, b_doc) = call(&srv, reqwest::Method::GET, "/v1/admin/reference-values", Some(&kb), None).await;
+    assert!(a_doc.to_string().contains(&hex::encode(BAD)) && !b_doc.to_string().contains(&hex::encode(BAD)), "{a_doc} {b_doc}");
 }

@@ -2,7 +2,9 @@
 //! signing key in a PKCS#11 token. Secrets put over HTTP survive a server
 //! restart and are released through the HSM; the SQLite file holds only
 //! sealed records that a local KEK cannot open; tokens are signed in the
-//! HSM and verify against the published JWKS.
+//! HSM and verify against the published JWKS. When the HSM goes away,
+//! `/readyz` and releases say `key_custody_unavailable`, and both recover
+//! once it is back, without a restart.
 
 mod common;
 
@@ -90,8 +92,32 @@ async fn hsm_held_kek_and_signing_key_over_http_across_a_restart() {
     srv2.verify_token(token).await; // signed in the HSM, verifies with the JWKS
     let (s, v) = srv2.post("/v1/secrets/release", &json!({"token": token, "secrets": ["bank-a/db"]})).await;
     assert_eq!(s, 200, "{v}");
-    let d = jwe::decrypt(&DecryptionKey::Ec(sk), v["results"][0]["jwe"].as_str().unwrap()).unwrap();
+    let sk = DecryptionKey::Ec(sk);
+    let d = jwe::decrypt(&sk, v["results"][0]["jwe"].as_str().unwrap()).unwrap();
     assert_eq!(d.plaintext.expose(), VALUE.as_bytes());
+    let (s, v) = srv2.get("/readyz").await;
+    assert_eq!((s, v["key_custody"].as_str()), (200, Some("ok")), "{v}");
+
+    // The HSM goes away (its token store is moved off): not ready, and
+    // releases are refused naming the real cause, never "altered record".
+    let (tokens, away) = (hsm_dir.join("tokens"), hsm_dir.join("tokens-away"));
+    std::fs::rename(&tokens, &away).unwrap();
+    let (s, v) = srv2.get("/readyz").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("key_custody_unavailable")), "{v}");
+    let (s, v) = srv2.post("/v1/secrets/release", &json!({"token": token, "secrets": ["bank-a/db"]})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("key_custody_unavailable")), "{v}");
+    assert!(!v.to_string().contains("altered"), "{v}");
+    let (s, _) = srv2.get("/healthz").await;
+    assert_eq!(s, 200);
+
+    // It comes back: the server reconnects and logs in again by itself.
+    std::fs::rename(&away, &tokens).unwrap();
+    let (s, v) = srv2.get("/readyz").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = srv2.post("/v1/secrets/release", &json!({"token": token, "secrets": ["bank-a/db"]})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["released"], true, "{v}");
+    assert_eq!(jwe::decrypt(&sk, v["results"][0]["jwe"].as_str().unwrap()).unwrap().plaintext.expose(), VALUE.as_bytes());
     drop(srv2);
 
     // The database holds a sealed record only, which no local KEK opens.
@@ -104,11 +130,11 @@ async fn hsm_held_kek_and_signing_key_over_http_across_a_restart() {
     let row = store.get_secret("bank-a", "db").await.unwrap().unwrap();
     let sealed: envelope::Sealed = serde_json::from_str(&row.sealed).unwrap();
     let local = LocalFileKek::open_or_create(&hsm_dir.join("local-kek")).unwrap();
-    assert!(matches!(envelope::open(&local, "bank-a", "db", &sealed), Err(cachet_keybroker::BrokerError::WrongKek { .. })));
+    assert!(matches!(envelope::open(&local, "bank-a", "db", &row.policy_hash, &sealed), Err(cachet_keybroker::BrokerError::WrongKek { .. })));
     let mut forged = sealed.clone();
     forged.kek_kind = "local-file".into();
     forged.kek_id = cachet_keybroker::KeyEncryptionKey::key_id(&local).to_string();
-    assert!(envelope::open(&local, "bank-a", "db", &forged).is_err());
+    assert!(envelope::open(&local, "bank-a", "db", &row.policy_hash, &forged).is_err());
     store.close().await;
     let _ = std::fs::remove_dir_all(&hsm_dir);
 }

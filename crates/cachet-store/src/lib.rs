@@ -96,6 +96,13 @@ impl From<sqlx::Error> for StoreError {
 /// Shorthand.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The [`Store::put_secret`] compare-and-swap lost: someone else wrote the
+/// secret first.
+pub(crate) fn secret_conflict(row: &SecretRow) -> StoreError {
+    let expected = if row.version <= 1 { "none".to_string() } else { (row.version - 1).to_string() };
+    StoreError::Conflict(format!("secret {}/{} changed concurrently (expected stored version {expected})", row.owner, row.name))
+}
+
 /// What consuming a nonce found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum NonceOutcome {
@@ -128,6 +135,9 @@ pub struct ApiKeyRecord {
     /// The tenant the key acts for (owner of secrets), if any.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// After this instant (Unix seconds) the key is refused; `None`: never expires.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// A key-broker secret as stored: the sealed (envelope-encrypted) record is
@@ -187,7 +197,11 @@ pub struct PolicyRow {
 /// A named reference-value set as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferenceSetRow {
-    /// Set name.
+    /// The tenant owning the set (only its release policies read it), or
+    /// `None` for an operator set (appraisal policies read it).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Set name, unique per owner.
     pub name: String,
     /// The set's JSON document (cachet-appraise `RefSet`).
     pub doc: String,
@@ -195,6 +209,10 @@ pub struct ReferenceSetRow {
     pub updated_at: i64,
     /// Who changed it last.
     pub updated_by: String,
+    /// For an operator set: the tenants whose release policies also read it
+    /// (`"*"`: every tenant). Empty for tenant sets.
+    #[serde(default)]
+    pub shared_with: Vec<String>,
 }
 
 /// A token-signing key as stored.
@@ -253,13 +271,14 @@ pub trait Store: Send + Sync {
     /// Delete nonces that expired before `before`; returns how many.
     async fn purge_nonces(&self, before: i64) -> StoreResult<u64>;
 
-    /// Store a new API key.
+    /// Store a new API key (a tenant's key is indexed for that tenant's audit view).
     async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<()>;
     /// Look an API key up by id.
     async fn find_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// All API keys, oldest first.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
-    /// Revoke an API key; `false` when there is no such unrevoked key.
+    /// Revoke an API key; `false` when there is no such unrevoked key
+    /// (a tenant's key: the entry is indexed for that tenant's audit view).
     async fn revoke_api_key(&self, id: &str, at: i64, audit: &AuditEntry) -> StoreResult<bool>;
 
     /// Store a new signing key.
@@ -270,15 +289,25 @@ pub trait Store: Send + Sync {
     async fn revoke_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> StoreResult<bool>;
     /// Attach a certificate chain to a key; `false` when there is no such key.
     async fn set_signing_key_chain(&self, kid: &str, chain: &[Vec<u8>], audit: &AuditEntry) -> StoreResult<bool>;
+    /// Move a signing key from custody `from` to custody `to` with its new
+    /// handle (e.g. a plaintext key sealed under the KEK); `false` when
+    /// there is no such key in custody `from` (another process moved it).
+    async fn move_signing_key(&self, kid: &str, from: &str, to: &str, handle: &[u8], audit: &AuditEntry) -> StoreResult<bool>;
     /// Delete signing keys (expired or revoked ones); returns how many.
     async fn delete_signing_keys(&self, kids: &[String], audit: &AuditEntry) -> StoreResult<u64>;
 
-    /// Append an entry (an attestation decision) to the audit log.
+    /// Append an entry (an attestation decision) to the audit log, bounded
+    /// by [`AuditEntry::bounded`] (as every backend does for every entry).
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord>;
-    /// Audit records with `seq > after`, in order, at most `limit`.
+    /// Audit records with `seq > after`, in order, at most `limit` and at
+    /// most [`audit::MAX_PAGE_BYTES`] of them (at least one).
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 
-    /// Create or replace a secret, with its audit entry (indexed for its owner).
+    /// Write a secret with its audit entry (indexed for its owner), as a
+    /// compare-and-swap on its version: `row.version` 1 creates it (refused
+    /// if it exists), `row.version` n > 1 replaces version n - 1 and nothing
+    /// else. A lost race is [`StoreError::Conflict`] and writes nothing, so
+    /// concurrent writers each get a distinct version or retry.
     async fn put_secret(&self, row: &SecretRow, audit: &AuditEntry) -> StoreResult<()>;
     /// The secret `(owner, name)`.
     async fn get_secret(&self, owner: &str, name: &str) -> StoreResult<Option<SecretRow>>;
@@ -289,7 +318,8 @@ pub trait Store: Send + Sync {
     /// Append an audit entry and index it for each of `owners` (a release
     /// decision concerns the owners of the secrets requested).
     async fn append_owner_audit(&self, entry: &AuditEntry, owners: &[String]) -> StoreResult<AuditRecord>;
-    /// Audit records indexed for `owner` with `seq > after`, in order, at most `limit`.
+    /// Audit records indexed for `owner` with `seq > after`, in order, at
+    /// most `limit` and at most [`audit::MAX_PAGE_BYTES`] of them (at least one).
     async fn owner_audit_page(&self, owner: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 
     /// Store a new version of policy `row.name` (its `version` is ignored:
@@ -303,12 +333,29 @@ pub trait Store: Send + Sync {
     /// Every version of policy `name`, oldest first.
     async fn policy_versions(&self, name: &str) -> StoreResult<Vec<PolicyRow>>;
 
-    /// Create or replace a reference-value set, with its audit entry.
+    /// Create or replace the set `(row.owner, row.name)`, with its audit
+    /// entry (indexed for the owning tenant, if any).
     async fn put_reference_set(&self, row: &ReferenceSetRow, audit: &AuditEntry) -> StoreResult<()>;
-    /// Every reference-value set, by name.
+    /// Every reference-value set of every owner (operator sets first), by name.
     async fn list_reference_sets(&self) -> StoreResult<Vec<ReferenceSetRow>>;
-    /// Delete a reference-value set with its audit entry; `false` if there was none.
-    async fn delete_reference_set(&self, name: &str, audit: &AuditEntry) -> StoreResult<bool>;
+    /// Delete the set `(owner, name)` (`owner` `None`: the operator's) with
+    /// its audit entry; `false` if there was none.
+    async fn delete_reference_set(&self, owner: Option<&str>, name: &str, audit: &AuditEntry) -> StoreResult<bool>;
+}
+
+/// How an owner is stored in `reference_sets.owner`: `''` is the operator.
+pub(crate) fn owner_column(owner: Option<&str>) -> &str {
+    owner.unwrap_or("")
+}
+
+/// The owner of a stored `reference_sets.owner` value.
+pub(crate) fn owner_of_column(owner: String) -> Option<String> {
+    (!owner.is_empty()).then_some(owner)
+}
+
+/// The JSON text `shared_with` is stored as; a malformed one is reported as corrupt.
+pub(crate) fn parse_shared_with(text: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("reference set shared_with: {e}")))
 }
 
 /// Walk the whole audit log and check its hash chain.

@@ -93,8 +93,21 @@ fn redact(text: &str, secret: &str) -> String {
     }
 }
 
+/// The size of an audit row (its variable-length text), as SQL: what a
+/// page's byte budget counts (`octet_length` reads the stored length).
+const ROW_BYTES: &str = "(octet_length(actor) + octet_length(detail) + COALESCE(octet_length(failed_check), 0) + 256)::BIGINT";
+
+/// The last `seq` of a page, from `(seq, n)` rows (see [`crate::audit::page_end`]).
+fn page_end_of(sizes: &[PgRow]) -> StoreResult<Option<i64>> {
+    let sizes = sizes.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, r.try_get::<i64, _>("n")?))).collect::<StoreResult<Vec<_>>>()?;
+    Ok(crate::audit::page_end(&sizes))
+}
+
 /// Append an audit entry inside a [`PostgresStore::writer`] transaction.
 async fn append_in(tx: &mut Transaction<'static, Postgres>, e: &AuditEntry) -> StoreResult<AuditRecord> {
+    // Entries record what callers sent: stored within the audit limits.
+    let bounded = e.bounded();
+    let e: &AuditEntry = &bounded;
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let (seq, prev_hash) = match last {
         Some(row) => {
@@ -167,6 +180,7 @@ fn api_key_from(row: &PgRow) -> StoreResult<ApiKeyRecord> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         tenant: row.try_get("tenant")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -197,11 +211,14 @@ fn policy_from(row: &PgRow) -> StoreResult<PolicyRow> {
 }
 
 fn reference_set_from(row: &PgRow) -> StoreResult<ReferenceSetRow> {
+    let shared: String = row.try_get("shared_with")?;
     Ok(ReferenceSetRow {
+        owner: crate::owner_of_column(row.try_get("owner")?),
         name: row.try_get("name")?,
         doc: row.try_get("doc")?,
         updated_at: row.try_get("updated_at")?,
         updated_by: row.try_get("updated_by")?,
+        shared_with: crate::parse_shared_with(&shared)?,
     })
 }
 
@@ -288,7 +305,7 @@ impl Store for PostgresStore {
     async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.writer().await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at, tenant, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&key.id)
         .bind(&key.name)
@@ -297,9 +314,13 @@ impl Store for PostgresStore {
         .bind(key.created_at)
         .bind(key.revoked_at)
         .bind(&key.tenant)
+        .bind(key.expires_at)
         .execute(&mut *tx)
         .await?;
-        append_in(&mut tx, audit).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(t) = &key.tenant {
+            index_owner(&mut tx, t, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -324,7 +345,11 @@ impl Store for PostgresStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        append_in(&mut tx, audit).await?;
+        let tenant: Option<String> = sqlx::query_scalar("SELECT tenant FROM api_keys WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(t) = &tenant {
+            index_owner(&mut tx, t, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -382,6 +407,23 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
+    async fn move_signing_key(&self, kid: &str, from: &str, to: &str, handle: &[u8], audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.writer().await?;
+        let r = sqlx::query("UPDATE signing_keys SET custody = $1, handle = $2 WHERE kid = $3 AND custody = $4")
+            .bind(to)
+            .bind(handle)
+            .bind(kid)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn delete_signing_keys(&self, kids: &[String], audit: &AuditEntry) -> StoreResult<u64> {
         let mut tx = self.writer().await?;
         let n = sqlx::query("DELETE FROM signing_keys WHERE kid = ANY($1)").bind(kids).execute(&mut *tx).await?.rows_affected();
@@ -400,32 +442,54 @@ impl Store for PostgresStore {
     }
 
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+        let sizes = sqlx::query(&format!("SELECT seq, {ROW_BYTES} AS n FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"))
             .bind(after)
             .bind(limit.clamp(1, 10_000))
             .fetch_all(&self.pool)
             .await?;
+        let Some(end) = page_end_of(&sizes)? else { return Ok(Vec::new()) };
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq").bind(after).bind(end).fetch_all(&self.pool).await?;
         rows.iter().map(audit_from).collect()
     }
 
     async fn put_secret(&self, row: &SecretRow, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.writer().await?;
-        sqlx::query(
-            "INSERT INTO secrets (owner, name, policy, policy_hash, sealed, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (owner, name) DO UPDATE SET policy = excluded.policy, policy_hash = excluded.policy_hash, \
-             sealed = excluded.sealed, updated_at = excluded.updated_at, version = excluded.version",
-        )
-        .bind(&row.owner)
-        .bind(&row.name)
-        .bind(&row.policy)
-        .bind(&row.policy_hash)
-        .bind(&row.sealed)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.version)
-        .execute(&mut *tx)
-        .await?;
+        // Compare-and-swap on the version (see the trait): a create collides
+        // on the primary key, a replace matches only the previous version.
+        let written = if row.version <= 1 {
+            sqlx::query(
+                "INSERT INTO secrets (owner, name, policy, policy_hash, sealed, created_at, updated_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (owner, name) DO NOTHING",
+            )
+            .bind(&row.owner)
+            .bind(&row.name)
+            .bind(&row.policy)
+            .bind(&row.policy_hash)
+            .bind(&row.sealed)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(row.version)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE secrets SET policy = $1, policy_hash = $2, sealed = $3, updated_at = $4, version = $5 \
+                 WHERE owner = $6 AND name = $7 AND version = $8",
+            )
+            .bind(&row.policy)
+            .bind(&row.policy_hash)
+            .bind(&row.sealed)
+            .bind(row.updated_at)
+            .bind(row.version)
+            .bind(&row.owner)
+            .bind(&row.name)
+            .bind(row.version - 1)
+            .execute(&mut *tx)
+            .await?
+        };
+        if written.rows_affected() != 1 {
+            return Err(crate::secret_conflict(row));
+        }
         let rec = append_in(&mut tx, audit).await?;
         index_owner(&mut tx, &row.owner, rec.seq).await?;
         tx.commit().await?;
@@ -466,12 +530,21 @@ impl Store for PostgresStore {
     }
 
     async fn owner_audit_page(&self, owner: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.* FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = $1 AND a.seq > $2 ORDER BY a.seq LIMIT $3",
-        )
+        let sizes = sqlx::query(&format!(
+            "SELECT a.seq, {ROW_BYTES} AS n FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = $1 AND a.seq > $2 ORDER BY a.seq LIMIT $3"
+        ))
         .bind(owner)
         .bind(after)
         .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(end) = page_end_of(&sizes)? else { return Ok(Vec::new()) };
+        let rows = sqlx::query(
+            "SELECT a.* FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = $1 AND a.seq > $2 AND a.seq <= $3 ORDER BY a.seq",
+        )
+        .bind(owner)
+        .bind(after)
+        .bind(end)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_from).collect()
@@ -538,32 +611,43 @@ impl Store for PostgresStore {
     async fn put_reference_set(&self, row: &ReferenceSetRow, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.writer().await?;
         sqlx::query(
-            "INSERT INTO reference_sets (name, doc, updated_at, updated_by) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            "INSERT INTO reference_sets (owner, name, doc, updated_at, updated_by, shared_with) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (owner, name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by, shared_with = excluded.shared_with",
         )
+        .bind(crate::owner_column(row.owner.as_deref()))
         .bind(&row.name)
         .bind(&row.doc)
         .bind(row.updated_at)
         .bind(&row.updated_by)
+        .bind(serde_json::Value::from(row.shared_with.clone()).to_string())
         .execute(&mut *tx)
         .await?;
-        append_in(&mut tx, audit).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(o) = &row.owner {
+            index_owner(&mut tx, o, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_reference_sets(&self) -> StoreResult<Vec<ReferenceSetRow>> {
-        let rows = sqlx::query("SELECT * FROM reference_sets ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM reference_sets ORDER BY owner, name").fetch_all(&self.pool).await?;
         rows.iter().map(reference_set_from).collect()
     }
 
-    async fn delete_reference_set(&self, name: &str, audit: &AuditEntry) -> StoreResult<bool> {
+    async fn delete_reference_set(&self, owner: Option<&str>, name: &str, audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.writer().await?;
-        let r = sqlx::query("DELETE FROM reference_sets WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        let r = sqlx::query("DELETE FROM reference_sets WHERE owner = $1 AND name = $2")
+            .bind(crate::owner_column(owner))
+            .bind(name).execute(&mut *tx).await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        append_in(&mut tx, audit).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(o) = owner {
+            index_owner(&mut tx, o, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -36,6 +36,7 @@ impl SqliteStore {
 
     /// Open (creating if needed) the database file at `path`, and migrate it.
     pub async fn open_file(path: &Path) -> StoreResult<Self> {
+        create_private(path)?;
         let opts = SqliteConnectOptions::new().filename(path);
         Self::open_with(opts).await
     }
@@ -43,6 +44,11 @@ impl SqliteStore {
     /// Open a `sqlite:` URL (e.g. `sqlite:///var/lib/cachet/cachet.db`).
     pub async fn open_url(url: &str) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Database(e.to_string()))?;
+        let file = opts.get_filename();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory") || file.to_string_lossy().starts_with("file:");
+        if !in_memory {
+            create_private(file)?;
+        }
         Self::open_with(opts).await
     }
 
@@ -52,7 +58,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted and overwritten content (a signing key sealed in
+            // place, a replaced secret) is zeroed, not left in free space.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
@@ -77,6 +86,23 @@ impl SqliteStore {
     }
 }
 
+/// Create a new database file with mode 0600 before SQLite opens it (SQLite
+/// would create it with the umask's permissions, often world-readable): it
+/// holds API-key hashes, sealed secrets and sealed signing keys. SQLite
+/// gives its `-wal` and `-shm` files the database file's permissions. An
+/// existing file is left as it is.
+fn create_private(path: &Path) -> StoreResult<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(format!("creating {}: {e}", path.display()))),
+    }
+}
+
 /// Make the data directory private to its owner (it holds private keys).
 fn restrict_dir(dir: &Path) {
     #[cfg(unix)]
@@ -86,8 +112,21 @@ fn restrict_dir(dir: &Path) {
     }
 }
 
+/// The size of an audit row (its variable-length text), as SQL: what a
+/// page's byte budget counts.
+const ROW_BYTES: &str = "length(CAST(actor AS BLOB)) + length(CAST(detail AS BLOB)) + COALESCE(length(CAST(failed_check AS BLOB)), 0) + 256";
+
+/// The last `seq` of a page, from `(seq, n)` rows (see [`crate::audit::page_end`]).
+fn page_end_of(sizes: &[SqliteRow]) -> StoreResult<Option<i64>> {
+    let sizes = sizes.iter().map(|r| Ok((r.try_get::<i64, _>("seq")?, r.try_get::<i64, _>("n")?))).collect::<StoreResult<Vec<_>>>()?;
+    Ok(crate::audit::page_end(&sizes))
+}
+
 /// Append an audit entry inside an open (immediate) transaction.
 async fn append_in(tx: &mut Transaction<'static, Sqlite>, e: &AuditEntry) -> StoreResult<AuditRecord> {
+    // Entries record what callers sent: stored within the audit limits.
+    let bounded = e.bounded();
+    let e: &AuditEntry = &bounded;
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let (seq, prev_hash) = match last {
         Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
@@ -147,6 +186,7 @@ fn api_key_from(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         tenant: row.try_get("tenant")?,
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -177,11 +217,14 @@ fn policy_from(row: &SqliteRow) -> StoreResult<PolicyRow> {
 }
 
 fn reference_set_from(row: &SqliteRow) -> StoreResult<ReferenceSetRow> {
+    let shared: String = row.try_get("shared_with")?;
     Ok(ReferenceSetRow {
+        owner: crate::owner_of_column(row.try_get("owner")?),
         name: row.try_get("name")?,
         doc: row.try_get("doc")?,
         updated_at: row.try_get("updated_at")?,
         updated_by: row.try_get("updated_by")?,
+        shared_with: crate::parse_shared_with(&shared)?,
     })
 }
 
@@ -276,7 +319,7 @@ impl Store for SqliteStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.immediate().await?;
-        sqlx::query("INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at, tenant) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (id, name, role, secret_hash, created_at, revoked_at, tenant, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&key.id)
             .bind(&key.name)
             .bind(&key.role)
@@ -284,9 +327,13 @@ impl Store for SqliteStore {
             .bind(key.created_at)
             .bind(key.revoked_at)
             .bind(&key.tenant)
+            .bind(key.expires_at)
             .execute(&mut *tx)
             .await?;
-        append_in(&mut tx, audit).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(t) = &key.tenant {
+            index_owner(&mut tx, t, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -311,7 +358,11 @@ impl Store for SqliteStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        append_in(&mut tx, audit).await?;
+        let tenant: Option<String> = sqlx::query_scalar("SELECT tenant FROM api_keys WHERE id = ?").bind(id).fetch_one(&mut *tx).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(t) = &tenant {
+            index_owner(&mut tx, t, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -373,6 +424,27 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn move_signing_key(&self, kid: &str, from: &str, to: &str, handle: &[u8], audit: &AuditEntry) -> StoreResult<bool> {
+        let mut tx = self.immediate().await?;
+        let r = sqlx::query("UPDATE signing_keys SET custody = ?, handle = ? WHERE kid = ? AND custody = ?")
+            .bind(to)
+            .bind(handle)
+            .bind(kid)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        // The old handle (e.g. a plaintext key) is still in the database
+        // file's earlier page and in the WAL: write the new pages back now
+        // and empty the WAL, so neither file keeps it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        Ok(true)
+    }
+
     async fn delete_signing_keys(&self, kids: &[String], audit: &AuditEntry) -> StoreResult<u64> {
         let mut tx = self.immediate().await?;
         let mut n = 0;
@@ -394,32 +466,54 @@ impl Store for SqliteStore {
     }
 
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+        let sizes = sqlx::query(&format!("SELECT seq, {ROW_BYTES} AS n FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"))
             .bind(after)
             .bind(limit.clamp(1, 10_000))
             .fetch_all(&self.pool)
             .await?;
+        let Some(end) = page_end_of(&sizes)? else { return Ok(Vec::new()) };
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq").bind(after).bind(end).fetch_all(&self.pool).await?;
         rows.iter().map(audit_from).collect()
     }
 
     async fn put_secret(&self, row: &SecretRow, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.immediate().await?;
-        sqlx::query(
-            "INSERT INTO secrets (owner, name, policy, policy_hash, sealed, created_at, updated_at, version) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (owner, name) DO UPDATE SET policy = excluded.policy, policy_hash = excluded.policy_hash, \
-             sealed = excluded.sealed, updated_at = excluded.updated_at, version = excluded.version",
-        )
-        .bind(&row.owner)
-        .bind(&row.name)
-        .bind(&row.policy)
-        .bind(&row.policy_hash)
-        .bind(&row.sealed)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.version)
-        .execute(&mut *tx)
-        .await?;
+        // Compare-and-swap on the version (see the trait): a create collides
+        // on the primary key, a replace matches only the previous version.
+        let written = if row.version <= 1 {
+            sqlx::query(
+                "INSERT INTO secrets (owner, name, policy, policy_hash, sealed, created_at, updated_at, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, name) DO NOTHING",
+            )
+            .bind(&row.owner)
+            .bind(&row.name)
+            .bind(&row.policy)
+            .bind(&row.policy_hash)
+            .bind(&row.sealed)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(row.version)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE secrets SET policy = ?, policy_hash = ?, sealed = ?, updated_at = ?, version = ? \
+                 WHERE owner = ? AND name = ? AND version = ?",
+            )
+            .bind(&row.policy)
+            .bind(&row.policy_hash)
+            .bind(&row.sealed)
+            .bind(row.updated_at)
+            .bind(row.version)
+            .bind(&row.owner)
+            .bind(&row.name)
+            .bind(row.version - 1)
+            .execute(&mut *tx)
+            .await?
+        };
+        if written.rows_affected() != 1 {
+            return Err(crate::secret_conflict(row));
+        }
         let rec = append_in(&mut tx, audit).await?;
         index_owner(&mut tx, &row.owner, rec.seq).await?;
         tx.commit().await?;
@@ -459,12 +553,21 @@ impl Store for SqliteStore {
     }
 
     async fn owner_audit_page(&self, owner: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.* FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = ? AND a.seq > ? ORDER BY a.seq LIMIT ?",
-        )
+        let sizes = sqlx::query(&format!(
+            "SELECT a.seq, {ROW_BYTES} AS n FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = ? AND a.seq > ? ORDER BY a.seq LIMIT ?"
+        ))
         .bind(owner)
         .bind(after)
         .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(end) = page_end_of(&sizes)? else { return Ok(Vec::new()) };
+        let rows = sqlx::query(
+            "SELECT a.* FROM audit_log a JOIN owner_audit o ON o.seq = a.seq WHERE o.owner = ? AND a.seq > ? AND a.seq <= ? ORDER BY a.seq",
+        )
+        .bind(owner)
+        .bind(after)
+        .bind(end)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_from).collect()
@@ -527,32 +630,43 @@ impl Store for SqliteStore {
     async fn put_reference_set(&self, row: &ReferenceSetRow, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.immediate().await?;
         sqlx::query(
-            "INSERT INTO reference_sets (name, doc, updated_at, updated_by) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            "INSERT INTO reference_sets (owner, name, doc, updated_at, updated_by, shared_with) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (owner, name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by, shared_with = excluded.shared_with",
         )
+        .bind(crate::owner_column(row.owner.as_deref()))
         .bind(&row.name)
         .bind(&row.doc)
         .bind(row.updated_at)
         .bind(&row.updated_by)
+        .bind(serde_json::Value::from(row.shared_with.clone()).to_string())
         .execute(&mut *tx)
         .await?;
-        append_in(&mut tx, audit).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(o) = &row.owner {
+            index_owner(&mut tx, o, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn list_reference_sets(&self) -> StoreResult<Vec<ReferenceSetRow>> {
-        let rows = sqlx::query("SELECT * FROM reference_sets ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM reference_sets ORDER BY owner, name").fetch_all(&self.pool).await?;
         rows.iter().map(reference_set_from).collect()
     }
 
-    async fn delete_reference_set(&self, name: &str, audit: &AuditEntry) -> StoreResult<bool> {
+    async fn delete_reference_set(&self, owner: Option<&str>, name: &str, audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.immediate().await?;
-        let r = sqlx::query("DELETE FROM reference_sets WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        let r = sqlx::query("DELETE FROM reference_sets WHERE owner = ? AND name = ?")
+            .bind(crate::owner_column(owner))
+            .bind(name).execute(&mut *tx).await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }
-        append_in(&mut tx, audit).await?;
+        let rec = append_in(&mut tx, audit).await?;
+        if let Some(o) = owner {
+            index_owner(&mut tx, o, rec.seq).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

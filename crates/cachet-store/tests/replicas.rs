@@ -67,6 +67,7 @@ async fn concurrent_admin_writes_on_both_replicas_leave_one_audit_chain() {
                     created_at: 1,
                     revoked_at: None,
                     tenant: None,
+                    expires_at: None,
                 };
                 s.insert_api_key(&key, &entry("api_key.create", n)).await.unwrap();
                 // The same policy name from every task: versions must come out gapless.

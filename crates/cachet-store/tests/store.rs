@@ -3,8 +3,10 @@
 //! admin changes audited in the same transaction, the audit chain detects
 //! edits, insertions and deletions, data survives reopening, duplicates are
 //! `Conflict`, and every record kind round-trips (policy signers and JWSs
-//! too). A database migrated by an older release (before policy signers)
-//! opens, migrates and keeps its policies, on both backends.
+//! too). Reference sets and API keys belong to their tenant (sets keyed by
+//! owner, a tenant's changes in its own audit view, key expiry kept). A
+//! database migrated by an older release (before policy signers) opens,
+//! migrates and keeps its policies and reference sets, on both backends.
 //!
 //! Each behaviour is one function taking a [`Fixture`]; `both!` runs it
 //! once per backend (`<behaviour>::sqlite`, `<behaviour>::postgres`).
@@ -96,7 +98,7 @@ fn entry(action: &str) -> AuditEntry {
 }
 
 fn key(id: &str) -> ApiKeyRecord {
-    ApiKeyRecord { id: id.into(), name: "n".into(), role: "admin".into(), secret_hash: "00".into(), created_at: 5, revoked_at: None, tenant: None }
+    ApiKeyRecord { id: id.into(), name: "n".into(), role: "admin".into(), secret_hash: "00".into(), created_at: 5, revoked_at: None, tenant: None, expires_at: None }
 }
 
 both!(a_nonce_is_consumed_once_and_expired_or_unknown_ones_are_named);
@@ -206,6 +208,9 @@ fn old_migrations(backend: &str, last: i64, tag: &str) -> PathBuf {
 const OLD_POLICY_INSERT: &str =
     "INSERT INTO policies (name, version, text, hash, created_at, created_by) VALUES ('old', 1, 'package old', 'sha-256:00', 5, 'api-key:k')";
 
+/// A reference set as releases before tenants stored it (no owner).
+const OLD_REFSET_INSERT: &str = "INSERT INTO reference_sets (name, doc, updated_at, updated_by) VALUES ('old', '{}', 5, 'k')";
+
 fn old_policy() -> PolicyRow {
     PolicyRow {
         name: "old".into(),
@@ -222,6 +227,9 @@ fn old_policy() -> PolicyRow {
 /// After an upgrade, the old version reads as unsigned and new versions
 /// (signed or not) follow it.
 async fn upgraded_store_keeps_and_extends_old_policies(s: &dyn Store) {
+    let sets = s.list_reference_sets().await.unwrap();
+    let kept = ReferenceSetRow { owner: None, name: "old".into(), doc: "{}".into(), updated_at: 5, updated_by: "k".into(), shared_with: vec![] };
+    assert_eq!(sets, [kept], "an old reference set is kept as an operator set, shared with nobody");
     assert_eq!(s.get_policy("old", None).await.unwrap(), Some(old_policy()), "the old policy is kept, unsigned");
     assert_eq!(s.put_policy(&signed_policy("old", "v2"), &entry("policy.put")).await.unwrap(), 2);
     assert_eq!(s.policy_versions("old").await.unwrap(), [old_policy(), PolicyRow { version: 2, ..signed_policy("old", "v2") }]);
@@ -240,6 +248,7 @@ async fn an_sqlite_database_from_before_policy_signers_opens_and_keeps_its_polic
         let old = old_migrations("sqlite", 3, "sqlite");
         sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
         sqlx::query(OLD_POLICY_INSERT).execute(&pool).await.unwrap();
+        sqlx::query(OLD_REFSET_INSERT).execute(&pool).await.unwrap();
         assert!(sqlx::query("SELECT signer FROM policies").fetch_all(&pool).await.is_err(), "no signer column yet");
         pool.close().await;
         let _ = std::fs::remove_dir_all(&old);
@@ -264,6 +273,7 @@ async fn a_postgres_database_from_before_policy_signers_opens_and_keeps_its_poli
         let old = old_migrations("postgres", 1, "postgres");
         sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
         sqlx::query(OLD_POLICY_INSERT).execute(&pool).await.unwrap();
+        sqlx::query(OLD_REFSET_INSERT).execute(&pool).await.unwrap();
         pool.close().await;
         let _ = std::fs::remove_dir_all(&old);
     }
@@ -351,6 +361,69 @@ async fn secrets_are_per_owner_and_their_audit_is_indexed_by_owner(f: Fixture) {
     verify_audit_chain(s).await.unwrap();
 }
 
+both!(secret_writes_are_a_compare_and_swap_on_the_version);
+/// 16 writers at once, each reading the current version and writing the
+/// next (retrying when it lost): every write gets its own version, 1..16,
+/// and each is stored and audited. A stale write is refused and changes
+/// nothing.
+async fn secret_writes_are_a_compare_and_swap_on_the_version(f: Fixture) {
+    let writers = (0..16).map(|i| {
+        let s = f.store.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = s.get_secret("alice", "db").await.unwrap().map_or(0, |r| r.version);
+                let mut row = secret("alice", "db", current + 1);
+                row.sealed = format!("{{\"writer\":{i}}}");
+                match s.put_secret(&row, &entry("secret.put")).await {
+                    Ok(()) => return (row.version, i),
+                    Err(StoreError::Conflict(m)) => assert!(m.contains("alice/db"), "{m}"),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+    });
+    let mut versions = Vec::new();
+    for w in writers.collect::<Vec<_>>() {
+        versions.push(w.await.unwrap());
+    }
+    let mut seen: Vec<i64> = versions.iter().map(|(v, _)| *v).collect();
+    seen.sort();
+    assert_eq!(seen, (1..=16).collect::<Vec<_>>(), "each write its own version");
+    let stored = f.store.get_secret("alice", "db").await.unwrap().unwrap();
+    let last_writer = versions.iter().find(|(v, _)| *v == 16).unwrap().1;
+    assert_eq!((stored.version, stored.sealed), (16, format!("{{\"writer\":{last_writer}}}")));
+    assert_eq!(f.store.owner_audit_page("alice", 0, 100).await.unwrap().len(), 16, "one audit entry per stored write");
+
+    // Stale writes: a second create, an old version, a version from the future.
+    for v in [1, 16, 18] {
+        let e = f.store.put_secret(&secret("alice", "db", v), &entry("secret.put")).await.unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "version {v}: {e}");
+    }
+    assert_eq!(f.store.get_secret("alice", "db").await.unwrap().unwrap().version, 16);
+    assert_eq!(f.store.owner_audit_page("alice", 0, 100).await.unwrap().len(), 16, "a refused write is not audited");
+    verify_audit_chain(f.store.as_ref()).await.unwrap();
+}
+
+/// `sqlite:PATH` (as `--database-url` gives it) creates the database owner-only,
+/// and SQLite's WAL file inherits that.
+#[tokio::test]
+async fn an_sqlite_file_named_by_url_is_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("cachet-store-mode-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join("cachet.db");
+    let s = cachet_store::open_url(&format!("sqlite:{}", db.display())).await.unwrap();
+    s.put_secret(&secret("alice", "db", 1), &entry("secret.put")).await.unwrap();
+    for f in [db.clone(), dir.join("cachet.db-wal")] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    s.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn policy(name: &str, text: &str) -> PolicyRow {
     PolicyRow {
         name: name.into(),
@@ -402,14 +475,54 @@ async fn policies_keep_every_version_and_reference_sets_are_replaced(f: Fixture)
     let listed = s.list_policies().await.unwrap();
     assert_eq!(listed.iter().find(|r| r.name == "p").and_then(|r| r.signer.clone()), v3.signer, "the listing reads them too");
 
-    let set = |doc: &str| ReferenceSetRow { name: "mr_td".into(), doc: doc.into(), updated_at: 3, updated_by: "k".into() };
+    let set = |doc: &str| ReferenceSetRow { owner: None, name: "mr_td".into(), doc: doc.into(), updated_at: 3, updated_by: "k".into(), shared_with: vec![] };
     s.put_reference_set(&set("{\"values\":[]}"), &entry("refvals.put")).await.unwrap();
     s.put_reference_set(&set("{\"values\":[1]}"), &entry("refvals.put")).await.unwrap();
     assert_eq!(s.list_reference_sets().await.unwrap(), [set("{\"values\":[1]}")]);
-    assert!(s.delete_reference_set("mr_td", &entry("refvals.delete")).await.unwrap());
-    assert!(!s.delete_reference_set("mr_td", &entry("refvals.delete")).await.unwrap());
+    assert!(s.delete_reference_set(None, "mr_td", &entry("refvals.delete")).await.unwrap());
+    assert!(!s.delete_reference_set(None, "mr_td", &entry("refvals.delete")).await.unwrap());
     assert!(s.list_reference_sets().await.unwrap().is_empty());
     assert_eq!(verify_audit_chain(s).await.unwrap().0, 7);
+}
+
+both!(reference_sets_and_api_keys_belong_to_their_tenant);
+async fn reference_sets_and_api_keys_belong_to_their_tenant(f: Fixture) {
+    let s = f.store.as_ref();
+    // One name, three owners: the operator (shared with bank-a) and two tenants.
+    let set = |owner: Option<&str>, doc: &str, shared: &[&str]| ReferenceSetRow {
+        owner: owner.map(str::to_string),
+        name: "approved".into(),
+        doc: doc.into(),
+        updated_at: 3,
+        updated_by: "k".into(),
+        shared_with: shared.iter().map(|t| t.to_string()).collect(),
+    };
+    let (op, a, b) = (set(None, "op", &["bank-a"]), set(Some("bank-a"), "a", &[]), set(Some("bank-b"), "b", &[]));
+    for r in [&op, &a, &b] {
+        s.put_reference_set(r, &entry("refvals.put")).await.unwrap();
+    }
+    assert_eq!(s.list_reference_sets().await.unwrap(), [op.clone(), a.clone(), b.clone()], "operator first, each owner's own row");
+    // Replacing bank-a's set leaves the others; deleting is per owner.
+    let a2 = set(Some("bank-a"), "a2", &[]);
+    s.put_reference_set(&a2, &entry("refvals.put")).await.unwrap();
+    assert_eq!(s.list_reference_sets().await.unwrap(), [op.clone(), a2.clone(), b.clone()]);
+    assert!(!s.delete_reference_set(Some("bank-c"), "approved", &entry("refvals.delete")).await.unwrap());
+    assert!(s.delete_reference_set(Some("bank-b"), "approved", &entry("refvals.delete")).await.unwrap());
+    assert_eq!(s.list_reference_sets().await.unwrap(), [op, a2]);
+    // A tenant's changes (sets, keys) are in its own audit view, not another's.
+    let tenant_key = ApiKeyRecord { tenant: Some("bank-a".into()), expires_at: Some(99), ..key("ka") };
+    s.insert_api_key(&tenant_key, &entry("api_key.create")).await.unwrap();
+    assert_eq!(s.find_api_key("ka").await.unwrap(), Some(tenant_key), "tenant and expiry round-trip");
+    assert!(s.revoke_api_key("ka", 10, &entry("api_key.revoke")).await.unwrap());
+    s.insert_api_key(&key("operator"), &entry("api_key.create")).await.unwrap();
+    let actions = |owner: &'static str| async move {
+        s.owner_audit_page(owner, 0, 100).await.unwrap().into_iter().map(|r| r.action).collect::<Vec<_>>()
+    };
+    assert_eq!(actions("bank-a").await, ["refvals.put", "refvals.put", "api_key.create", "api_key.revoke"]);
+    assert_eq!(actions("bank-b").await, ["refvals.put", "refvals.delete"]);
+    // A corrupt sharing list is reported, never read as "shared with nobody".
+    f.exec("UPDATE reference_sets SET shared_with = 'nope' WHERE owner = ''").await;
+    assert!(matches!(s.list_reference_sets().await, Err(StoreError::Corrupt(_))));
 }
 
 #[tokio::test]

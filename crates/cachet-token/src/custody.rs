@@ -3,8 +3,9 @@
 //! Everything above this trait handles keys only by *handle*: an opaque
 //! byte string the custody hands out when it creates a key and that the
 //! store persists next to the public key. For [`LocalCustody`] the handle is
-//! the PKCS#8 private key itself (kept in the store's database, a file only
-//! its owner may read); an HSM custody (PKCS#11) would return the object's
+//! the PKCS#8 private key itself, so the service never stores it as it is:
+//! `cachet_keybroker::custody::SealedCustody` wraps it, handing out the
+//! PKCS#8 sealed under the key-encryption key; an HSM custody (PKCS#11) returns the object's
 //! label/ID instead, and sign inside the token, so the private key never
 //! leaves it. The server and the rotation logic do not change either way.
 

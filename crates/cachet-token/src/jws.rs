@@ -20,10 +20,16 @@ pub const MAX_TOKEN_LEN: usize = 1 << 20;
 /// Sign `claims` (a JSON object) as a compact JWS with `key`, putting its
 /// `kid` and algorithm in the header.
 pub fn sign(claims: &Value, key: &SigningKey, custody: &dyn KeyCustody) -> Result<String, TokenError> {
+    sign_typed(claims, key, custody, "JWT")
+}
+
+/// [`sign`] with another `typ` header (RFC 8725 §3.11: explicit typing, so
+/// one kind of signed statement cannot be taken for another).
+pub fn sign_typed(claims: &Value, key: &SigningKey, custody: &dyn KeyCustody, typ: &str) -> Result<String, TokenError> {
     if key.custody != custody.name() {
         return Err(TokenError::Key(format!("key {} belongs to the {} custody, not {}", key.kid, key.custody, custody.name())));
     }
-    let header = json!({"alg": key.alg.as_str(), "typ": "JWT", "kid": key.kid});
+    let header = json!({"alg": key.alg.as_str(), "typ": typ, "kid": key.kid});
     let encode = |v: &Value| serde_json::to_vec(v).map(|b| URL_SAFE_NO_PAD.encode(b));
     let signing_input = format!(
         "{}.{}",

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use cachet_server::auth::{new_tenant_api_key, Role};
+use cachet_server::auth::{format_time, new_expiring_api_key, parse_expiry, Role};
 use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
 use cachet_store::AuditEntry;
 use clap::{Args, Subcommand};
@@ -28,9 +28,15 @@ pub enum AdminCommand {
         #[arg(long, default_value = "")]
         name: String,
         /// The tenant the key acts for: it owns the key-broker secrets it
-        /// puts and sees only those (`cachet secrets`).
+        /// puts and sees only those (`cachet secrets`). Without it: an
+        /// operator key, which manages the whole service.
         #[arg(long)]
         tenant: Option<String>,
+        /// When the key stops being accepted: an RFC 3339 time
+        /// (`2026-12-31T00:00:00Z`) or a duration from now (`90d`, `12h`,
+        /// `30m`). Without it the key does not expire.
+        #[arg(long)]
+        expires: Option<String>,
     },
     /// List API keys (never their secrets).
     ListKeys,
@@ -72,11 +78,13 @@ async fn run_async(args: AdminArgs) -> Result<ExitCode, String> {
         ..Default::default()
     };
     let code = match args.command {
-        AdminCommand::CreateKey { role, name, tenant } => {
-            let k = new_tenant_api_key(&name, role, tenant.as_deref(), now)?;
-            let a = audit("api_key.create", json!({"id": k.record.id, "name": name, "role": role.as_str(), "tenant": tenant}));
+        AdminCommand::CreateKey { role, name, tenant, expires } => {
+            let expires_at = expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;
+            let k = new_expiring_api_key(&name, role, tenant.as_deref(), expires_at, now)?;
+            let a = audit("api_key.create", json!({"id": k.record.id, "name": name, "role": role.as_str(), "tenant": tenant, "expires_at": expires_at}));
             store.insert_api_key(&k.record, &a).await.map_err(|e| e.to_string())?;
-            eprintln!("created {} key {} (shown once; keep it secret)", role.as_str(), k.record.id);
+            let until = expires_at.map(|e| format!(", expires {}", format_time(e))).unwrap_or_default();
+            eprintln!("created {} key {}{until} (shown once; keep it secret)", role.as_str(), k.record.id);
             println!("{}", k.key);
             ExitCode::SUCCESS
         }

@@ -2,9 +2,12 @@
 //! a TEE (or with the simulated TEE for development).
 //!
 //! `attest` asks the service for a challenge, collects evidence binding
-//! `nonce ‖ runtime_data`, and prints the attestation token. `fetch-secret`
-//! does the same with a fresh ephemeral key as runtime data (its public JWK,
-//! canonical JSON), then asks for the named secrets and decrypts the JWEs.
+//! `nonce ‖ runtime_data` (length-prefixed, `cachet_attester::binding`), and
+//! prints the attestation token. `fetch-secret` does the same with a fresh
+//! ephemeral key as runtime data (its public JWK, canonical JSON), then asks
+//! for the named secrets, checks the service's signed release statement
+//! (`cachet_attester::release`) and decrypts the JWEs. Plain `http://` to a
+//! non-loopback server is refused without `--allow-insecure-http`.
 //!
 //! Exit status: `0` success (every secret released), `1` the service
 //! refused (attestation, or any secret), `2` usage, I/O, evidence or
@@ -44,6 +47,11 @@ pub struct SourceArgs {
     /// Extra CA certificate(s) (PEM) to trust for the service's TLS.
     #[arg(long, value_name = "PEM")]
     pub ca_cert: Vec<PathBuf>,
+    /// Allow plain http:// to a server that is not on a loopback address
+    /// (anyone on the network path could then read the token and answer in
+    /// the service's place; trusted test networks only).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
     /// Endorsement files to send with the evidence (e.g. TDX collateral).
     #[arg(long, value_name = "PATH")]
     pub endorsements: Vec<PathBuf>,
@@ -167,7 +175,7 @@ fn split_pem(text: &str) -> Vec<String> {
 /// The protocol client for the arguments.
 pub fn attester(a: &SourceArgs) -> Result<Attester, String> {
     let source = evidence_source(a)?;
-    let mut options = ClientOptions::default();
+    let mut options = ClientOptions { allow_insecure_http: a.allow_insecure_http, ..ClientOptions::default() };
     for p in &a.ca_cert {
         options.ca_pem.push(read_limited(p)?);
     }

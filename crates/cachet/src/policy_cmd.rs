@@ -21,13 +21,23 @@ pub struct PolicyArgs {
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Sign a Rego policy as a compact JWS (stdout) for a server that
-    /// requires signed policies. The algorithm follows the certificate's key
+    /// requires signed policies. The signed payload binds the text to the
+    /// policy's name and version (`{"name", "version", "policy"}`): the
+    /// server refuses it under another name, or unless the version is
+    /// greater than every signed version it stored under that name. The algorithm follows the certificate's key
     /// (P-256: ES256, P-384: ES384, RSA: PS256); the header names the
     /// certificate (`kid` = hex SHA-256 of it, `x5t#S256`). Upload with
     /// `jq -Rs '{jws: .}' POLICY.jws | curl -X PUT -H 'content-type: application/json'
     /// -H "Authorization: Bearer $KEY" --data-binary @- $URL/v1/admin/policies/NAME`.
     /// Exit 0 signed, 2 error.
     Sign {
+        /// The name the policy will be stored under (`PUT /v1/admin/policies/NAME`).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// This version's number: greater than that of every signed version
+        /// of the policy stored before (e.g. 1, 2, 3, or a date as 20250131).
+        #[arg(long, value_name = "N")]
+        version: u64,
         /// PKCS#8 private key (PEM `PRIVATE KEY` block, or DER).
         #[arg(long, value_name = "KEY.pem")]
         key: PathBuf,
@@ -42,7 +52,7 @@ pub enum PolicyCommand {
 /// Run `cachet admin policy ...` (no store is opened).
 pub fn run(args: PolicyArgs) -> ExitCode {
     match args.command {
-        PolicyCommand::Sign { key, cert, policy } => match sign(&key, &cert, &policy) {
+        PolicyCommand::Sign { name, version, key, cert, policy } => match sign(&name, version, &key, &cert, &policy) {
             Ok(jws) => {
                 println!("{jws}");
                 ExitCode::SUCCESS
@@ -55,19 +65,31 @@ pub fn run(args: PolicyArgs) -> ExitCode {
     }
 }
 
-fn sign(key: &std::path::Path, cert: &std::path::Path, policy: &std::path::Path) -> Result<String, String> {
+fn sign(
+    name: &str,
+    version: u64,
+    key: &std::path::Path,
+    cert: &std::path::Path,
+    policy: &std::path::Path,
+) -> Result<String, String> {
     let read = |p: &std::path::Path, limit| crate::verify_cmd::read_limited(p, limit);
     let text_bytes = read(policy, 16 << 20)?;
     let text = String::from_utf8(text_bytes).map_err(|_| format!("{}: not UTF-8 text", policy.display()))?;
-    let name = policy.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "policy".into());
-    cachet_appraise::Policy::validate(&name, &text).map_err(|e| format!("{}: refused, the server would refuse it too: {e}", policy.display()))?;
+    cachet_appraise::Policy::validate(name, &text)
+        .map_err(|e| format!("{}: refused, the server would refuse it too: {e}", policy.display()))?;
     let cert_bytes = read(cert, 1 << 20)?;
-    let (jws, signer) = cachet_server::policy_signing::sign_policy(text.as_bytes(), &read(key, 1 << 20)?, &cert_bytes)?;
+    let (jws, signer) = cachet_server::policy_signing::sign_policy(name, version, &text, &read(key, 1 << 20)?, &cert_bytes)?;
     let der = cachet_verify::x509::der_from_pem_or_der(&cert_bytes).map_err(|e| format!("certificate: {e}"))?;
     if let Err(e) = cachet_server::policy_signing::Signer::from_der(der)?.check_validity(cachet_server::now()) {
         eprintln!("cachet admin policy sign: warning: the certificate is not valid now ({e}); servers refuse what it signs");
     }
-    eprintln!("signed {} ({}) with '{}' (sha-256 {})", policy.display(), signer.alg, signer.subject, signer.thumbprint);
+    eprintln!(
+        "signed {} as {name:?} version {version} ({}) with '{}' (sha-256 {})",
+        policy.display(),
+        signer.alg,
+        signer.subject,
+        signer.thumbprint
+    );
     Ok(jws)
 }
 
@@ -123,16 +145,39 @@ sys.stdout.write(s.payload.decode())
         }
         let text = "package p\nimport rego.v1\nstatus := \"warning\"\n";
         std::fs::write(&rego, text).unwrap();
-        let argv = ["cachet", "admin", "policy", "sign", "--key", key.to_str().unwrap(), "--cert", cert.to_str().unwrap(), rego.to_str().unwrap()];
+        let argv = [
+            "cachet",
+            "admin",
+            "policy",
+            "sign",
+            "--name",
+            "lab",
+            "--version",
+            "7",
+            "--key",
+            key.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            rego.to_str().unwrap(),
+        ];
         let cli = crate::Cli::try_parse_from(argv).unwrap();
         let crate::Command::Admin(admin) = cli.command else { panic!("not admin") };
-        let crate::admin_cmd::AdminCommand::Policy(super::PolicyArgs { command: super::PolicyCommand::Sign { key, cert, policy } }) = admin.command
+        let crate::admin_cmd::AdminCommand::Policy(super::PolicyArgs {
+            command: super::PolicyCommand::Sign { name, version, key, cert, policy },
+        }) = admin.command
         else {
             panic!("not policy sign")
         };
-        let jws = super::sign(&key, &cert, &policy).unwrap();
+        assert_eq!((name.as_str(), version), ("lab", 7));
+        let jws = super::sign(&name, version, &key, &cert, &policy).unwrap();
         std::fs::write(&jws_file, &jws).unwrap();
-        assert_eq!(python(PY_VERIFY, &[&cert, &jws_file]).as_deref(), Some(text), "jwcrypto verifies and reads the policy");
+        // The payload binds the text to its name and version.
+        let payload: serde_json::Value = serde_json::from_str(&python(PY_VERIFY, &[&cert, &jws_file]).unwrap()).unwrap();
+        assert_eq!(
+            payload,
+            serde_json::json!({"name": "lab", "version": 7, "policy": text}),
+            "jwcrypto verifies and reads the policy"
+        );
         // One payload byte changed: jwcrypto refuses.
         let parts: Vec<&str> = jws.split('.').collect();
         let altered = text.replace("warning", "affirming");
@@ -142,12 +187,12 @@ sys.stdout.write(s.payload.decode())
         assert_eq!(python(PY_VERIFY, &[&cert, &jws_file]), None);
         // A broken policy is not signed; nor with a key that is not the certificate's.
         std::fs::write(&rego, "package p\nstatus := ").unwrap();
-        assert!(super::sign(&key, &cert, &policy).is_err());
+        assert!(super::sign("lab", 8, &key, &cert, &policy).is_err());
         std::fs::write(&rego, text).unwrap();
         let other = dir.path().join("other");
         std::fs::create_dir(&other).unwrap();
         python(PY_MAKE, &[&other.join("k.pem"), &other.join("c.pem")]).unwrap();
-        let e = super::sign(&other.join("k.pem"), &cert, &policy).unwrap_err();
+        let e = super::sign("lab", 8, &other.join("k.pem"), &cert, &policy).unwrap_err();
         assert!(e.contains("not the key of certificate"), "{e}");
     }
 }

@@ -121,3 +121,30 @@ fn a_closed_stdout_ends_listing_commands_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+#[test]
+fn create_key_takes_an_expiry_as_a_duration_or_a_time() {
+    let dir = temp("svc-expiry");
+    let before = time::OffsetDateTime::now_utc().unix_timestamp();
+    let o = cachet(&dir, &["admin", "create-key", "--role", "reader", "--tenant", "bank-a", "--expires", "90d"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(", expires "), "{o:?}");
+    let o = cachet(&dir, &["admin", "create-key", "--role", "admin", "--expires", "2100-01-01T00:00:00Z"]);
+    assert!(o.status.success(), "{o:?}");
+    let list: serde_json::Value = serde_json::from_slice(&cachet(&dir, &["admin", "list-keys"]).stdout).unwrap();
+    // Both keys are made in the same second: find each by its tenant, not by its place in the list.
+    let keys = list.as_array().expect("a list of keys");
+    let tenant_key = keys.iter().find(|k| k["tenant"] == "bank-a").expect("the tenant's key");
+    let operator_key = keys.iter().find(|k| k["tenant"].is_null()).expect("the operator's key");
+    let expiry = tenant_key["expires_at"].as_i64().unwrap();
+    assert!((before + 90 * 86_400..=before + 90 * 86_400 + 60).contains(&expiry), "{list}");
+    assert_eq!(operator_key["expires_at"].as_i64(), Some(4_102_444_800), "{list}");
+    // A past or unreadable expiry is refused and creates nothing.
+    for bad in ["2000-01-01T00:00:00Z", "0d", "soon"] {
+        let o = cachet(&dir, &["admin", "create-key", "--role", "admin", "--expires", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {o:?}");
+    }
+    let list: serde_json::Value = serde_json::from_slice(&cachet(&dir, &["admin", "list-keys"]).stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

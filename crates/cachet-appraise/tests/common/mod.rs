@@ -71,13 +71,20 @@ pub fn verified_cases() -> (Vec<Verified>, Vec<String>) {
     let mut ok = Vec::new();
     let mut tried: Vec<(String, bool)> = Vec::new();
     for c in all_cases().into_iter().filter(|c| c.expect == "accept") {
-        let Some(tee) = Tee::parse(&c.tee) else { continue };
-        let Some(at) = c.verify_at.as_deref().map(ts) else { continue };
+        let Some(tee) = Tee::parse(&c.tee) else {
+            continue;
+        };
+        let Some(at) = c.verify_at.as_deref().map(ts) else {
+            continue;
+        };
         let raw = std::fs::read(vectors_dir().join(&c.evidence)).expect("evidence file");
         let evidence = encoding::decode_evidence(&raw).1;
         let endorsements = endorsement_files(&c);
         let anchors = TrustAnchors::pinned();
-        let v = cachet_verify::verify(tee, &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None });
+        let v = cachet_verify::verify(
+            tee,
+            &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None },
+        );
         let passed = v.result.is_ok();
         tried.push((c.tee.clone(), passed));
         match v.result {
@@ -85,7 +92,8 @@ pub fn verified_cases() -> (Vec<Verified>, Vec<String>) {
             Err(e) => eprintln!("note: case {} ({}) does not verify yet: {e}", c.id, c.tee),
         }
     }
-    let mut missing: Vec<String> = tried.iter().filter(|(t, _)| !tried.iter().any(|(u, p)| u == t && *p)).map(|(t, _)| t.clone()).collect();
+    let mut missing: Vec<String> =
+        tried.iter().filter(|(t, _)| !tried.iter().any(|(u, p)| u == t && *p)).map(|(t, _)| t.clone()).collect();
     missing.sort();
     missing.dedup();
     (ok, missing)
@@ -95,7 +103,9 @@ pub fn verified_cases() -> (Vec<Verified>, Vec<String>) {
 /// (reference-set name, value as the claims spell it).
 pub fn pick_measurement(tee: &str, claims: &serde_json::Value) -> Option<(String, String)> {
     let direct = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(|v| (k.to_string(), v.to_ascii_lowercase()));
-    let nested = |outer: &str, k: &str| claims.get(outer).and_then(|o| o.get(k)).and_then(|v| v.as_str()).map(|v| (k.to_string(), v.to_ascii_lowercase()));
+    let nested = |outer: &str, k: &str| {
+        claims.get(outer).and_then(|o| o.get(k)).and_then(|v| v.as_str()).map(|v| (k.to_string(), v.to_ascii_lowercase()))
+    };
     let banked_pcr = || {
         let banks = claims.get("pcrs")?.as_object()?;
         for (alg, bank) in banks {

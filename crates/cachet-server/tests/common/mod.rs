@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use cachet_server::auth::{new_api_key, Role};
+use cachet_server::auth::{new_tenant_api_key, Role};
 use cachet_server::{ServeArgs, Server};
 use cachet_store::{AuditEntry, SqliteStore, Store};
 use cachet_token::jwk::PublicKey;
@@ -115,11 +115,17 @@ pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
     (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// Create an API key in the store of `data_dir`.
+/// Create an operator API key in the store of `data_dir`.
 pub async fn create_api_key(data_dir: &Path, role: Role) -> String {
+    create_tenant_api_key(data_dir, None, role).await
+}
+
+/// Create an API key acting for `tenant` (`None`: an operator key) in the store of `data_dir`.
+pub async fn create_tenant_api_key(data_dir: &Path, tenant: Option<&str>, role: Role) -> String {
     let store = SqliteStore::open_dir(data_dir).await.expect("store");
-    let k = new_api_key("test", role, cachet_server::now()).unwrap();
-    let a = AuditEntry { ts: 0, actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() };
+    let k = new_tenant_api_key("test", role, tenant, cachet_server::now()).unwrap();
+    let a =
+        AuditEntry { ts: 0, actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() };
     store.insert_api_key(&k.record, &a).await.unwrap();
     store.close().await;
     k.key

@@ -98,7 +98,12 @@ impl PgCluster {
             if out.status.success() {
                 return Some(c);
             }
-            last = format!("{}{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default());
+            last = format!(
+                "{}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         panic!("pg_ctl start failed: {last}");
     }

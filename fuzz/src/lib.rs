@@ -31,10 +31,7 @@ fn read_endorsements(root: &std::path::Path, rel: &str) -> Vec<Endorsement> {
     } else {
         files.push(p);
     }
-    files
-        .into_iter()
-        .filter_map(|f| std::fs::read(&f).ok().map(|bytes| Endorsement { name: f.display().to_string(), bytes }))
-        .collect()
+    files.into_iter().filter_map(|f| std::fs::read(&f).ok().map(|bytes| Endorsement { name: f.display().to_string(), bytes })).collect()
 }
 
 /// Every case of `cases.json`, read once.

@@ -27,9 +27,8 @@ fn real_tdx_claims() -> Option<(serde_json::Value, i64)> {
         if c["tee"] != "tdx" || c["expect"] != "accept" {
             continue;
         }
-        let at = time::OffsetDateTime::parse(c["verify_at"].as_str()?, &time::format_description::well_known::Rfc3339)
-            .ok()?
-            .unix_timestamp();
+        let at =
+            time::OffsetDateTime::parse(c["verify_at"].as_str()?, &time::format_description::well_known::Rfc3339).ok()?.unix_timestamp();
         let raw = std::fs::read(dir.join(c["evidence"].as_str()?)).ok()?;
         let evidence = cachet_verify::encoding::decode_evidence(&raw).1;
         let mut endorsements = Vec::new();
@@ -38,7 +37,8 @@ fn real_tdx_claims() -> Option<(serde_json::Value, i64)> {
             endorsements.push(cachet_verify::Endorsement { name: e.to_string(), bytes: std::fs::read(p).ok()? });
         }
         let anchors = cachet_verify::TrustAnchors::pinned();
-        let req = cachet_verify::VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None };
+        let req =
+            cachet_verify::VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None };
         if let Ok(claims) = cachet_verify::verify(cachet_verify::Tee::Tdx, &req).result {
             return Some((claims, at));
         }

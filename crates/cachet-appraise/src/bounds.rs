@@ -62,10 +62,7 @@ static OVERRUNS: AtomicUsize = AtomicUsize::new(0);
 /// an overrun, or too many earlier overruns still running, are each an
 /// [`PolicyError::Evaluation`] naming the cause: the caller never blocks
 /// longer than the deadline and the process never goes down with it.
-pub(crate) fn run<T: Send + 'static>(
-    what: &str,
-    work: impl FnOnce() -> Result<T, PolicyError> + Send + 'static,
-) -> Result<T, PolicyError> {
+pub(crate) fn run<T: Send + 'static>(what: &str, work: impl FnOnce() -> Result<T, PolicyError> + Send + 'static) -> Result<T, PolicyError> {
     let running = OVERRUNS.load(Ordering::Relaxed);
     if running >= MAX_OVERRUNS {
         return Err(PolicyError::Evaluation(format!(
@@ -111,9 +108,7 @@ pub(crate) fn run<T: Send + 'static>(
 /// of that many digits while parsing.
 pub(crate) fn check_text(text: &str) -> Result<(), PolicyError> {
     match huge_exponent(text) {
-        Some(n) => Err(PolicyError::Refused(format!(
-            "the number {n} has an exponent larger than {MAX_EXPONENT}; write a smaller number"
-        ))),
+        Some(n) => Err(PolicyError::Refused(format!("the number {n} has an exponent larger than {MAX_EXPONENT}; write a smaller number"))),
         None => Ok(()),
     }
 }
@@ -134,8 +129,8 @@ fn huge_exponent(s: &str) -> Option<String> {
                 j += 1;
             }
             let digits = &s[start..j];
-            let big = !digits.is_empty() && digits.trim_start_matches('0').len() > 3
-                || digits.parse::<u32>().is_ok_and(|e| e > MAX_EXPONENT);
+            let big =
+                !digits.is_empty() && digits.trim_start_matches('0').len() > 3 || digits.parse::<u32>().is_ok_and(|e| e > MAX_EXPONENT);
             // A number token, not part of a word or a hex string: nothing
             // alphanumeric right before the mantissa or right after the exponent.
             let from = s[..i].rfind(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(0, |p| p + 1);
@@ -230,9 +225,7 @@ fn precheck(name: &str, args: &[Value]) -> anyhow::Result<()> {
             let step = if name == "numbers.range_step" { args.get(2).and_then(number).unwrap_or(1.0) } else { 1.0 };
             let len = (b - a).abs() / step.abs().max(1.0) + 1.0;
             if !len.is_finite() || len > MAX_RANGE_LEN {
-                anyhow::bail!(
-                    "{name}: {len:.0} elements is more than the {MAX_RANGE_LEN} a policy may make; use a smaller range"
-                );
+                anyhow::bail!("{name}: {len:.0} elements is more than the {MAX_RANGE_LEN} a policy may make; use a smaller range");
             }
             Ok(())
         }
@@ -369,8 +362,7 @@ fn call_builtin(name: &str, args: &[Value]) -> anyhow::Result<Value> {
     let (f, _) = BUILTINS.get(name).ok_or_else(|| anyhow::anyhow!("{name}: not a builtin"))?;
     let source = Source::from_contents(format!("<{name}>"), String::new())?;
     let span = Span { source, line: 1, col: 1, start: 0, end: 0 };
-    let params: Vec<Ref<Expr>> =
-        args.iter().map(|_| Ref::new(Expr::Null { span: span.clone(), value: Value::Null, eidx: 0 })).collect();
+    let params: Vec<Ref<Expr>> = args.iter().map(|_| Ref::new(Expr::Null { span: span.clone(), value: Value::Null, eidx: 0 })).collect();
     f(&span, &params, args, false)
 }
 

@@ -232,11 +232,7 @@ impl Appraisal {
         Appraisal {
             status: Status::Contraindicated,
             trustworthiness_vector: vector,
-            reasons: vec![Reason {
-                rule: "verification".into(),
-                outcome: Status::Contraindicated,
-                detail: format!("{check}: {message}"),
-            }],
+            reasons: vec![Reason { rule: "verification".into(), outcome: Status::Contraindicated, detail: format!("{check}: {message}") }],
             claims: serde_json::Map::new(),
             policy_name: policy_name.to_string(),
             policy_hash: policy_hash.to_string(),
@@ -254,10 +250,7 @@ impl Appraisal {
     pub fn to_ear_submod(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         m.insert("ear.status".into(), self.status.as_str().into());
-        m.insert(
-            "ear.trustworthiness-vector".into(),
-            serde_json::to_value(self.trustworthiness_vector).unwrap_or_default(),
-        );
+        m.insert("ear.trustworthiness-vector".into(), serde_json::to_value(self.trustworthiness_vector).unwrap_or_default());
         m.insert("ear.appraisal-policy-id".into(), self.policy_id().into());
         m.insert("cachet.policy-hash".into(), self.policy_hash.clone().into());
         m.insert("cachet.reasons".into(), serde_json::to_value(&self.reasons).unwrap_or_default());

@@ -151,15 +151,14 @@ impl Policy {
         let file = format!("{}.rego", if name.is_empty() { "policy" } else { name });
         let package = engine.add_policy(file, text.to_string()).map_err(|e| PolicyError::Syntax(engine_error(&e)))?;
         if package == "data.reference_values" || package.starts_with("data.reference_values.") {
-            return Err(PolicyError::Refused(format!(
-                "package {} is reserved for reference values",
-                package.trim_start_matches("data.")
-            )));
+            return Err(PolicyError::Refused(format!("package {} is reserved for reference values", package.trim_start_matches("data."))));
         }
         // Analyse once now (with empty reference values) so that errors the
         // parser does not see (unknown functions, unsafe variables) refuse
         // the policy here rather than at the first attestation.
-        engine.add_data(regorus::Value::from(serde_json::json!({"reference_values": {}}))).map_err(|e| PolicyError::Compile(engine_error(&e)))?;
+        engine
+            .add_data(regorus::Value::from(serde_json::json!({"reference_values": {}})))
+            .map_err(|e| PolicyError::Compile(engine_error(&e)))?;
         let mut probe = engine.clone();
         if let Err(e) = probe.eval_query(package.clone(), false) {
             let msg = engine_error(&e);
@@ -196,9 +195,7 @@ impl Policy {
         let mut decided = false;
         for s in samples {
             for refs in [&empty, &sample_refs] {
-                let out = policy
-                    .evaluate(s, refs, at)
-                    .map_err(|e| prefix_sample(e, &s.tee))?;
+                let out = policy.evaluate(s, refs, at).map_err(|e| prefix_sample(e, &s.tee))?;
                 decided |= !out.trustworthiness_vector.is_empty() || out.status != Status::None;
             }
         }
@@ -256,7 +253,11 @@ impl Policy {
         };
         let mut tees = items
             .iter()
-            .map(|t| t.as_str().map(str::to_string).ok_or_else(|| PolicyError::Output(format!("`tees` must hold TEE family names (strings), got {t}"))))
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| PolicyError::Output(format!("`tees` must hold TEE family names (strings), got {t}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         tees.sort();
         tees.dedup();
@@ -283,11 +284,7 @@ impl Policy {
             let mut e = (*engine).clone();
             e.set_input(input_value);
             let results = e.eval_query(query, false).map_err(|err| PolicyError::Evaluation(engine_error(&err)))?;
-            results
-                .result
-                .first()
-                .and_then(|r| r.expressions.first())
-                .map_or(Ok(serde_json::Value::Null), |x| output_json(&x.value))
+            results.result.first().and_then(|r| r.expressions.first()).map_or(Ok(serde_json::Value::Null), |x| output_json(&x.value))
         })?;
         self.appraisal_from_output(&out)
     }
@@ -343,9 +340,10 @@ impl Policy {
         }
         let explicit = match obj.get("status") {
             None => None,
-            Some(serde_json::Value::String(s)) => Some(Status::parse(s).ok_or_else(|| {
-                PolicyError::Output(format!("`status` must be one of {}, got {s:?}", Status::NAMES.join(", ")))
-            })?),
+            Some(serde_json::Value::String(s)) => Some(
+                Status::parse(s)
+                    .ok_or_else(|| PolicyError::Output(format!("`status` must be one of {}, got {s:?}", Status::NAMES.join(", "))))?,
+            ),
             Some(other) => return Err(PolicyError::Output(format!("`status` must be a string, got {other}"))),
         };
         let mut reasons = match obj.get("reasons") {
@@ -359,13 +357,8 @@ impl Policy {
             Some(serde_json::Value::Object(m)) => m.clone(),
             Some(other) => return Err(PolicyError::Output(format!("`claims` must be an object, got {other}"))),
         };
-        let status = reasons
-            .iter()
-            .map(|r| r.outcome)
-            .chain(explicit)
-            .chain(std::iter::once(vector.status()))
-            .max()
-            .unwrap_or(Status::None);
+        let status =
+            reasons.iter().map(|r| r.outcome).chain(explicit).chain(std::iter::once(vector.status())).max().unwrap_or(Status::None);
         Ok(Appraisal {
             status,
             trustworthiness_vector: vector,

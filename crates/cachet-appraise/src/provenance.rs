@@ -67,8 +67,7 @@ pub fn subject_digests(bytes: &[u8]) -> Result<Vec<SubjectDigest>, RefvalError> 
         Err(_) => {
             // JSON Lines: one envelope or statement per non-empty line.
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let doc: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| err(format!("line {}: not JSON: {e}", i + 1)))?;
+                let doc: serde_json::Value = serde_json::from_str(line).map_err(|e| err(format!("line {}: not JSON: {e}", i + 1)))?;
                 collect(&doc, &mut out).map_err(|e| err(format!("line {}: {}", i + 1, e.0)))?;
             }
         }

@@ -160,8 +160,7 @@ impl ReferenceValues {
 
     /// The canonical JSON document (what [`ReferenceValues::parse`] reads).
     pub fn to_document(&self) -> serde_json::Value {
-        let sets: serde_json::Map<_, _> =
-            self.sets.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
+        let sets: serde_json::Map<_, _> = self.sets.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
         serde_json::json!({ "reference_values": sets })
     }
 
@@ -350,9 +349,7 @@ fn parse_set(name: &str, v: &serde_json::Value) -> Result<RefSet, RefvalError> {
             serde_json::Value::Object(o) => {
                 for k in o.keys() {
                     if !matches!(k.as_str(), "value" | "expires" | "builder_id" | "digest_alg" | "source") {
-                        return Err(ctx(format!(
-                            "unknown value field {k:?} (expected value, expires, builder_id, digest_alg, source)"
-                        )));
+                        return Err(ctx(format!("unknown value field {k:?} (expected value, expires, builder_id, digest_alg, source)")));
                     }
                 }
                 let raw = o.get("value").and_then(scalar_to_string).ok_or_else(|| ctx("value without `value`".into()))?;

@@ -14,11 +14,17 @@ const H48: &str = "2222222222222222222222222222222222222222222222222222222222222
 /// One plausible claims object per family (`sgx`, `tdx`, ..., `sim`).
 pub fn sample_inputs() -> Vec<AppraisalInput> {
     let pcr_bank = |h: &str| json!({"0": h, "4": h, "7": h, "11": h});
-    let intel = json!({"tcb_status": "UpToDate", "advisory_ids": [], "fmspc": "00906ed50000", "report_data": "00".repeat(64), "debug": false});
+    let intel =
+        json!({"tcb_status": "UpToDate", "advisory_ids": [], "fmspc": "00906ed50000", "report_data": "00".repeat(64), "debug": false});
     let mut sgx = intel.clone();
     let mut tdx = intel.clone();
     if let (Some(s), Some(t)) = (sgx.as_object_mut(), tdx.as_object_mut()) {
-        s.extend(json!({"tee": "sgx", "mr_enclave": H32, "mr_signer": H32, "isv_prod_id": 1, "isv_svn": 2, "config_id": "00"}).as_object().cloned().unwrap_or_default());
+        s.extend(
+            json!({"tee": "sgx", "mr_enclave": H32, "mr_signer": H32, "isv_prod_id": 1, "isv_svn": 2, "config_id": "00"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
         t.extend(json!({"tee": "tdx", "mr_td": H48, "rtmr0": H48, "rtmr1": H48, "rtmr2": H48, "rtmr3": H48, "mr_config_id": H48, "mr_owner": H48, "mr_owner_config": H48, "mr_seam": H48, "td_attributes": "0000000010000000"}).as_object().cloned().unwrap_or_default());
     }
     let snp = json!({"tee": "snp", "product": "Genoa", "signing_key": "vcek", "debug": false, "vmpl": 0, "measurement": H48, "host_data": H32,
@@ -29,11 +35,23 @@ pub fn sample_inputs() -> Vec<AppraisalInput> {
         AppraisalInput::new("sgx", sgx),
         AppraisalInput::new("tdx", tdx),
         AppraisalInput::new("snp", snp.clone()),
-        AppraisalInput::new("az-snp-vtpm", json!({"tee": "az-snp-vtpm", "debug": false, "snp": snp, "measurement": H48, "pcrs": {"sha256": pcr_bank(H32)}})),
-        AppraisalInput::new("az-tdx-vtpm", json!({"tee": "az-tdx-vtpm", "debug": false, "tcb_status": "OutOfDate", "advisory_ids": ["INTEL-SA-00960"], "mr_td": H48, "pcrs": {"sha256": pcr_bank(H32)}})),
-        AppraisalInput::new("nitro", json!({"tee": "nitro", "module_id": "i-0-enc0", "debug": false, "pcrs": {"0": H48, "1": H48, "2": H48, "8": H48}})),
+        AppraisalInput::new(
+            "az-snp-vtpm",
+            json!({"tee": "az-snp-vtpm", "debug": false, "snp": snp, "measurement": H48, "pcrs": {"sha256": pcr_bank(H32)}}),
+        ),
+        AppraisalInput::new(
+            "az-tdx-vtpm",
+            json!({"tee": "az-tdx-vtpm", "debug": false, "tcb_status": "OutOfDate", "advisory_ids": ["INTEL-SA-00960"], "mr_td": H48, "pcrs": {"sha256": pcr_bank(H32)}}),
+        ),
+        AppraisalInput::new(
+            "nitro",
+            json!({"tee": "nitro", "module_id": "i-0-enc0", "debug": false, "pcrs": {"0": H48, "1": H48, "2": H48, "8": H48}}),
+        ),
         AppraisalInput::new("nitro-tpm", json!({"tee": "nitro-tpm", "ak_trust": "nitro-nsm", "pcrs": {"sha384": pcr_bank(H48)}})),
-        AppraisalInput::new("tpm", json!({"tee": "tpm", "ak_trust": "certificate", "pcrs": {"sha1": pcr_bank("00"), "sha256": pcr_bank(H32)}})),
+        AppraisalInput::new(
+            "tpm",
+            json!({"tee": "tpm", "ak_trust": "certificate", "pcrs": {"sha1": pcr_bank("00"), "sha256": pcr_bank(H32)}}),
+        ),
         AppraisalInput::new("nvgpu", json!({"tee": "nvgpu", "debug": false, "gpus": [gpu.clone(), gpu], "revocation_checked": false})),
         AppraisalInput::new("sim", json!({"tee": "sim", "simulated": true, "measurement": H48, "debug": false, "svn": 1})),
     ]

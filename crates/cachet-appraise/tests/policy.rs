@@ -151,7 +151,6 @@ fn every_family_has_a_default_policy() {
     }
 }
 
-
 #[test]
 fn a_policy_declares_the_tee_families_it_judges() {
     // Every shipped default judges exactly its own family.

@@ -136,10 +136,7 @@ fn an_out_of_date_tdx_quote_is_a_warning() {
         assert_eq!(a.status, Status::Warning, "{}: {:#?}", c.id, a.reasons);
         assert_eq!(a.trustworthiness_vector.hardware, Some(32));
         assert_eq!(a.trustworthiness_vector.executables, Some(2), "the measurement itself matched");
-        assert!(a
-            .reasons
-            .iter()
-            .any(|r| r.rule == "tcb_status" && r.outcome == Status::Warning && r.detail.contains("INTEL-SA-")));
+        assert!(a.reasons.iter().any(|r| r.rule == "tcb_status" && r.outcome == Status::Warning && r.detail.contains("INTEL-SA-")));
     }
 }
 
@@ -228,8 +225,7 @@ fn in_toto_provenance_makes_a_matching_measurement_affirming() {
             let Some((name, value)) = pick_measurement(&c.tee, &c.claims) else {
                 return false;
             };
-            p.evaluate(&AppraisalInput::new(&c.tee, c.claims.clone()), &refvals(&name, &value), c.at).unwrap().status
-                == Status::Affirming
+            p.evaluate(&AppraisalInput::new(&c.tee, c.claims.clone()), &refvals(&name, &value), c.at).unwrap().status == Status::Affirming
         })
         .min_by_key(|c| if c.tee == "tdx" { 0 } else { 1 });
     let Some(c) = pick else { panic!("no verified case with an affirming platform") };

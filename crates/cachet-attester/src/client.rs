@@ -208,7 +208,8 @@ pub fn check_release_answer(jwks: &Value, token: &str, key: &EphemeralKey, answe
     const EP: &str = "/v1/secrets/release";
     let body: ReleaseBody = serde_json::from_value(answer)
         .map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("unexpected release answer: {e}") })?;
-    let forged = |m: String| AttestError::Protocol { endpoint: EP, message: format!("the release answer is not vouched for by the service: {m}") };
+    let forged =
+        |m: String| AttestError::Protocol { endpoint: EP, message: format!("the release answer is not vouched for by the service: {m}") };
     let (jti, stated_key, stated) = verify_statement(jwks, token, body.statement.as_deref()).map_err(forged)?;
     // Refusals (a key substitution among them) may name the key the token is
     // bound to; a release must be to this workload's key.
@@ -232,17 +233,20 @@ pub fn check_release_answer(jwks: &Value, token: &str, key: &EphemeralKey, answe
             .find(|r| r.secret == item.secret)
             .ok_or_else(|| forged(format!("the statement does not list secret {}", item.secret)))?;
         if vouched.released != item.released {
-            return Err(forged(format!("the statement says secret {} was {}", item.secret, if vouched.released { "released" } else { "refused" })));
+            return Err(forged(format!(
+                "the statement says secret {} was {}",
+                item.secret,
+                if vouched.released { "released" } else { "refused" }
+            )));
         }
         match (item.released, item.jwe) {
             (true, Some(jwe)) => {
                 if vouched.jwe_sha256.as_deref() != Some(crate::release::jwe_sha256(&jwe).as_str()) {
                     return Err(forged(format!("the JWE of secret {} is not the one the statement names", item.secret)));
                 }
-                let d = key.decrypt(&jwe).map_err(|e: JweError| AttestError::Protocol {
-                    endpoint: EP,
-                    message: format!("secret {}: {e}", item.secret),
-                })?;
+                let d = key
+                    .decrypt(&jwe)
+                    .map_err(|e: JweError| AttestError::Protocol { endpoint: EP, message: format!("secret {}: {e}", item.secret) })?;
                 let header = |k: &str| d.header.get(k).and_then(Value::as_str);
                 if header("cachet.secret") != Some(item.secret.as_str()) || header("cachet.token_id") != Some(jti.as_str()) {
                     return Err(forged(format!("the JWE of secret {} names another secret or token in its protected header", item.secret)));
@@ -274,8 +278,11 @@ type Vouched = (String, Option<String>, Vec<crate::release::StatedResult>);
 fn verify_statement(jwks: &Value, token: &str, statement: Option<&str>) -> Result<Vouched, String> {
     use cachet_token::jwk::PublicKey;
     use cachet_token::jws;
-    let keys: Vec<PublicKey> =
-        jwks.get("keys").and_then(Value::as_array).map(|ks| ks.iter().filter_map(|k| PublicKey::from_jwk(k).ok()).collect()).unwrap_or_default();
+    let keys: Vec<PublicKey> = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .map(|ks| ks.iter().filter_map(|k| PublicKey::from_jwk(k).ok()).collect())
+        .unwrap_or_default();
     let issued_at = |jws_text: &str| jws::decode(jws_text).ok().and_then(|d| d.claims.get("iat").and_then(Value::as_i64));
     let at = issued_at(token).ok_or("the attestation token has no iat")?;
     let t = jws::verify(token, &keys, &jws::Expectations { now: at, leeway: 0, issuer: None })
@@ -283,7 +290,12 @@ fn verify_statement(jwks: &Value, token: &str, statement: Option<&str>) -> Resul
     let jti = t.get("jti").and_then(Value::as_str).ok_or("the attestation token has no jti")?.to_string();
     let iss = t.get("iss").and_then(Value::as_str).ok_or("the attestation token has no iss")?;
     let statement = statement.ok_or("it carries no release statement")?;
-    let typ = jws::decode(statement).map_err(|e| format!("release statement: {e}"))?.header.get("typ").and_then(Value::as_str).map(str::to_string);
+    let typ = jws::decode(statement)
+        .map_err(|e| format!("release statement: {e}"))?
+        .header
+        .get("typ")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if typ.as_deref() != Some(crate::release::STATEMENT_TYP) {
         return Err(format!("the release statement has typ {typ:?}, not {}", crate::release::STATEMENT_TYP));
     }
@@ -398,8 +410,8 @@ impl Attester {
         let v = self.post(EP, &json!({})).await?;
         let body: ChallengeBody =
             serde_json::from_value(v).map_err(|e| AttestError::Protocol { endpoint: EP, message: format!("unexpected challenge: {e}") })?;
-        let nonce = hex::decode(body.nonce.trim())
-            .map_err(|_| AttestError::Protocol { endpoint: EP, message: "the nonce is not hex".into() })?;
+        let nonce =
+            hex::decode(body.nonce.trim()).map_err(|_| AttestError::Protocol { endpoint: EP, message: "the nonce is not hex".into() })?;
         if !(8..=64).contains(&nonce.len()) {
             return Err(AttestError::Protocol { endpoint: EP, message: format!("a {}-byte nonce (expected 8 to 64)", nonce.len()) });
         }

@@ -264,9 +264,8 @@ fn write_attr(path: &Path, bytes: &[u8]) -> Result<(), CollectError> {
 fn read_generation(dir: &Path) -> Result<u64, CollectError> {
     let path = dir.join("generation");
     let text = read_attr(&path, MAX_ATTR)?;
-    parse_generation(&text).ok_or_else(|| {
-        CollectError::failed(NAME, format!("generation {:?} is not a number", String::from_utf8_lossy(&text)))
-    })
+    parse_generation(&text)
+        .ok_or_else(|| CollectError::failed(NAME, format!("generation {:?} is not a number", String::from_utf8_lossy(&text))))
 }
 
 /// `generation` as the kernel prints it (`%u\n`).

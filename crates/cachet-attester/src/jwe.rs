@@ -82,11 +82,8 @@ fn content_cipher(enc: &str) -> Result<(&'static aws_lc_rs::aead::Algorithm, usi
 /// The JWK curve name and coordinate length of an ECDH key.
 fn curve_of(key: &PrivateKey) -> Result<(&'static str, &'static agreement::Algorithm, usize), JweError> {
     let alg = key.algorithm();
-    for (name, a, len) in [
-        ("P-256", &agreement::ECDH_P256, 32),
-        ("P-384", &agreement::ECDH_P384, 48),
-        ("P-521", &agreement::ECDH_P521, 66),
-    ] {
+    for (name, a, len) in [("P-256", &agreement::ECDH_P256, 32), ("P-384", &agreement::ECDH_P384, 48), ("P-521", &agreement::ECDH_P521, 66)]
+    {
         if alg == a {
             return Ok((name, a, len));
         }
@@ -118,8 +115,8 @@ pub fn decrypt(compact: &str, key: &PrivateKey) -> Result<Decrypted, JweError> {
     if header_b64.len() > MAX_HEADER_LEN {
         return Err(JweError::Format("protected header too large".into()));
     }
-    let header: Map<String, Value> = serde_json::from_slice(&b64(header_b64, "protected header")?)
-        .map_err(|e| JweError::Header(format!("not a JSON object: {e}")))?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&b64(header_b64, "protected header")?).map_err(|e| JweError::Header(format!("not a JSON object: {e}")))?;
     let text = |name: &str| header.get(name).and_then(Value::as_str);
     if header.contains_key("zip") {
         return Err(JweError::Unsupported("compressed content (zip) is not accepted".into()));
@@ -195,14 +192,12 @@ pub fn decrypt(compact: &str, key: &PrivateKey) -> Result<Decrypted, JweError> {
     if tag.len() != 16 {
         return Err(JweError::Format(format!("tag is {} bytes; AES-GCM tags are 16", tag.len())));
     }
-    let nonce = Nonce::try_assume_unique_for_key(&iv).map_err(|_| JweError::Format(format!("IV is {} bytes; AES-GCM uses 12", iv.len())))?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(&iv).map_err(|_| JweError::Format(format!("IV is {} bytes; AES-GCM uses 12", iv.len())))?;
     let mut in_out = Zeroizing::new(b64(ct_b64, "ciphertext")?);
     in_out.extend_from_slice(&tag);
     let key = LessSafeKey::new(UnboundKey::new(aead, &cek).map_err(|_| JweError::Decrypt)?);
-    let plain_len = key
-        .open_in_place(nonce, Aad::from(header_b64.as_bytes()), &mut in_out)
-        .map_err(|_| JweError::Decrypt)?
-        .len();
+    let plain_len = key.open_in_place(nonce, Aad::from(header_b64.as_bytes()), &mut in_out).map_err(|_| JweError::Decrypt)?.len();
     in_out.truncate(plain_len);
     Ok(Decrypted { header, plaintext: in_out })
 }

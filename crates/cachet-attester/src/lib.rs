@@ -1,7 +1,6 @@
 //! The workload side: collect evidence inside a TEE and run the attestation protocol.
 
 pub mod binding;
-pub mod simulated;
 pub mod client;
 pub mod configfs_tsm;
 pub mod ephemeral;
@@ -10,6 +9,7 @@ pub mod nsm;
 pub mod release;
 pub mod sev_guest;
 pub mod sim_source;
+pub mod simulated;
 pub mod source;
 pub mod tdx_guest;
 pub mod tpm;

@@ -41,11 +41,7 @@ impl EvidenceSource for NitroNsm {
             return Err(CollectError::failed(NAME, format!("cannot open {DEVICE}")));
         }
         let non_empty = |b: &[u8]| (!b.is_empty()).then(|| ByteBuf::from(b.to_vec()));
-        let request = Request::Attestation {
-            user_data: non_empty(input.runtime_data),
-            nonce: non_empty(input.nonce),
-            public_key: None,
-        };
+        let request = Request::Attestation { user_data: non_empty(input.runtime_data), nonce: non_empty(input.nonce), public_key: None };
         let response = driver::nsm_process_request(fd, request);
         driver::nsm_exit(fd);
         match response {

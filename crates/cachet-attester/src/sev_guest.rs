@@ -103,10 +103,7 @@ impl EvidenceSource for SevGuest {
 }
 
 fn ioctl_error(call: &str, e: nix::Error, exitinfo2: u64) -> CollectError {
-    CollectError::failed(
-        NAME,
-        format!("{call}: {e} (firmware error {:#x}, VMM error {:#x})", exitinfo2 & 0xffff_ffff, exitinfo2 >> 32),
-    )
+    CollectError::failed(NAME, format!("{call}: {e} (firmware error {:#x}, VMM error {:#x})", exitinfo2 & 0xffff_ffff, exitinfo2 >> 32))
 }
 
 /// SNP_GET_REPORT: the response message.

@@ -87,8 +87,7 @@ impl SimulatedTee {
 
     /// A simulated TEE from its PKCS#8 key and root certificate (DER).
     pub fn from_parts(pkcs8: Vec<u8>, root_der: Vec<u8>) -> Result<Self, SimError> {
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
-            .map_err(|e| SimError::Key(format!("PKCS#8: {e}")))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(|e| SimError::Key(format!("PKCS#8: {e}")))?;
         Ok(Self { key, pkcs8, root_der })
     }
 

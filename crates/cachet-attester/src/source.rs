@@ -192,15 +192,17 @@ pub fn detect_in(root: &Path) -> Option<Backend> {
         (paths::NSM, Backend::Nsm),
         (paths::TPMRM, Backend::Tpm),
     ];
-    order.into_iter().find(|(p, b)| {
-        let p = root.join(p);
-        if *b == Backend::ConfigfsTsm {
-            p.is_dir()
-        } else {
-            p.exists()
-        }
-    })
-    .map(|(_, b)| b)
+    order
+        .into_iter()
+        .find(|(p, b)| {
+            let p = root.join(p);
+            if *b == Backend::ConfigfsTsm {
+                p.is_dir()
+            } else {
+                p.exists()
+            }
+        })
+        .map(|(_, b)| b)
 }
 
 /// [`detect_in`] on this machine.

@@ -15,9 +15,9 @@ mod vectors;
 
 use std::sync::atomic::Ordering;
 
+use cachet_attester::binding;
 use cachet_attester::configfs_tsm::{self, ConfigfsTsm};
 use cachet_attester::source::{detect_in, paths, resolve_in, Backend, BindingInput, EvidenceSource};
-use cachet_attester::binding;
 use cachet_verify::Tee;
 use common::fake_tsm::{FakeTsm, Interference, Provider};
 

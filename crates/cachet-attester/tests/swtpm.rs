@@ -14,7 +14,7 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use cachet_attester::binding;
 use cachet_attester::source::{BindingInput, EvidenceSource};
-use cachet_attester::tpm::{TpmAk, TpmQuote, Tools};
+use cachet_attester::tpm::{Tools, TpmAk, TpmQuote};
 use cachet_verify::{verify, AnchorKind, Checks, Tee, TrustAnchors, Verification, VerifyRequest};
 use swtpm::Swtpm;
 
@@ -114,11 +114,14 @@ fn swtpm_quote_binds_the_nonce_and_verifies_with_a_certified_ak() {
     for (bank, i, value) in sw.pcr_read("sha256:0,1,7") {
         assert_eq!(claims["pcrs"][bank.as_str()][i.to_string()], hex::encode(value), "PCR {i}");
     }
-    assert_eq!(claims["pcrs"]["sha256"]["7"], hex::encode({
-        let mut pcr = vec![0u8; 32];
-        pcr.extend(sha256(b"secure boot policy"));
-        sha256(&pcr)
-    }));
+    assert_eq!(
+        claims["pcrs"]["sha256"]["7"],
+        hex::encode({
+            let mut pcr = vec![0u8; 32];
+            pcr.extend(sha256(b"secure boot policy"));
+            sha256(&pcr)
+        })
+    );
 
     // Refusals, by name.
     let other = binding::tpm_extra_data(b"another nonce", RUNTIME);
@@ -142,7 +145,13 @@ fn swtpm_without_a_provisioned_ak_quotes_with_a_fresh_one() {
     let ev = source.collect(&input).expect("quote with a per-quote AK");
     let extra = binding::tpm_extra_data(NONCE, b"");
     // The quote itself verifies against the AK it carries ...
-    let req = VerifyRequest { evidence: &ev.evidence, endorsements: &[], anchors: &TrustAnchors::pinned(), at: now(), expected_nonce: Some(&extra) };
+    let req = VerifyRequest {
+        evidence: &ev.evidence,
+        endorsements: &[],
+        anchors: &TrustAnchors::pinned(),
+        at: now(),
+        expected_nonce: Some(&extra),
+    };
     let mut checks = Checks::new();
     let parsed = cachet_verify::tpm::parse_evidence(&req, &mut checks).unwrap();
     let ak = cachet_verify::tpm::parse_ak(&parsed, &mut checks).unwrap();

@@ -85,7 +85,9 @@ fn read_endorsements(root: &Path, rel: &str) -> Result<Vec<Endorsement>, String>
     }
     files
         .into_iter()
-        .map(|f| std::fs::read(&f).map(|bytes| Endorsement { name: f.display().to_string(), bytes }).map_err(|e| format!("{}: {e}", f.display())))
+        .map(|f| {
+            std::fs::read(&f).map(|bytes| Endorsement { name: f.display().to_string(), bytes }).map_err(|e| format!("{}: {e}", f.display()))
+        })
         .collect()
 }
 
@@ -195,12 +197,8 @@ async fn level(client: &reqwest::Client, url: &str, reqs: &Arc<Vec<Req>>, conc: 
                 }
                 let Some(r) = reqs.get((n % reqs.len() as u64) as usize) else { break };
                 let t = Instant::now();
-                let resp = client
-                    .post(format!("{url}/v1/attest"))
-                    .header("content-type", "application/json")
-                    .body(r.body.clone())
-                    .send()
-                    .await;
+                let resp =
+                    client.post(format!("{url}/v1/attest")).header("content-type", "application/json").body(r.body.clone()).send().await;
                 match resp {
                     Ok(resp) if resp.status().as_u16() == 200 => {
                         let _ = resp.bytes().await;
@@ -251,7 +249,15 @@ fn pct(sorted: &[u64], p: f64) -> String {
     }
 }
 
-async fn run_levels(client: &reqwest::Client, url: &str, reqs: Arc<Vec<Req>>, levels: &[usize], args: &Args, pid: Option<u32>, label: &str) {
+async fn run_levels(
+    client: &reqwest::Client,
+    url: &str,
+    reqs: Arc<Vec<Req>>,
+    levels: &[usize],
+    args: &Args,
+    pid: Option<u32>,
+    label: &str,
+) {
     for &c in levels {
         // Warm-up (connections, caches, the server's first key use).
         let _ = level(client, url, &reqs, c.max(1), 30, args.warmup).await;

@@ -170,8 +170,13 @@ pub fn runtime_data_json(claims: &Value) -> Option<Value> {
 pub fn workload_key_of(claims: &Value) -> Result<WorkloadKey, String> {
     let rd = claims.get("cachet.runtime_data").ok_or("the token carries no runtime data, so no workload key to encrypt to")?;
     let bytes = rd.as_str().and_then(|s| URL_SAFE_NO_PAD.decode(s).ok()).ok_or("the token's runtime data is not base64url")?;
-    let json: Value = serde_json::from_slice(&bytes).map_err(|_| "the token's runtime data is not a JSON object carrying a JWK".to_string())?;
-    let jwk = if json.get("kty").is_some() { &json } else { json.get("jwk").ok_or("the token's runtime data has no JWK (neither a JWK nor a \"jwk\" member)")? };
+    let json: Value =
+        serde_json::from_slice(&bytes).map_err(|_| "the token's runtime data is not a JSON object carrying a JWK".to_string())?;
+    let jwk = if json.get("kty").is_some() {
+        &json
+    } else {
+        json.get("jwk").ok_or("the token's runtime data has no JWK (neither a JWK nor a \"jwk\" member)")?
+    };
     WorkloadKey::from_jwk(jwk).map_err(|e| e.to_string())
 }
 
@@ -206,7 +211,14 @@ impl KeyBroker {
     /// Create or replace `owner`'s secret `name` with `value` and `policy`.
     /// The policy is validated first, so a broken policy never replaces a
     /// working one; the value is sealed under a fresh data key.
-    pub async fn put_secret(&self, owner: &str, name: &str, value: &SecretValue, policy: &str, now: i64) -> Result<SecretMeta, BrokerError> {
+    pub async fn put_secret(
+        &self,
+        owner: &str,
+        name: &str,
+        value: &SecretValue,
+        policy: &str,
+        now: i64,
+    ) -> Result<SecretMeta, BrokerError> {
         let previous = self.store.get_secret(owner, name).await?;
         let mut record = self.prepare_secret(owner, name, value, policy, previous.as_ref(), now)?;
         for _ in 0..MAX_PUT_ATTEMPTS {
@@ -348,7 +360,14 @@ impl KeyBroker {
         Ok(ReleaseResponse { token_id, workload_key: Some(thumb), results })
     }
 
-    async fn release_one(&self, reference: &str, claims: &Value, key: &WorkloadKey, refvals: &OwnerReferenceValues, now: i64) -> ReleaseResult {
+    async fn release_one(
+        &self,
+        reference: &str,
+        claims: &Value,
+        key: &WorkloadKey,
+        refvals: &OwnerReferenceValues,
+        now: i64,
+    ) -> ReleaseResult {
         let mut r = ReleaseResult {
             secret: reference.to_string(),
             owner: String::new(),

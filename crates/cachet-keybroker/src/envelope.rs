@@ -91,7 +91,10 @@ pub fn seal_with_aad(kek: &dyn KeyEncryptionKey, aad: &[u8], value: &[u8], versi
 /// Open what [`seal_with_aad`] sealed, refusing another KEK by name.
 pub fn open_with_aad(kek: &dyn KeyEncryptionKey, aad: &[u8], sealed: &Sealed) -> Result<SecretValue, BrokerError> {
     if sealed.kek_kind != kek.kind() || sealed.kek_id != kek.key_id() {
-        return Err(BrokerError::WrongKek { sealed_under: format!("{} {}", sealed.kek_kind, sealed.kek_id), have: format!("{} {}", kek.kind(), kek.key_id()) });
+        return Err(BrokerError::WrongKek {
+            sealed_under: format!("{} {}", sealed.kek_kind, sealed.kek_id),
+            have: format!("{} {}", kek.kind(), kek.key_id()),
+        });
     }
     let dek = kek.unwrap(&sealed.wrapped_dek, aad)?;
     let mut plain = gcm_open(dek.expose(), &sealed.ciphertext, aad)?;

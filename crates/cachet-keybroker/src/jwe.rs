@@ -14,7 +14,9 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256, ECDH_P384};
 use aws_lc_rs::kdf::{get_sskdf_digest_algorithm, sskdf_digest, SskdfDigestAlgorithmId};
 use aws_lc_rs::key_wrap::{KeyWrap, AES_256};
-use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+use aws_lc_rs::rsa::{
+    OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -262,7 +264,8 @@ pub fn encrypt(key: &WorkloadKey, plaintext: &[u8], extra: &Map<String, Value>) 
     header.insert("kid".into(), key.thumbprint().into());
     let encrypted_key = match key {
         WorkloadKey::Ec { curve, point } => {
-            let eph = EphemeralPrivateKey::generate(curve.agreement(), &aws_lc_rs::rand::SystemRandom::new()).map_err(|_| crypto("ephemeral EC key"))?;
+            let eph = EphemeralPrivateKey::generate(curve.agreement(), &aws_lc_rs::rand::SystemRandom::new())
+                .map_err(|_| crypto("ephemeral EC key"))?;
             let epk = eph.compute_public_key().map_err(|_| crypto("ephemeral EC public key"))?;
             let epk = WorkloadKey::Ec { curve: *curve, point: epk.as_ref().to_vec() };
             header.insert("epk".into(), epk.required_members());
@@ -376,7 +379,10 @@ pub fn decrypt(key: &DecryptionKey, jwe: &str) -> Result<Decrypted, BrokerError>
     let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).map_err(|_| malformed("CEK"))?);
     let mut buf = Zeroizing::new(d(ct)?);
     buf.extend_from_slice(&d(tag)?);
-    let n = aead.open_in_place(nonce, Aad::from(h.as_bytes()), buf.as_mut_slice()).map_err(|_| malformed("content authentication failed"))?.len();
+    let n = aead
+        .open_in_place(nonce, Aad::from(h.as_bytes()), buf.as_mut_slice())
+        .map_err(|_| malformed("content authentication failed"))?
+        .len();
     buf.truncate(n);
     Ok(Decrypted { header, plaintext: SecretValue::new(std::mem::take(&mut *buf)) })
 }
@@ -405,8 +411,8 @@ mod tests {
     fn concat_kdf_matches_rfc7518_appendix_c() {
         // RFC 7518 Appendix C: ECDH-ES, A128GCM, apu "Alice", apv "Bob".
         let z = [
-            158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128, 106, 72, 246, 218,
-            167, 121, 140, 254, 144, 196,
+            158, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110, 163, 218, 128, 106, 72, 246, 218, 167,
+            121, 140, 254, 144, 196,
         ];
         let mut out = [0u8; 16];
         concat_kdf(&z, "A128GCM", b"Alice", b"Bob", &mut out).unwrap();

@@ -125,9 +125,7 @@ impl LocalFileKek {
         let io = |e: std::io::Error| BrokerError::KeyFile(format!("{}: {e}", path.display()));
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BrokerError::KeyFileMissing(path.display().to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BrokerError::KeyFileMissing(path.display().to_string())),
             Err(e) => return Err(io(e)),
         };
         if !meta.file_type().is_file() {
@@ -144,9 +142,8 @@ impl LocalFileKek {
         let mut f = File::open(path).map_err(io)?;
         let mut buf = Zeroizing::new(Vec::with_capacity(33));
         (&mut f).take(33).read_to_end(&mut buf).map_err(io)?;
-        let key = KeyBytes::<32>::from_slice(&buf).ok_or_else(|| {
-            BrokerError::KeyFile(format!("{} holds {} bytes, not a 32-byte key", path.display(), buf.len()))
-        })?;
+        let key = KeyBytes::<32>::from_slice(&buf)
+            .ok_or_else(|| BrokerError::KeyFile(format!("{} holds {} bytes, not a 32-byte key", path.display(), buf.len())))?;
         Ok(Self { id: local_key_id(&key), key, path: path.to_path_buf() })
     }
 

@@ -302,7 +302,12 @@ impl Pkcs11Kek {
 
     fn checked(hsm: Arc<Hsm>, handle: ObjectHandle, label: &str) -> Result<Self, BrokerError> {
         let generation = hsm.generation.load(Ordering::Acquire);
-        let kek = Self { id: format!("pkcs11:{}/{label}", hsm.token_label), hsm, handle: Mutex::new((generation, handle)), label: label.to_string() };
+        let kek = Self {
+            id: format!("pkcs11:{}/{label}", hsm.token_label),
+            hsm,
+            handle: Mutex::new((generation, handle)),
+            label: label.to_string(),
+        };
         let p = kek.protection()?;
         if !p.sensitive || p.extractable || p.value_readable {
             return Err(BrokerError::Hsm(format!(
@@ -360,7 +365,8 @@ impl Pkcs11Kek {
         if cached.0 == generation {
             return Ok(cached.1);
         }
-        let template = [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES), Attribute::Label(self.label.as_bytes().to_vec())];
+        let template =
+            [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES), Attribute::Label(self.label.as_bytes().to_vec())];
         let h = find_in(s, &template, "the KEK label")?
             .ok_or_else(|| BrokerError::Unavailable(format!("the token has no AES key labelled {:?} (another token?)", self.label)))?;
         *cached = (generation, h);
@@ -458,7 +464,6 @@ impl Pkcs11Custody {
     pub fn new(hsm: Arc<Hsm>) -> Self {
         Self { hsm }
     }
-
 }
 
 /// The private key with `CKA_ID` `id` in the session.
@@ -486,7 +491,10 @@ fn ec_spki(curve_oid: ObjectIdentifier, point: &[u8]) -> Result<Vec<u8>, TokenEr
     let bad = |_| TokenError::Key("cannot encode the EC public key".into());
     let params = curve_oid.to_der().map_err(bad)?;
     let spki = spki::SubjectPublicKeyInfoRef {
-        algorithm: spki::AlgorithmIdentifierRef { oid: OID_EC_PUBLIC_KEY, parameters: Some(der::asn1::AnyRef::try_from(params.as_slice()).map_err(bad)?) },
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some(der::asn1::AnyRef::try_from(params.as_slice()).map_err(bad)?),
+        },
         subject_public_key: der::asn1::BitStringRef::from_bytes(point).map_err(bad)?,
     };
     spki.to_der().map_err(bad)
@@ -526,7 +534,8 @@ impl KeyCustody for Pkcs11Custody {
                 let (pubk, _) = s
                     .generate_key_pair(&Mechanism::EccKeyPairGen, &pub_t, &common(true))
                     .map_err(|e| TokenError::Key(format!("C_GenerateKeyPair: {e}")))?;
-                let attrs = s.get_attributes(pubk, &[AttributeType::EcPoint]).map_err(|e| TokenError::Key(format!("C_GetAttributeValue: {e}")))?;
+                let attrs =
+                    s.get_attributes(pubk, &[AttributeType::EcPoint]).map_err(|e| TokenError::Key(format!("C_GetAttributeValue: {e}")))?;
                 let raw = attrs
                     .into_iter()
                     .find_map(|a| if let Attribute::EcPoint(p) = a { Some(p) } else { None })
@@ -580,7 +589,11 @@ impl KeyCustody for Pkcs11Custody {
                         s.sign(&Mechanism::Ecdsa, key, digest.as_ref())
                     }
                     Algorithm::PS256 => s.sign(
-                        &Mechanism::Sha256RsaPkcsPss(PkcsPssParams { hash_alg: MechanismType::SHA256, mgf: PkcsMgfType::MGF1_SHA256, s_len: 32.into() }),
+                        &Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
+                            hash_alg: MechanismType::SHA256,
+                            mgf: PkcsMgfType::MGF1_SHA256,
+                            s_len: 32.into(),
+                        }),
                         key,
                         message,
                     ),

@@ -59,7 +59,8 @@ pub struct Decision {
 
 /// The policy input for a token's claims (see the module docs).
 pub fn release_input(claims: &Value) -> AppraisalInput {
-    let names: Vec<&str> = claims.get("submods").and_then(Value::as_object).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+    let names: Vec<&str> =
+        claims.get("submods").and_then(Value::as_object).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
     let mut input = AppraisalInput::new(&names.join("+"), claims.clone());
     input.nonce = claims.get("eat_nonce").and_then(Value::as_str).map(str::to_string);
     input.runtime_data = crate::broker::runtime_data_json(claims);
@@ -120,7 +121,11 @@ impl ReleasePolicies {
             let why: Vec<String> = appraisal.reasons.iter().map(|r| format!("{}: {}", r.rule, r.detail)).collect();
             return Decision {
                 allowed: true,
-                reason: if why.is_empty() { "the release policy affirms".into() } else { format!("the release policy affirms ({})", why.join("; ")) },
+                reason: if why.is_empty() {
+                    "the release policy affirms".into()
+                } else {
+                    format!("the release policy affirms ({})", why.join("; "))
+                },
                 policy_hash,
             };
         }

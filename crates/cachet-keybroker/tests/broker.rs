@@ -23,8 +23,14 @@ async fn fixture() -> Fixture {
     let kek = Arc::new(LocalFileKek::open_or_create(&dir.path().join("kek")).unwrap());
     let store = Arc::new(MemorySecretStore::new());
     let broker = KeyBroker::new(kek, store.clone(), BrokerConfig::default());
-    broker.put_secret("bank-a", "fraud-model-key", &SecretValue::from_slice(b"BANK-A-PLAINTEXT-KEY-0001"), &policy_for(GOOD), NOW).await.unwrap();
-    broker.put_secret("bank-b", "fraud-model-key", &SecretValue::from_slice(b"BANK-B-PLAINTEXT-KEY-0002"), &policy_for(GOOD), NOW).await.unwrap();
+    broker
+        .put_secret("bank-a", "fraud-model-key", &SecretValue::from_slice(b"BANK-A-PLAINTEXT-KEY-0001"), &policy_for(GOOD), NOW)
+        .await
+        .unwrap();
+    broker
+        .put_secret("bank-b", "fraud-model-key", &SecretValue::from_slice(b"BANK-B-PLAINTEXT-KEY-0002"), &policy_for(GOOD), NOW)
+        .await
+        .unwrap();
     Fixture { _dir: dir, store, broker }
 }
 
@@ -40,7 +46,10 @@ async fn the_right_workload_gets_each_owners_secret_encrypted_to_its_key() {
     let out = f.broker.release(&req(c, &["bank-a/fraud-model-key", "bank-b/fraud-model-key"], Some(pk.to_jwk())), NOW).await.unwrap();
     assert_eq!(out.workload_key.as_deref(), Some(pk.thumbprint().as_str()));
     assert_eq!(out.token_id.as_deref(), Some("tok-1"));
-    let expected = [("bank-a/fraud-model-key", "bank-a", &b"BANK-A-PLAINTEXT-KEY-0001"[..]), ("bank-b/fraud-model-key", "bank-b", b"BANK-B-PLAINTEXT-KEY-0002")];
+    let expected = [
+        ("bank-a/fraud-model-key", "bank-a", &b"BANK-A-PLAINTEXT-KEY-0001"[..]),
+        ("bank-b/fraud-model-key", "bank-b", b"BANK-B-PLAINTEXT-KEY-0002"),
+    ];
     for (r, (name, owner, value)) in out.results.iter().zip(expected) {
         assert!(r.released, "{r:?}");
         assert_eq!((r.secret.as_str(), r.owner.as_str()), (name, owner));
@@ -59,14 +68,21 @@ async fn the_right_workload_gets_each_owners_secret_encrypted_to_its_key() {
 async fn each_secret_is_decided_by_its_own_owners_policy_only() {
     let f = fixture().await;
     // bank-b now approves only OTHER: the GOOD workload gets bank-a's secret, not bank-b's.
-    f.broker.put_secret("bank-b", "fraud-model-key", &SecretValue::from_slice(b"BANK-B-PLAINTEXT-KEY-0002"), &policy_for(OTHER), NOW).await.unwrap();
+    f.broker
+        .put_secret("bank-b", "fraud-model-key", &SecretValue::from_slice(b"BANK-B-PLAINTEXT-KEY-0002"), &policy_for(OTHER), NOW)
+        .await
+        .unwrap();
     let (_, pk) = workload_key();
     let c = claims(GOOD, Some(runtime_data(&pk)), Freshness::Nonce, NOW + 60);
     let out = f.broker.release(&req(c, &["bank-a/fraud-model-key", "bank-b/fraud-model-key"], None), NOW).await.unwrap();
     assert!(out.results[0].released);
     assert!(!out.results[1].released);
     assert!(out.results[1].jwe.is_none());
-    assert!(out.results[1].reason.contains("measurement") && out.results[1].reason.contains("contraindicated"), "{}", out.results[1].reason);
+    assert!(
+        out.results[1].reason.contains("measurement") && out.results[1].reason.contains("contraindicated"),
+        "{}",
+        out.results[1].reason
+    );
     assert_eq!(out.results[1].policy_hash.as_deref(), Some(cachet_appraise::policy_hash(&policy_for(OTHER)).as_str()));
 }
 
@@ -119,7 +135,10 @@ async fn owners_cannot_read_overwrite_delete_or_list_each_others_secrets() {
     assert_eq!(a.len(), 1);
     assert!(a.iter().all(|m| m.owner == "bank-a"));
     // bank-b writing "its" fraud-model-key writes its own, not bank-a's.
-    f.broker.put_secret("bank-b", "fraud-model-key", &SecretValue::from_slice(b"OVERWRITE-ATTEMPT"), &policy_for(GOOD), NOW + 1).await.unwrap();
+    f.broker
+        .put_secret("bank-b", "fraud-model-key", &SecretValue::from_slice(b"OVERWRITE-ATTEMPT"), &policy_for(GOOD), NOW + 1)
+        .await
+        .unwrap();
     assert_eq!(f.broker.get_secret("bank-a", "fraud-model-key").await.unwrap().unwrap().version, 1);
     // bank-c deleting the name deletes nothing of bank-a's.
     assert!(!f.broker.delete_secret("bank-c", "fraud-model-key").await.unwrap());
@@ -154,7 +173,9 @@ async fn nothing_at_rest_reveals_a_value() {
 #[tokio::test]
 async fn a_broken_policy_is_refused_and_does_not_replace_a_working_one() {
     let f = fixture().await;
-    for bad in ["package x\nallow if {", "package x\nimport rego.v1\nstatus := undefined_fn(1)", "package x\nimport rego.v1\nstatus := 1 / 0"] {
+    for bad in
+        ["package x\nallow if {", "package x\nimport rego.v1\nstatus := undefined_fn(1)", "package x\nimport rego.v1\nstatus := 1 / 0"]
+    {
         let e = f.broker.put_secret("bank-a", "fraud-model-key", &SecretValue::from_slice(b"NEW"), bad, NOW + 5).await.unwrap_err();
         assert!(e.to_string().contains("release policy"), "{e}");
         assert!(!e.to_string().contains("NEW"));
@@ -162,7 +183,10 @@ async fn a_broken_policy_is_refused_and_does_not_replace_a_working_one() {
     let m = f.broker.get_secret("bank-a", "fraud-model-key").await.unwrap().unwrap();
     assert_eq!((m.version, m.policy.as_str()), (1, policy_for(GOOD).as_str()));
     // A policy that decides nothing refuses every release.
-    f.broker.put_secret("bank-a", "silent", &SecretValue::from_slice(b"x"), "package s\nimport rego.v1\nhelper := true", NOW).await.unwrap();
+    f.broker
+        .put_secret("bank-a", "silent", &SecretValue::from_slice(b"x"), "package s\nimport rego.v1\nhelper := true", NOW)
+        .await
+        .unwrap();
     let (_, pk) = workload_key();
     let c = claims(GOOD, Some(runtime_data(&pk)), Freshness::Nonce, NOW + 60);
     let out = f.broker.release(&req(c, &["bank-a/silent", "bank-a/none", "no-slash"], None), NOW).await.unwrap();

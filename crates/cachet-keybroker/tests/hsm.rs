@@ -105,7 +105,13 @@ fn assert_not_exportable(hsm: &Hsm, kek: &Pkcs11Kek, generated: bool) {
     let wrapping = s
         .generate_key(
             &Mechanism::AesKeyGen,
-            &[Attribute::Token(false), Attribute::ValueLen(32.into()), Attribute::Wrap(true), Attribute::Unwrap(true), Attribute::Encrypt(true)],
+            &[
+                Attribute::Token(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Encrypt(true),
+            ],
         )
         .unwrap();
     assert!(s.wrap_key(&Mechanism::AesKeyWrapPad, wrapping, handle).is_err(), "C_WrapKey exported the KEK");
@@ -133,8 +139,14 @@ fn child() {
             let store = Arc::new(MemorySecretStore::new());
             let broker = KeyBroker::new(kek.clone(), store.clone(), BrokerConfig::default());
             rt.block_on(async {
-                broker.put_secret("bank-a", "db", &SecretValue::from_slice(b"HSM-SEALED-PLAINTEXT-A"), &policy_for(GOOD), NOW).await.unwrap();
-                broker.put_secret("bank-b", "db", &SecretValue::from_slice(b"HSM-SEALED-PLAINTEXT-B"), &policy_for(GOOD), NOW).await.unwrap();
+                broker
+                    .put_secret("bank-a", "db", &SecretValue::from_slice(b"HSM-SEALED-PLAINTEXT-A"), &policy_for(GOOD), NOW)
+                    .await
+                    .unwrap();
+                broker
+                    .put_secret("bank-b", "db", &SecretValue::from_slice(b"HSM-SEALED-PLAINTEXT-B"), &policy_for(GOOD), NOW)
+                    .await
+                    .unwrap();
             });
             std::fs::write(work.join("store.json"), store.at_rest_bytes()).unwrap();
             std::fs::write(work.join("kek-id"), kek.key_id()).unwrap();
@@ -192,7 +204,10 @@ fn child() {
                     .into_iter()
                     .map(|alg| {
                         let k = custody.generate(alg, "cachet-token-signing").unwrap();
-                        assert!(std::str::from_utf8(&k.handle).unwrap().starts_with("pkcs11:id="), "the handle is a reference, not key material");
+                        assert!(
+                            std::str::from_utf8(&k.handle).unwrap().starts_with("pkcs11:id="),
+                            "the handle is a reference, not key material"
+                        );
                         (alg.as_str().to_string(), k.public_spki_der, k.handle)
                     })
                     .collect();
@@ -308,7 +323,10 @@ fn hsm_sealed_secrets_survive_a_restart_and_open_only_through_that_hsm() {
     let recs: Vec<SecretRecord> = serde_json::from_slice(&at_rest).unwrap();
     let local = LocalFileKek::open_or_create(&work.path().join("local-kek")).unwrap();
     for r in &recs {
-        assert!(matches!(envelope::open(&local, &r.owner, &r.name, &r.policy_hash, &r.sealed), Err(cachet_keybroker::BrokerError::WrongKek { .. })));
+        assert!(matches!(
+            envelope::open(&local, &r.owner, &r.name, &r.policy_hash, &r.sealed),
+            Err(cachet_keybroker::BrokerError::WrongKek { .. })
+        ));
         let mut forged = r.sealed.clone();
         forged.kek_kind = "local-file".into();
         forged.kek_id = local.key_id().to_string();

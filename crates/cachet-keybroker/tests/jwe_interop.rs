@@ -31,12 +31,7 @@ print(json.dumps(out))
 "#;
 
 fn python(script: &str, args: &[&std::path::Path]) -> Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 must be installed");
+    let out = Command::new("python3").arg("-c").arg(script).args(args).output().expect("python3 must be installed");
     assert!(out.status.success(), "python (needs `pip install jwcrypto`, done by .ci/run): {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

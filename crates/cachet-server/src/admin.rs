@@ -52,7 +52,15 @@ pub struct ApiKeyInfo {
 
 impl From<ApiKeyRecord> for ApiKeyInfo {
     fn from(r: ApiKeyRecord) -> Self {
-        Self { id: r.id, name: r.name, role: r.role, created_at: r.created_at, revoked_at: r.revoked_at, tenant: r.tenant, expires_at: r.expires_at }
+        Self {
+            id: r.id,
+            name: r.name,
+            role: r.role,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            tenant: r.tenant,
+            expires_at: r.expires_at,
+        }
     }
 }
 
@@ -173,7 +181,11 @@ pub async fn create_api_key(
         (asked, own) => asked.or(own),
     };
     let k = crate::auth::new_expiring_api_key(&req.name, req.role, tenant.as_deref(), expires_at, t).map_err(ApiError::invalid)?;
-    let a = audit(&p, "api_key.create", json!({"id": k.record.id, "name": req.name, "role": req.role.as_str(), "tenant": tenant, "expires_at": expires_at}));
+    let a = audit(
+        &p,
+        "api_key.create",
+        json!({"id": k.record.id, "name": req.name, "role": req.role.as_str(), "tenant": tenant, "expires_at": expires_at}),
+    );
     st.store.insert_api_key(&k.record, &a).await?;
     let body = CreatedApiKey { key: k.key, id: k.record.id, role: k.record.role, tenant, expires_at };
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(body)))

@@ -53,7 +53,12 @@ impl Appraiser {
     /// are added by [`Appraiser::reload_reference_values`]).
     pub fn new(file_refvals: Option<ReferenceValues>) -> Appraiser {
         let initial = file_refvals.clone().unwrap_or_default();
-        Appraiser { cache: PolicyCache::new(POLICY_CACHE_CAPACITY), refvals: RwLock::new(Arc::new(initial)), release: RwLock::default(), file_refvals }
+        Appraiser {
+            cache: PolicyCache::new(POLICY_CACHE_CAPACITY),
+            refvals: RwLock::new(Arc::new(initial)),
+            release: RwLock::default(),
+            file_refvals,
+        }
     }
 
     /// The reference values policies see now.
@@ -95,9 +100,9 @@ impl Appraiser {
 
     /// The compiled policy for `(name, text)`: cached, or compiled now.
     fn compiled(&self, name: &str, text: &str) -> Result<Arc<Policy>, ApiError> {
-        self.cache.get_or_compile(name, text).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_invalid", format!("policy {name}: {e}"))
-        })
+        self.cache
+            .get_or_compile(name, text)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_invalid", format!("policy {name}: {e}")))
     }
 }
 
@@ -137,9 +142,10 @@ pub async fn named_policy(st: &AppState, name: &str) -> Result<Arc<Policy>, ApiE
 /// The TEE families a policy judges: those its `tees` rule declares, and
 /// `<tee>` for a policy named `default-<tee>`.
 pub fn judged_tees(policy: &Policy) -> Result<Vec<String>, ApiError> {
-    let mut tees = policy.declared_tees().map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_invalid", format!("policy {}: {e}", policy.name()))
-    })?.unwrap_or_default();
+    let mut tees = policy
+        .declared_tees()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "policy_invalid", format!("policy {}: {e}", policy.name())))?
+        .unwrap_or_default();
     tees.extend(policy.name().strip_prefix("default-").map(str::to_string));
     tees.sort();
     tees.dedup();

@@ -331,8 +331,7 @@ impl ServeArgs {
         if nonce_ttl < 1 {
             return Err("nonce_ttl must be at least 1 second".into());
         }
-        let max_concurrent_verifications =
-            self.max_concurrent_verifications.or(file.max_concurrent_verifications).unwrap_or(8).max(1);
+        let max_concurrent_verifications = self.max_concurrent_verifications.or(file.max_concurrent_verifications).unwrap_or(8).max(1);
         let request_timeout = self.request_timeout.or(file.request_timeout).unwrap_or(30).max(1);
         let header_read_timeout = self.header_read_timeout.or(file.header_read_timeout).unwrap_or(10);
         secs(header_read_timeout, "header_read_timeout")?;
@@ -347,8 +346,11 @@ impl ServeArgs {
             ));
         }
         let max_connections = self.max_connections.or(file.max_connections).unwrap_or(1024).max(1);
-        let max_connections_per_client =
-            self.max_connections_per_client.or(file.max_connections_per_client).unwrap_or(max_connections - max_connections / 4).clamp(1, max_connections);
+        let max_connections_per_client = self
+            .max_connections_per_client
+            .or(file.max_connections_per_client)
+            .unwrap_or(max_connections - max_connections / 4)
+            .clamp(1, max_connections);
         let data_dir = self.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("cachet-data"));
         let pkcs11 = match self.pkcs11_module.clone().or(file.pkcs11_module) {
             None => None,

@@ -79,7 +79,9 @@ impl Binding {
         match self.kind {
             BindingKind::ReportData => match hex_claim(&["report_data"]) {
                 Some(got) if got == want => Ok("report_data = SHA-512(len(nonce) || nonce || len(runtime_data) || runtime_data)".into()),
-                Some(got) => Err(format!("report_data {got} is not SHA-512(len(nonce) || nonce || len(runtime_data) || runtime_data) = {want}")),
+                Some(got) => {
+                    Err(format!("report_data {got} is not SHA-512(len(nonce) || nonce || len(runtime_data) || runtime_data) = {want}"))
+                }
                 None => Err("the verified claims carry no report_data".into()),
             },
             BindingKind::QualifyingData | BindingKind::NitroFields => {

@@ -215,10 +215,8 @@ impl KeyService {
     pub async fn revoke(&self, kid: &str, actor: &str, now: i64) -> Result<bool, KeyError> {
         let ring = self.refresh().await?;
         let was_signer = ring.signer(now).map(|k| k.kid == kid).unwrap_or(false);
-        let done = self
-            .store
-            .revoke_signing_key(kid, now, &audit(actor, "signing_key.revoke", now, serde_json::json!({"kid": kid})))
-            .await?;
+        let done =
+            self.store.revoke_signing_key(kid, now, &audit(actor, "signing_key.revoke", now, serde_json::json!({"kid": kid}))).await?;
         let ring = self.refresh().await?;
         if done && was_signer && ring.signer(now).is_none() {
             let key = self.create(actor, now, now, "signing_key.emergency_replace").await?;
@@ -257,7 +255,8 @@ impl KeyService {
         let mut key = SigningKey::new(&kid, alg, self.custody.name(), imported, now, ring.activation_for_rotation(now));
         check_chain(&key, &chain)?;
         key.cert_chain = chain;
-        let detail = serde_json::json!({"kid": kid, "alg": alg.as_str(), "active_from": key.active_from, "certificate": !key.cert_chain.is_empty()});
+        let detail =
+            serde_json::json!({"kid": kid, "alg": alg.as_str(), "active_from": key.active_from, "certificate": !key.cert_chain.is_empty()});
         self.store.insert_signing_key(&to_record(&key), &audit(actor, "signing_key.import", now, detail)).await?;
         let ring = self.refresh().await?;
         Ok(info(&ring, &key, now))

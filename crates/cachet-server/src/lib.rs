@@ -190,8 +190,9 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 async fn timeout_layer(State(secs): State<u64>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {secs} s"))
-            .into_response(),
+        Err(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {secs} s")).into_response()
+        }
     }
 }
 
@@ -323,7 +324,9 @@ fn hsm(config: &Config) -> Result<Option<Arc<cachet_keybroker::pkcs11::Hsm>>, St
 pub fn kek(config: &Config) -> Result<Arc<dyn cachet_keybroker::KeyEncryptionKey>, String> {
     use cachet_keybroker::LocalFileKek;
     Ok(match (hsm(config)?, &config.pkcs11) {
-        (Some(h), Some(p)) => Arc::new(cachet_keybroker::pkcs11::Pkcs11Kek::open_or_generate(h, &p.kek_label).map_err(|e| format!("HSM KEK: {e}"))?),
+        (Some(h), Some(p)) => {
+            Arc::new(cachet_keybroker::pkcs11::Pkcs11Kek::open_or_generate(h, &p.kek_label).map_err(|e| format!("HSM KEK: {e}"))?)
+        }
         _ => {
             if let Some(dir) = config.kek_file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -429,9 +432,8 @@ pub async fn start(config: Config) -> Result<Server, String> {
     let header_read_timeout = Duration::from_secs(config.header_read_timeout);
     let task = match &config.tls {
         Some((cert, key)) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(|e| format!("TLS certificate/key: {e}"))?;
+            let tls =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map_err(|e| format!("TLS certificate/key: {e}"))?;
             let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .map(|tls| tls.acceptor(limits::LimitAcceptor::new(axum_server::accept::DefaultAcceptor, limits)))
                 .handle(handle.clone());

@@ -209,7 +209,8 @@ fn check_tees(name: &str, policy: &Policy) -> Result<(), cachet_appraise::Policy
             Err(Refused(format!("policy {name} judges {tee} evidence: its `tees` must include {tee:?}")))
         }
         (None, None) => Err(Refused(
-            "declare the TEE families this policy judges, e.g. `tees := {\"tdx\"}`: an attester may request it only for evidence of those".into(),
+            "declare the TEE families this policy judges, e.g. `tees := {\"tdx\"}`: an attester may request it only for evidence of those"
+                .into(),
         )),
         (None, Some(d)) if d.is_empty() => Err(Refused("`tees` is empty: declare at least one TEE family this policy judges".into())),
         _ => Ok(()),
@@ -420,8 +421,9 @@ pub async fn put_policy(
     let signer = signature.as_ref().map(|s| s.signer.clone());
     let n = name.clone();
     let t = text.clone();
-    let validated =
-        tokio::task::spawn_blocking(move || Policy::validate(&n, &t).and_then(|p| check_tees(&n, &p).map(|()| p))).await.map_err(ApiError::internal)?;
+    let validated = tokio::task::spawn_blocking(move || Policy::validate(&n, &t).and_then(|p| check_tees(&n, &p).map(|()| p)))
+        .await
+        .map_err(ApiError::internal)?;
     let policy = match validated {
         Ok(policy) => policy,
         Err(e) => {
@@ -483,7 +485,9 @@ pub async fn evaluate(
     let policy: Arc<Policy> = match &req.policy {
         Some(text) => {
             let (n, t) = (name.clone(), text.clone());
-            Arc::new(tokio::task::spawn_blocking(move || Policy::compile(&n, &t)).await.map_err(ApiError::internal)?.map_err(policy_invalid)?)
+            Arc::new(
+                tokio::task::spawn_blocking(move || Policy::compile(&n, &t)).await.map_err(ApiError::internal)?.map_err(policy_invalid)?,
+            )
         }
         None => {
             if appraisal::policy_text(st.store.as_ref(), &name).await?.is_none() {
@@ -497,7 +501,10 @@ pub async fn evaluate(
     let anchors = st.anchors.clone();
     let verification = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        cachet_verify::verify(tee, &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None })
+        cachet_verify::verify(
+            tee,
+            &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None },
+        )
     })
     .await
     .map_err(ApiError::internal)?;

@@ -127,9 +127,7 @@ impl KeyKind {
     fn suits(self, alg: PolicyAlg) -> bool {
         matches!(
             (self, alg),
-            (KeyKind::P256, PolicyAlg::ES256)
-                | (KeyKind::P384, PolicyAlg::ES384)
-                | (KeyKind::Rsa, PolicyAlg::PS256 | PolicyAlg::RS256)
+            (KeyKind::P256, PolicyAlg::ES256) | (KeyKind::P384, PolicyAlg::ES384) | (KeyKind::Rsa, PolicyAlg::PS256 | PolicyAlg::RS256)
         )
     }
 
@@ -181,11 +179,7 @@ impl Signer {
             Some("P-256") => KeyKind::P256,
             Some("P-384") => KeyKind::P384,
             _ if PublicKey::from_spki(&thumbprint_hex, Algorithm::PS256, spki.raw).is_ok() => KeyKind::Rsa,
-            _ => {
-                return Err(format!(
-                    "'{subject}': unsupported key (policy signers need EC P-256, EC P-384 or RSA of at least 2048 bits)"
-                ))
-            }
+            _ => return Err(format!("'{subject}': unsupported key (policy signers need EC P-256, EC P-384 or RSA of at least 2048 bits)")),
         };
         let key = PublicKey::from_spki(&thumbprint_hex, kind.signing_alg(), spki.raw).map_err(|e| format!("'{subject}': {e}"))?;
         match cert.key_usage() {
@@ -202,12 +196,7 @@ impl Signer {
 
     /// What to record about this signer (audit log, API answers).
     pub fn info(&self, alg: PolicyAlg) -> SignerInfo {
-        SignerInfo {
-            subject: self.subject.clone(),
-            thumbprint: self.thumbprint_hex.clone(),
-            alg: alg.as_str().to_string(),
-            version: None,
-        }
+        SignerInfo { subject: self.subject.clone(), thumbprint: self.thumbprint_hex.clone(), alg: alg.as_str().to_string(), version: None }
     }
 
     /// The certificate's subject, for messages.
@@ -237,9 +226,7 @@ impl Signer {
         }
         match alg {
             PolicyAlg::ES256 | PolicyAlg::ES384 | PolicyAlg::PS256 => self.key.verify(msg, sig).is_ok(),
-            PolicyAlg::RS256 => {
-                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.rsa_public_key).verify(msg, sig).is_ok()
-            }
+            PolicyAlg::RS256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.rsa_public_key).verify(msg, sig).is_ok(),
         }
     }
 }
@@ -417,9 +404,8 @@ impl PolicySigners {
         if h.len() > MAX_HEADER_LEN {
             return Err(invalid(format!("JWS header larger than {MAX_HEADER_LEN} bytes")));
         }
-        let b64 = |part: &str, what: &str| {
-            URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid(format!("the JWS {what} is not unpadded base64url")))
-        };
+        let b64 =
+            |part: &str, what: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid(format!("the JWS {what} is not unpadded base64url")));
         let header_bytes = b64(h, "header")?;
         let header: Header = match serde_json::from_slice::<Value>(&header_bytes) {
             Ok(v @ Value::Object(_)) => serde_json::from_value(v).map_err(|e| invalid(format!("JWS header: {e}")))?,
@@ -487,9 +473,7 @@ impl PolicySigners {
         if let Some(v) = &header.x5t_s256 {
             let t = v.as_str().ok_or_else(|| SignatureError::Invalid("'x5t#S256' is not a string".into()))?;
             let s = self.signers.iter().find(|s| s.x5t_s256 == t).ok_or_else(|| {
-                unknown(format!(
-                    "'x5t#S256' {t} names no configured policy-signing certificate; sign with the key of a configured one"
-                ))
+                unknown(format!("'x5t#S256' {t} names no configured policy-signing certificate; sign with the key of a configured one"))
             })?;
             named.push(("x5t#S256", s));
         }
@@ -511,7 +495,10 @@ impl PolicySigners {
                 .and_then(|c| STANDARD.decode(c).ok())
                 .ok_or_else(|| SignatureError::Invalid("'x5c' is not an array of base64 certificates".into()))?;
             let s = self.signers.iter().find(|s| s.der == leaf).ok_or_else(|| {
-                unknown("the 'x5c' certificate is not a configured policy-signing certificate (certificates in the JWS are never trusted)".into())
+                unknown(
+                    "the 'x5c' certificate is not a configured policy-signing certificate (certificates in the JWS are never trusted)"
+                        .into(),
+                )
             })?;
             named.push(("x5c", s));
         }
@@ -543,9 +530,7 @@ fn check_header(header: &Header) -> Result<PolicyAlg, SignatureError> {
         None => return Err(invalid("the JWS header has no 'alg'".into())),
     };
     if alg.eq_ignore_ascii_case("none") {
-        return Err(invalid(
-            "alg 'none' (an unsigned JWS) is never accepted; sign the policy with ES256, ES384, PS256 or RS256".into(),
-        ));
+        return Err(invalid("alg 'none' (an unsigned JWS) is never accepted; sign the policy with ES256, ES384, PS256 or RS256".into()));
     }
     if alg.starts_with("HS") {
         return Err(invalid(format!(
@@ -578,18 +563,12 @@ fn read_cert_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
 /// PS256), the header names the certificate by `kid` (hex SHA-256) and
 /// `x5t#S256`. `key_pem` is a PKCS#8 private key (PEM `PRIVATE KEY`, or
 /// DER); it must be the certificate's key.
-pub fn sign_policy(
-    name: &str,
-    version: u64,
-    text: &str,
-    key_pem: &[u8],
-    cert_pem: &[u8],
-) -> Result<(String, SignerInfo), String> {
+pub fn sign_policy(name: &str, version: u64, text: &str, key_pem: &[u8], cert_pem: &[u8]) -> Result<(String, SignerInfo), String> {
     if version == 0 {
         return Err("the version must be at least 1 (and greater than that of every version the server stored)".into());
     }
-    let payload = serde_json::to_vec(&SignedPayload { name: name.to_string(), version, policy: text.to_string() })
-        .map_err(|e| e.to_string())?;
+    let payload =
+        serde_json::to_vec(&SignedPayload { name: name.to_string(), version, policy: text.to_string() }).map_err(|e| e.to_string())?;
     let text = payload.as_slice();
     let cert_der = x509::der_from_pem_or_der(cert_pem).map_err(|e| format!("certificate: {e}"))?;
     let signer = Signer::from_der(cert_der).map_err(|e| format!("certificate {e}"))?;
@@ -599,8 +578,7 @@ pub fn sign_policy(
     let key = custody
         .import_pkcs8(alg, &pkcs8, "policy-signing")
         .map_err(|e| format!("private key: {e} (the certificate's key is {})", signer.kind.describe()))?;
-    let public =
-        PublicKey::from_spki(&signer.thumbprint_hex, alg, &key.public_spki_der).map_err(|e| format!("private key: {e}"))?;
+    let public = PublicKey::from_spki(&signer.thumbprint_hex, alg, &key.public_spki_der).map_err(|e| format!("private key: {e}"))?;
     if public != signer.key {
         return Err(format!("the private key is not the key of certificate '{}'", signer.subject));
     }
@@ -644,14 +622,7 @@ mod tests {
 
     #[test]
     fn refused_algorithms_are_named() {
-        let h = |alg: &str| Header {
-            alg: Some(Value::String(alg.into())),
-            kid: None,
-            x5t_s256: None,
-            x5c: None,
-            crit: None,
-            b64: None,
-        };
+        let h = |alg: &str| Header { alg: Some(Value::String(alg.into())), kid: None, x5t_s256: None, x5c: None, crit: None, b64: None };
         for alg in ["none", "None", "HS256", "HS512", "ES512", "EdDSA", ""] {
             assert!(matches!(check_header(&h(alg)), Err(SignatureError::Invalid(_))), "{alg}");
         }

@@ -171,7 +171,8 @@ async fn save(
     // Sharing is kept unless the request names it anew.
     let shared_with = share.unwrap_or_else(|| previous.map(|i| rows[i].shared_with.clone()).unwrap_or_default());
     let doc = serde_json::to_string(&set).map_err(ApiError::internal)?;
-    let row = ReferenceSetRow { owner: p.tenant.clone(), name: name.to_string(), doc, updated_at: now(), updated_by: p.actor(), shared_with };
+    let row =
+        ReferenceSetRow { owner: p.tenant.clone(), name: name.to_string(), doc, updated_at: now(), updated_by: p.actor(), shared_with };
     // Every view the change reaches must stay within the limits.
     match previous {
         Some(i) => rows[i] = row.clone(),
@@ -181,10 +182,18 @@ async fn save(
     let mut detail = detail;
     detail["owner"] = json!(p.tenant);
     detail["shared_with"] = json!(row.shared_with);
-    let audit = AuditEntry { ts: row.updated_at, actor: p.actor(), action: action.into(), outcome: "ok".into(), detail, ..Default::default() };
+    let audit =
+        AuditEntry { ts: row.updated_at, actor: p.actor(), action: action.into(), outcome: "ok".into(), detail, ..Default::default() };
     st.store.put_reference_set(&row, &audit).await?;
     st.reload_reference_values().await?;
-    Ok(RefSetDoc { name: row.name, owner: row.owner, shared_with: row.shared_with, set, updated_at: row.updated_at, updated_by: row.updated_by })
+    Ok(RefSetDoc {
+        name: row.name,
+        owner: row.owner,
+        shared_with: row.shared_with,
+        set,
+        updated_at: row.updated_at,
+        updated_by: row.updated_by,
+    })
 }
 
 /// The `shared_with` of a PUT body (taken out of it), checked: only an
@@ -198,7 +207,8 @@ fn take_sharing(p: &Principal, body: &mut Value) -> Result<Option<Vec<String>>, 
             "only an operator key shares reference values; a tenant's sets are read by its own release policies only",
         ));
     }
-    let list: Vec<String> = serde_json::from_value(v).map_err(|_| ApiError::invalid("'shared_with' must be an array of tenant names (or \"*\")"))?;
+    let list: Vec<String> =
+        serde_json::from_value(v).map_err(|_| ApiError::invalid("'shared_with' must be an array of tenant names (or \"*\")"))?;
     if list.len() > MAX_SHARED_WITH {
         return Err(ApiError::invalid(format!("'shared_with' names at most {MAX_SHARED_WITH} tenants")));
     }
@@ -245,7 +255,14 @@ pub async fn get_reference_set(
     });
     let row = found.ok_or_else(|| ApiError::not_found(format!("no reference set {name:?}")))?;
     let set = parse_row(&row).map_err(ApiError::internal)?;
-    Ok(Json(RefSetDoc { name, owner: row.owner, shared_with: row.shared_with, set, updated_at: row.updated_at, updated_by: row.updated_by }))
+    Ok(Json(RefSetDoc {
+        name,
+        owner: row.owner,
+        shared_with: row.shared_with,
+        set,
+        updated_at: row.updated_at,
+        updated_by: row.updated_by,
+    }))
 }
 
 /// Create or replace a set of the caller's owner: `{"description"?, "expires"?, "values": [VALUE | {"value", "expires"?, ...}]}`
@@ -283,8 +300,14 @@ pub async fn delete_reference_set(
 ) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
     let detail = json!({"name": name, "owner": p.tenant});
-    let audit =
-        AuditEntry { ts: now(), actor: p.actor(), action: "reference_values.delete".into(), outcome: "ok".into(), detail, ..Default::default() };
+    let audit = AuditEntry {
+        ts: now(),
+        actor: p.actor(),
+        action: "reference_values.delete".into(),
+        outcome: "ok".into(),
+        detail,
+        ..Default::default()
+    };
     if !st.store.delete_reference_set(p.tenant.as_deref(), &name, &audit).await? {
         return Err(ApiError::not_found(format!("no reference set {name:?}")));
     }
@@ -360,7 +383,11 @@ mod tests {
         assert_eq!(values(&a, "approved"), ["aa"]);
         let b = v.release.for_owner("bank-b");
         assert_eq!(b.sets().keys().collect::<Vec<_>>(), ["approved", "intel"]);
-        assert_eq!((values(&b, "approved"), values(&b, "intel")), (vec!["bb".to_string()], vec!["b1".to_string()]), "own sets replace shared ones");
+        assert_eq!(
+            (values(&b, "approved"), values(&b, "intel")),
+            (vec!["bb".to_string()], vec!["b1".to_string()]),
+            "own sets replace shared ones"
+        );
         // A tenant with nothing of its own reads what is shared with everyone.
         assert_eq!(v.release.for_owner("bank-c").sets().keys().collect::<Vec<_>>(), ["intel"]);
         // A stored set that does not parse is an error, never an empty view.

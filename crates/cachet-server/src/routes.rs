@@ -150,7 +150,12 @@ pub(crate) fn decode_runtime_data(runtime_data: Option<&str>) -> Result<Option<V
 
 /// What a policy is given for verified evidence: the claims, and the
 /// runtime data (base64) and nonce (hex) the attestation carried.
-pub(crate) fn appraisal_input(tee: Tee, claims: &Value, runtime_data: Option<&[u8]>, nonce: Option<&[u8]>) -> cachet_appraise::AppraisalInput {
+pub(crate) fn appraisal_input(
+    tee: Tee,
+    claims: &Value,
+    runtime_data: Option<&[u8]>,
+    nonce: Option<&[u8]>,
+) -> cachet_appraise::AppraisalInput {
     use base64::Engine;
     let mut input = cachet_appraise::AppraisalInput::new(tee.as_str(), claims.clone());
     input.runtime_data = runtime_data.map(|r| Value::String(base64::engine::general_purpose::STANDARD.encode(r)));
@@ -302,7 +307,12 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
     let mut submods = BTreeMap::new();
     submods.insert(
         tee.as_str().to_string(),
-        Submod { status, trust_vector: appraisal::token_vector(&a.trustworthiness_vector), annotated_evidence: claims, policy_id: a.policy_id() },
+        Submod {
+            status,
+            trust_vector: appraisal::token_vector(&a.trustworthiness_vector),
+            annotated_evidence: claims,
+            policy_id: a.policy_id(),
+        },
     );
     let ear = Ear {
         issuer: st.issuer.to_string(),

@@ -73,7 +73,14 @@ fn store_err(e: cachet_store::StoreError) -> BrokerError {
 }
 
 fn broker_audit(action: &str, owner: &str, name: &str) -> AuditEntry {
-    AuditEntry { ts: now(), actor: "keybroker".into(), action: action.into(), outcome: "ok".into(), detail: json!({"owner": owner, "name": name}), ..Default::default() }
+    AuditEntry {
+        ts: now(),
+        actor: "keybroker".into(),
+        action: action.into(),
+        outcome: "ok".into(),
+        detail: json!({"owner": owner, "name": name}),
+        ..Default::default()
+    }
 }
 
 #[async_trait::async_trait]
@@ -235,7 +242,11 @@ pub async fn put_secret(
 #[utoipa::path(get, path = "/v1/admin/secrets/{name}", tag = "admin", security(("api_key" = ["reader"])),
     params(("name" = String, Path, description = "Secret name")),
     responses((status = 200, body = SecretInfo), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn get_secret(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Result<Json<SecretInfo>, ApiError> {
+pub async fn get_secret(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<SecretInfo>, ApiError> {
     let owner = tenant(&p)?;
     match st.broker.get_secret(owner, &name).await.map_err(broker_error)? {
         Some(m) => Ok(Json(m.into())),
@@ -256,7 +267,11 @@ pub async fn list_secrets(State(st): State<AppState>, Extension(p): Extension<Pr
 #[utoipa::path(delete, path = "/v1/admin/secrets/{name}", tag = "admin", security(("api_key" = ["admin"])),
     params(("name" = String, Path, description = "Secret name")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn delete_secret(State(st): State<AppState>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_secret(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let owner = tenant(&p)?;
     if !cachet_keybroker::broker::valid_name(&name) {
         return Err(ApiError::invalid("bad secret name"));
@@ -465,9 +480,21 @@ pub async fn release(
     let stated: Vec<StatedResult> = out
         .results
         .iter()
-        .map(|r| StatedResult { secret: r.secret.clone(), released: r.released, code: r.code.clone(), jwe_sha256: r.jwe.as_deref().map(release::jwe_sha256) })
+        .map(|r| StatedResult {
+            secret: r.secret.clone(),
+            released: r.released,
+            code: r.code.clone(),
+            jwe_sha256: r.jwe.as_deref().map(release::jwe_sha256),
+        })
         .collect();
-    let claims = release::claims(&st.issuer, t, t.saturating_add(st.keys.policy().token_ttl), out.token_id.as_deref(), out.workload_key.as_deref(), &stated);
+    let claims = release::claims(
+        &st.issuer,
+        t,
+        t.saturating_add(st.keys.policy().token_ttl),
+        out.token_id.as_deref(),
+        out.workload_key.as_deref(),
+        &stated,
+    );
     // No value leaves without the statement that vouches for it.
     let (statement, _) = st.keys.sign_typed(&claims, t, release::STATEMENT_TYP).await.map_err(custody_unavailable)?;
     Ok(Json(ReleaseAnswer {
@@ -476,7 +503,14 @@ pub async fn release(
         results: out
             .results
             .into_iter()
-            .map(|r| ReleaseItem { secret: r.secret, released: r.released, reason: r.reason, code: r.code, policy_hash: r.policy_hash, jwe: r.jwe })
+            .map(|r| ReleaseItem {
+                secret: r.secret,
+                released: r.released,
+                reason: r.reason,
+                code: r.code,
+                policy_hash: r.policy_hash,
+                jwe: r.jwe,
+            })
             .collect(),
         token: issued,
         statement,

@@ -56,7 +56,11 @@ impl SecretsClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         if (200..300).contains(&status) {
             Ok((status, v))
         } else {

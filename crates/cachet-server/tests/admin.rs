@@ -79,12 +79,21 @@ async fn every_admin_route_needs_a_key_with_the_right_role() {
     let admin = srv.api_key(Role::Admin).await;
     let revoked = srv.api_key(Role::Admin).await;
     let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
-    let (s, _) = srv.client.delete(srv.at(&format!("/v1/admin/api-keys/{revoked_id}"))).bearer_auth(&admin).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
+    let (s, _) = srv
+        .client
+        .delete(srv.at(&format!("/v1/admin/api-keys/{revoked_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
     assert_eq!(s, 204);
     let forged = format!("cachet_{}_{}", admin.split('_').nth(1).unwrap(), "0".repeat(64));
 
     for (method, path, role) in &ops {
-        for (label, key) in [("no key", None), ("garbage", Some("nope")), ("forged secret", Some(forged.as_str())), ("revoked", Some(revoked.as_str()))] {
+        for (label, key) in
+            [("no key", None), ("garbage", Some("nope")), ("forged secret", Some(forged.as_str())), ("revoked", Some(revoked.as_str()))]
+        {
             let (s, v) = call(&srv, method, path, key).await;
             assert_eq!(s, 401, "{method} {path} with {label}: {v}");
             assert_eq!(v["error"]["code"], "unauthorized");
@@ -131,7 +140,10 @@ async fn every_admin_route_confines_a_tenant_key_to_its_own_tenant() {
     let srv = start("tenants", |a| a.insecure_simulated_tee = true).await;
     let ops = admin_operations(&srv).await;
     let operator = srv.api_key(Role::Admin).await;
-    let (a_admin, a_reader) = (create_tenant_api_key(&srv.dir, Some("bank-a"), Role::Admin).await, create_tenant_api_key(&srv.dir, Some("bank-a"), Role::Reader).await);
+    let (a_admin, a_reader) = (
+        create_tenant_api_key(&srv.dir, Some("bank-a"), Role::Admin).await,
+        create_tenant_api_key(&srv.dir, Some("bank-a"), Role::Reader).await,
+    );
     let b_admin = create_tenant_api_key(&srv.dir, Some("bank-b"), Role::Admin).await;
     let b_reader = create_tenant_api_key(&srv.dir, Some("bank-b"), Role::Reader).await;
     let b_reader_id = b_reader.split('_').nth(1).unwrap().to_string();
@@ -146,7 +158,13 @@ async fn every_admin_route_confines_a_tenant_key_to_its_own_tenant() {
         }
         async move { status_json(r.send().await.unwrap()).await }
     };
-    let (s, v) = send(reqwest::Method::PUT, "/v1/admin/secrets/model-key", &b_admin, Some(json!({"value": b64(b"bank-b value"), "policy": policy(B_POLICY_MARKER)}))).await;
+    let (s, v) = send(
+        reqwest::Method::PUT,
+        "/v1/admin/secrets/model-key",
+        &b_admin,
+        Some(json!({"value": b64(b"bank-b value"), "policy": policy(B_POLICY_MARKER)})),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let (s, v) = send(reqwest::Method::PUT, "/v1/admin/reference-values/approved", &b_admin, Some(json!({"values": [b_value]}))).await;
     assert_eq!((s, v["owner"].as_str()), (200, Some("bank-b")), "{v}");
@@ -163,13 +181,18 @@ async fn every_admin_route_confines_a_tenant_key_to_its_own_tenant() {
         // Declared in the document: `"operator"` beside the role.
         let scopes = &doc["paths"][path.as_str()][method.to_lowercase()]["security"][0]["api_key"];
         let operator_only = scopes.as_array().unwrap().iter().any(|s| s == "operator");
-        let concrete = path.replace("{name}", if path.contains("reference-values") { "approved" } else { "model-key" }).replace("{id}", &b_reader_id).replace("{kid}", &kid);
+        let concrete = path
+            .replace("{name}", if path.contains("reference-values") { "approved" } else { "model-key" })
+            .replace("{id}", &b_reader_id)
+            .replace("{kid}", &kid);
         let body = match (method.as_str(), path.as_str()) {
             ("POST", "/v1/admin/api-keys") => json!({"name": "stolen", "role": "admin", "tenant": "bank-b"}),
             ("PUT", "/v1/admin/secrets/{name}") => json!({"value": b64(b"bank-a value"), "policy": policy("bank-a")}),
             ("PUT", "/v1/admin/reference-values/{name}") => json!({"values": ["aa".repeat(48)]}),
             ("POST", "/v1/admin/reference-values/{name}/import") => json!({"provenance": statement.to_string()}),
-            ("PUT", "/v1/admin/policies/{name}") => json!({"policy": "package p\nimport rego.v1\ntees := {\"sim\"}\nstatus := \"affirming\""}),
+            ("PUT", "/v1/admin/policies/{name}") => {
+                json!({"policy": "package p\nimport rego.v1\ntees := {\"sim\"}\nstatus := \"affirming\""})
+            }
             ("POST", "/v1/admin/policies/{name}/evaluate") => json!({"tee": "sim", "evidence": b64(b"x")}),
             _ => json!({}),
         };
@@ -202,7 +225,13 @@ async fn every_admin_route_confines_a_tenant_key_to_its_own_tenant() {
     }
     assert!(exercised >= 10, "tenant-scoped routes exercised: {exercised}");
     // Sharing a set is the operator's: a tenant asking is refused.
-    let (s, v) = send(reqwest::Method::PUT, "/v1/admin/reference-values/approved", &a_admin, Some(json!({"values": ["cc"], "shared_with": ["bank-b"]}))).await;
+    let (s, v) = send(
+        reqwest::Method::PUT,
+        "/v1/admin/reference-values/approved",
+        &a_admin,
+        Some(json!({"values": ["cc"], "shared_with": ["bank-b"]})),
+    )
+    .await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("operator_only")), "{v}");
     // A tenant key cannot mint an operator key either: its tenant is forced.
     let (s, v) = send(reqwest::Method::POST, "/v1/admin/api-keys", &a_admin, Some(json!({"name": "mine", "role": "admin"}))).await;
@@ -224,7 +253,10 @@ async fn api_keys_expire_with_their_own_code_and_new_keys_are_never_cached() {
     let srv = start("expiry", |_| {}).await;
     let operator = srv.api_key(Role::Admin).await;
     let create = |key: &str, body: Value| srv.client.post(srv.at("/v1/admin/api-keys")).bearer_auth(key).json(&body).send();
-    let soon = time::OffsetDateTime::from_unix_timestamp(cachet_server::now() + 2).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let soon = time::OffsetDateTime::from_unix_timestamp(cachet_server::now() + 2)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let r = create(&operator, json!({"name": "short", "role": "admin", "tenant": "bank-a", "expires": soon})).await.unwrap();
     assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "a new key is never cached");
     let (s, short) = status_json(r).await;
@@ -234,7 +266,9 @@ async fn api_keys_expire_with_their_own_code_and_new_keys_are_never_cached() {
     // A key with an expiry makes keys that expire no later, by default and when asked.
     let (s, child) = status_json(create(&short_key, json!({"name": "child", "role": "reader"})).await.unwrap()).await;
     assert_eq!((s, child["expires_at"].as_i64(), child["tenant"].as_str()), (201, Some(expires_at), Some("bank-a")), "{child}");
-    let (s, v) = status_json(create(&short_key, json!({"name": "longer", "role": "reader", "expires": "2100-01-01T00:00:00Z"})).await.unwrap()).await;
+    let (s, v) =
+        status_json(create(&short_key, json!({"name": "longer", "role": "reader", "expires": "2100-01-01T00:00:00Z"})).await.unwrap())
+            .await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("expiry_not_allowed")), "{v}");
     // An expiry in the past, or not a time, is refused.
     for bad in ["2000-01-01T00:00:00Z", "soon"] {
@@ -242,7 +276,8 @@ async fn api_keys_expire_with_their_own_code_and_new_keys_are_never_cached() {
         assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{bad}: {v}");
     }
     let srv = &srv;
-    let listed = |key: String| async move { status_json(srv.client.get(srv.at("/v1/admin/api-keys")).bearer_auth(key).send().await.unwrap()).await };
+    let listed =
+        |key: String| async move { status_json(srv.client.get(srv.at("/v1/admin/api-keys")).bearer_auth(key).send().await.unwrap()).await };
     let (s, list) = listed(short_key.clone()).await;
     assert_eq!(s, 200);
     assert!(list.as_array().unwrap().iter().all(|k| k["tenant"] == "bank-a" && k["expires_at"] == expires_at), "{list}");
@@ -329,7 +364,14 @@ async fn the_audit_log_records_decisions_and_changes_and_detects_an_edited_row()
     // One refused attestation and one admin change.
     let (s, _) = srv.post("/v1/attest", &json!({"tee": "sgx", "evidence": b64(b"not a quote")})).await;
     assert_eq!(s, 422);
-    let r = srv.client.post(srv.at("/v1/admin/api-keys")).bearer_auth(&admin).json(&json!({"name": "ci", "role": "reader"})).send().await.unwrap();
+    let r = srv
+        .client
+        .post(srv.at("/v1/admin/api-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "ci", "role": "reader"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
 
     let get = |path: &'static str| {

@@ -58,8 +58,9 @@ async fn token_for(srv: &TestServer, measurement: [u8; 48]) -> String {
     let nonce = srv.challenge().await;
     let sim = SimulatedTee::load_or_create(&srv.dir.join("simulated-tee")).unwrap();
     let report = sim.report(&binding::report_data(&nonce, &rd), &ReportOptions { measurement, ..Default::default() }).unwrap();
-    let (s, v) =
-        srv.post("/v1/attest", &json!({"tee": "sim", "evidence": b64(&report), "nonce": hex::encode(&nonce), "runtime_data": b64(&rd)})).await;
+    let (s, v) = srv
+        .post("/v1/attest", &json!({"tee": "sim", "evidence": b64(&report), "nonce": hex::encode(&nonce), "runtime_data": b64(&rd)}))
+        .await;
     assert_eq!(s, 200, "{v}");
     v["token"].as_str().unwrap().to_string()
 }
@@ -156,7 +157,11 @@ async fn a_release_policy_edited_in_the_database_releases_nothing() {
     let before = secret_row(&srv.dir, "bank-a", "db").await;
     let (s, v) = srv.post("/v1/secrets/release", &ask(&intruder)).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["results"][0]["released"].as_bool(), v["results"][0]["code"].as_str()), (Some(false), Some("secret_policy_altered")), "{v}");
+    assert_eq!(
+        (v["results"][0]["released"].as_bool(), v["results"][0]["code"].as_str()),
+        (Some(false), Some("secret_policy_altered")),
+        "{v}"
+    );
     assert!(v["results"][0].get("jwe").is_none());
     let (s, v) = get(&srv, &key, "/v1/admin/secrets/db").await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("secret_policy_altered")), "{v}");
@@ -168,7 +173,11 @@ async fn a_release_policy_edited_in_the_database_releases_nothing() {
     raw_sql(&srv.dir, &format!("UPDATE secrets SET policy_hash = '{hash}' WHERE owner = 'bank-a'")).await;
     let (s, v) = srv.post("/v1/secrets/release", &ask(&intruder)).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["results"][0]["released"].as_bool(), v["results"][0]["code"].as_str()), (Some(false), Some("secret_record_altered")), "{v}");
+    assert_eq!(
+        (v["results"][0]["released"].as_bool(), v["results"][0]["code"].as_str()),
+        (Some(false), Some("secret_record_altered")),
+        "{v}"
+    );
     // The refusals changed nothing stored, and the server still answers.
     let after = secret_row(&srv.dir, "bank-a", "db").await;
     assert_eq!((after.sealed, after.version), (before.sealed, before.version));
@@ -240,6 +249,9 @@ async fn the_release_answer_is_signed_with_a_key_of_the_jwks() {
     assert_eq!(c["cachet.release"]["token_id"], t["jti"]);
     assert_eq!(c["cachet.release"]["workload_key"], v["workload_key"]);
     let stated = cachet_attester::release::results_of(&c).unwrap();
-    assert_eq!(stated[0].jwe_sha256.as_deref(), Some(cachet_attester::release::jwe_sha256(v["results"][0]["jwe"].as_str().unwrap()).as_str()));
+    assert_eq!(
+        stated[0].jwe_sha256.as_deref(),
+        Some(cachet_attester::release::jwe_sha256(v["results"][0]["jwe"].as_str().unwrap()).as_str())
+    );
     assert_eq!((stated[1].released, stated[1].code.as_deref()), (false, Some("no_such_secret")));
 }

@@ -41,8 +41,7 @@ async fn https_with_rustls_serves_the_api() {
         .add_root_certificate(reqwest::Certificate::from_der(&ca_der).unwrap())
         .build()
         .unwrap();
-    let conf: serde_json::Value =
-        client.get(srv.at("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let conf: serde_json::Value = client.get(srv.at("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
     assert_eq!(conf["issuer"], srv.url.as_str());
     assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", srv.url));
     // HTTPS responses, errors included, tell clients to keep to HTTPS (HSTS).
@@ -75,14 +74,19 @@ async fn an_imported_key_with_a_certificate_is_published_with_x5c() {
     // A chain whose leaf certifies another key is refused.
     let other = rcgen::KeyPair::generate().unwrap().serialize_der();
     assert!(keys.import(Algorithm::ES256, &other, vec![leaf_pem.clone()], "test", cachet_server::now()).await.is_err());
-    let info = keys.import(Algorithm::ES256, &leaf_key_pem, vec![leaf_pem.clone(), ca_der.clone()], "test", cachet_server::now()).await.unwrap();
+    let info =
+        keys.import(Algorithm::ES256, &leaf_key_pem, vec![leaf_pem.clone(), ca_der.clone()], "test", cachet_server::now()).await.unwrap();
     assert!(info.has_certificate);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await; // the server's key cache refresh
     let (_, jwks) = srv.get("/.well-known/jwks.json").await;
     let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == info.kid.as_str()).expect("imported key published");
     use base64::Engine;
-    let x5c: Vec<Vec<u8>> =
-        jwk["x5c"].as_array().unwrap().iter().map(|c| base64::engine::general_purpose::STANDARD.decode(c.as_str().unwrap()).unwrap()).collect();
+    let x5c: Vec<Vec<u8>> = jwk["x5c"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| base64::engine::general_purpose::STANDARD.decode(c.as_str().unwrap()).unwrap())
+        .collect();
     assert_eq!(x5c, vec![leaf_pem, ca_der]);
     assert!(jwk["x5t#S256"].is_string());
     // The server's own generated key has no certificate.
@@ -132,7 +136,9 @@ async fn health_readiness_metrics_and_openapi() {
     let (s, doc) = srv.get("/openapi.json").await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for p in ["/v1/challenge", "/v1/attest", "/.well-known/jwks.json", "/.well-known/openid-configuration", "/healthz", "/readyz", "/metrics"] {
+    for p in
+        ["/v1/challenge", "/v1/attest", "/.well-known/jwks.json", "/.well-known/openid-configuration", "/healthz", "/readyz", "/metrics"]
+    {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");
     }
     let description = doc["info"]["description"].as_str().unwrap();

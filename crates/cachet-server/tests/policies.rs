@@ -152,7 +152,11 @@ async fn a_policy_requiring_reference_values_affirms_matches_and_refuses_mismatc
         assert_eq!(sub["ear.status"], "contraindicated", "{}: {sub}", c.id);
         assert_eq!(sub["ear.trustworthiness-vector"]["executables"], 96, "{}", c.id);
         let rule = format!("reference_values.{name}");
-        assert!(sub["cachet.reasons"].as_array().unwrap().iter().any(|r| r["rule"] == rule && r["outcome"] == "contraindicated"), "{}: {sub}", c.id);
+        assert!(
+            sub["cachet.reasons"].as_array().unwrap().iter().any(|r| r["rule"] == rule && r["outcome"] == "contraindicated"),
+            "{}: {sub}",
+            c.id
+        );
 
         // An expired set no longer matches.
         let (s, _) = admin.put(&srv, &set, &json!({"values": [value], "expires": "2000-01-01T00:00:00Z"})).await;
@@ -170,7 +174,10 @@ async fn a_policy_requiring_reference_values_affirms_matches_and_refuses_mismatc
 async fn broken_or_failing_policies_are_refused_and_the_previous_version_serves() {
     let srv = start("pol-broken", |a| a.allow_verification_time = true).await;
     let admin = Admin { key: srv.api_key(Role::Admin).await };
-    let c = cases().into_iter().find(|c| c.tee == "tdx" && c.expect == "accept" && c.expected_claims.get("tcb_status") == Some(&json!("UpToDate"))).unwrap();
+    let c = cases()
+        .into_iter()
+        .find(|c| c.tee == "tdx" && c.expect == "accept" && c.expected_claims.get("tcb_status") == Some(&json!("UpToDate")))
+        .unwrap();
     // Override the TDX default with a stored policy (a copy of the shipped one).
     let good = defaults::default_policy_text("tdx").unwrap().replace("instance_identity := 2", "instance_identity := 3");
     let (s, v1) = admin.put(&srv, "/v1/admin/policies/default-tdx", &json!({"policy": good})).await;
@@ -238,7 +245,10 @@ async fn broken_or_failing_policies_are_refused_and_the_previous_version_serves(
 async fn in_toto_provenance_imported_through_the_api_makes_a_matching_measurement_affirming() {
     let srv = start("pol-intoto", |a| a.allow_verification_time = true).await;
     let admin = Admin { key: srv.api_key(Role::Admin).await };
-    let c = cases().into_iter().find(|c| c.tee == "tdx" && c.expect == "accept" && c.expected_claims.get("tcb_status") == Some(&json!("UpToDate"))).unwrap();
+    let c = cases()
+        .into_iter()
+        .find(|c| c.tee == "tdx" && c.expect == "accept" && c.expected_claims.get("tcb_status") == Some(&json!("UpToDate")))
+        .unwrap();
     let claims = claims_of(&c).unwrap();
     let mr_td = claims["mr_td"].as_str().unwrap().to_string();
     assert_eq!(mr_td.len(), 96, "MRTD is a SHA-384 digest");
@@ -256,7 +266,11 @@ async fn in_toto_provenance_imported_through_the_api_makes_a_matching_measuremen
         "predicate": {"buildDefinition": {"buildType": "https://example.com/td-build"}, "runDetails": {"builder": {"id": builder}}}
     });
     let (s, set) = admin
-        .post(&srv, "/v1/admin/reference-values/tdx.mr_td/import", &json!({"provenance": statement.to_string(), "alg": "sha384", "source": "td-image.intoto.json"}))
+        .post(
+            &srv,
+            "/v1/admin/reference-values/tdx.mr_td/import",
+            &json!({"provenance": statement.to_string(), "alg": "sha384", "source": "td-image.intoto.json"}),
+        )
         .await;
     assert_eq!(s, 200, "{set}");
     assert_eq!(set["set"]["values"][0]["value"], mr_td);
@@ -360,7 +374,10 @@ async fn the_attester_may_request_only_a_policy_that_judges_its_tee_and_simulate
     let (s, v) = srv.post("/v1/attest", &req).await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("policy_not_allowed")), "{v}");
     req["policy"] = json!("default-sgx");
-    assert_eq!(attest(&srv, &req).await["submods"]["sgx"]["ear.appraisal-policy-id"].as_str().map(|p| p.starts_with("policy:default-sgx@")), Some(true));
+    assert_eq!(
+        attest(&srv, &req).await["submods"]["sgx"]["ear.appraisal-policy-id"].as_str().map(|p| p.starts_with("policy:default-sgx@")),
+        Some(true)
+    );
 
     // A stored policy must declare what it judges, with known family names.
     let lenient = |tees: &str| format!("package lenient\nimport rego.v1\n{tees}\nstatus := \"affirming\"\n");

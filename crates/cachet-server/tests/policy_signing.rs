@@ -51,13 +51,7 @@ fn make_cert(dir: &Path, name: &str, alg: &'static rcgen::SignatureAlgorithm, ye
     let cert_path = dir.join(format!("{name}.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), kp.serialize_pem()).unwrap();
-    TestCert {
-        cert_pem: cert.pem(),
-        key_pem: kp.serialize_pem(),
-        key_der: kp.serialize_der(),
-        cert_der: cert.der().to_vec(),
-        cert_path,
-    }
+    TestCert { cert_pem: cert.pem(), key_pem: kp.serialize_pem(), key_der: kp.serialize_der(), cert_der: cert.der().to_vec(), cert_path }
 }
 
 /// A compact JWS with any header, signed with aws-lc-rs (ES256 / ES384
@@ -69,18 +63,13 @@ fn sign_raw(header: &Value, payload: &[u8], key_der: &[u8], alg: &str) -> String
     let rng = SystemRandom::new();
     let sig = match alg {
         "ES256" | "ES384" => {
-            let a = if alg == "ES256" {
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING
-            } else {
-                &signature::ECDSA_P384_SHA384_FIXED_SIGNING
-            };
+            let a = if alg == "ES256" { &signature::ECDSA_P256_SHA256_FIXED_SIGNING } else { &signature::ECDSA_P384_SHA384_FIXED_SIGNING };
             EcdsaKeyPair::from_pkcs8(a, key_der).unwrap().sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec()
         }
         "PS256" | "RS256" => {
             let k = RsaKeyPair::from_pkcs8(key_der).unwrap();
             let mut sig = vec![0; k.public_modulus_len()];
-            let pad: &dyn signature::RsaEncoding =
-                if alg == "PS256" { &signature::RSA_PSS_SHA256 } else { &signature::RSA_PKCS1_SHA256 };
+            let pad: &dyn signature::RsaEncoding = if alg == "PS256" { &signature::RSA_PSS_SHA256 } else { &signature::RSA_PKCS1_SHA256 };
             k.sign(pad, &rng, input.as_bytes(), &mut sig).unwrap();
             sig
         }
@@ -309,8 +298,7 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
     // PS256 found by trying each certificate (no kid), then RS256 by x5t#S256.
     let x5t = URL_SAFE_NO_PAD.encode(hex::decode(rsa.thumbprint()).unwrap());
     let (s, v2) =
-        put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")}))
-            .await;
+        put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")})).await;
     assert_eq!(s, 201, "{v2}");
     assert_eq!(
         (v2["version"].clone(), v2["signer"]["thumbprint"].clone(), v2["signer"]["alg"].clone()),
@@ -348,9 +336,7 @@ async fn only_a_valid_signature_by_a_configured_certificate_stores_a_policy() {
     assert_eq!(doc["signer"]["version"], 2, "the signed version is shown: {doc}");
     // Rolling back to the still-valid signature of version 2 is refused, and
     // version 3 keeps serving.
-    let (s, e) =
-        put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")}))
-            .await;
+    let (s, e) = put(&srv, &admin, "signed-tdx", &json!({"jws": sign_raw(&json!({"alg": "PS256"}), payload, &rsa.key_der, "PS256")})).await;
     assert_eq!((s, code(&e)), (422, "policy_signature_rollback"), "{e}");
     assert!(e["error"]["message"].as_str().unwrap_or("").contains("--version 4"), "{e}");
     assert_eq!(attest(&srv).await["cachet.policy_hash"], v3["hash"]);
@@ -423,12 +409,8 @@ async fn each_version_keeps_its_signer_and_jws_and_versions_from_before_signing_
     a.allow_verification_time = true;
     a.policy_signing_certs = vec![p256.cert_path.clone()];
     let server = cachet_server::start(a.resolve().unwrap()).await.unwrap();
-    let mut srv = TestServer {
-        url: server.url.clone(),
-        server: Some(server),
-        dir: temp_dir("pol-sig-restart-unused"),
-        client: http_client(),
-    };
+    let mut srv =
+        TestServer { url: server.url.clone(), server: Some(server), dir: temp_dir("pol-sig-restart-unused"), client: http_client() };
     // Version 2, signed, uploaded as a file's content (with its final newline).
     let v2_text = tdx_policy(4);
     let (jws, _) = sign_policy("signed-tdx", 1, &v2_text, p256.key_pem.as_bytes(), p256.cert_pem.as_bytes()).unwrap();
@@ -470,8 +452,7 @@ async fn each_version_keeps_its_signer_and_jws_and_versions_from_before_signing_
     assert_eq!((rows[0].signer.as_deref(), rows[0].jws.as_deref()), (None, None), "the unsigned version stores no signature");
     let stored_jws = rows[1].jws.clone().unwrap_or_default();
     assert_eq!(stored_jws, jws, "the JWS as verified (surrounding whitespace removed)");
-    let again =
-        PolicySigners::from_certificates(vec![p256.cert_der.clone()]).unwrap().verify(&stored_jws, cachet_server::now()).unwrap();
+    let again = PolicySigners::from_certificates(vec![p256.cert_der.clone()]).unwrap().verify(&stored_jws, cachet_server::now()).unwrap();
     assert_eq!((again.text.as_str(), again.name.as_str(), again.version), (rows[1].text.as_str(), "signed-tdx", 1));
     let stored_signer: Value = serde_json::from_str(rows[1].signer.as_deref().unwrap_or("")).unwrap();
     assert_eq!(stored_signer, serde_json::to_value(&again.signer).unwrap());
@@ -500,9 +481,7 @@ async fn configuration_by_flag_environment_and_file_and_bad_certificates_stop_th
     std::fs::write(&toml, format!("policy_signing_certs = [{pa:?}, {pb:?}]\n")).unwrap();
     let from_file = ServeArgs { config: Some(toml.clone()), ..Default::default() }.resolve().unwrap();
     assert_eq!(from_file.policy_signing_certs, vec![a.cert_path.clone(), b.cert_path.clone()]);
-    let both = ServeArgs { config: Some(toml), policy_signing_certs: vec![b.cert_path.clone()], ..Default::default() }
-        .resolve()
-        .unwrap();
+    let both = ServeArgs { config: Some(toml), policy_signing_certs: vec![b.cert_path.clone()], ..Default::default() }.resolve().unwrap();
     assert_eq!(both.policy_signing_certs, vec![b.cert_path.clone()]);
 
     // A missing file, a file without a certificate, or a private key refuse to start.
@@ -559,11 +538,7 @@ print(json.dumps(out))
 "#;
 
 fn python_has_jwcrypto() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import jwcrypto.jws, jwcrypto.jwk"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    std::process::Command::new("python3").args(["-c", "import jwcrypto.jws, jwcrypto.jwk"]).status().map(|s| s.success()).unwrap_or(false)
 }
 
 fn python(script: &str, args: &[String]) -> Value {
@@ -618,13 +593,8 @@ async fn jwcrypto_signed_policies_are_accepted_and_cachet_signatures_verify_in_j
     let parts: Vec<&str> = t.split('.').collect();
     let mut payload = URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
     payload[10] ^= 0x20;
-    let (s, e) = put(
-        &srv,
-        &admin,
-        "signed-tdx",
-        &json!({"jws": format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload), parts[2])}),
-    )
-    .await;
+    let (s, e) =
+        put(&srv, &admin, "signed-tdx", &json!({"jws": format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload), parts[2])})).await;
     assert_eq!((s, code(&e)), (422, "policy_signature_invalid"), "{e}");
 
     // Cachet signs (as `cachet admin policy sign` does); jwcrypto verifies

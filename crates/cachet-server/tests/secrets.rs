@@ -100,7 +100,14 @@ async fn call(srv: &TestServer, method: reqwest::Method, path: &str, key: Option
 }
 
 async fn put(srv: &TestServer, key: &str, name: &str, value: &str, policy: &str) -> (u16, Value) {
-    call(srv, reqwest::Method::PUT, &format!("/v1/admin/secrets/{name}"), Some(key), Some(json!({"value": b64(value.as_bytes()), "policy": policy}))).await
+    call(
+        srv,
+        reqwest::Method::PUT,
+        &format!("/v1/admin/secrets/{name}"),
+        Some(key),
+        Some(json!({"value": b64(value.as_bytes()), "policy": policy})),
+    )
+    .await
 }
 
 async fn release(srv: &TestServer, body: Value) -> (u16, Value) {
@@ -182,7 +189,8 @@ async fn attested_workloads_get_secrets_and_every_refusal_is_named_and_audited()
     }
     // ... and the same with evidence in the call.
     let n = srv.challenge().await;
-    let (s, v) = release(&srv, json!({"attest": attest_body(&srv, &n, &w, GOOD), "secrets": both, "workload_key": other.pk.to_jwk()})).await;
+    let (s, v) =
+        release(&srv, json!({"attest": attest_body(&srv, &n, &w, GOOD), "secrets": both, "workload_key": other.pk.to_jwk()})).await;
     assert_eq!(s, 200, "{v}");
     assert!(v["results"][0]["reason"].as_str().unwrap().contains("key substitution"), "{v}");
 
@@ -231,7 +239,8 @@ async fn attested_workloads_get_secrets_and_every_refusal_is_named_and_audited()
 
     // Restart: the secrets are still there and still released (same KEK file).
     let restarted = cachet_server::start(args(&srv.dir).tap(|a| a.insecure_simulated_tee = true).resolve().unwrap()).await.unwrap();
-    let srv2 = TestServer { url: restarted.url.clone(), server: Some(restarted), dir: common::temp_dir("kb-unused"), client: http_client() };
+    let srv2 =
+        TestServer { url: restarted.url.clone(), server: Some(restarted), dir: common::temp_dir("kb-unused"), client: http_client() };
     let sim_dir = srv.dir.join("simulated-tee");
     let w3 = Workload::new();
     let nonce = srv2.challenge().await;
@@ -318,7 +327,12 @@ async fn owners_cannot_read_overwrite_delete_list_or_see_releases_of_each_others
     // Roles: a reader cannot change secrets; a key without a tenant has none; no key, no access.
     assert_eq!(put(&srv, &ra, "shared", "x", &policy(&GOOD)).await.0, 403);
     assert_eq!(call(&srv, Method::DELETE, "/v1/admin/secrets/shared", Some(&ra), None).await.0, 403);
-    let routes = [(Method::GET, "/v1/admin/secrets"), (Method::GET, "/v1/admin/secrets/shared"), (Method::DELETE, "/v1/admin/secrets/shared"), (Method::GET, "/v1/admin/secret-releases")];
+    let routes = [
+        (Method::GET, "/v1/admin/secrets"),
+        (Method::GET, "/v1/admin/secrets/shared"),
+        (Method::DELETE, "/v1/admin/secrets/shared"),
+        (Method::GET, "/v1/admin/secret-releases"),
+    ];
     for (m, p) in routes.iter().cloned() {
         assert_eq!(call(&srv, m.clone(), p, Some(&no_tenant), None).await.0, 403, "{m} {p} without tenant");
         assert_eq!(call(&srv, m.clone(), p, None, None).await.0, 401, "{m} {p} without key");

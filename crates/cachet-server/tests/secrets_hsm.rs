@@ -29,7 +29,11 @@ const PIN: &str = "4321-user";
 fn softhsm_token(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("tokens")).unwrap();
     let conf = dir.join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", dir.join("tokens").display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", dir.join("tokens").display()),
+    )
+    .unwrap();
     let out = Command::new("softhsm2-util")
         .args(["--init-token", "--free", "--label", "cachet", "--pin", PIN, "--so-pin", "8765-so"])
         .env("SOFTHSM2_CONF", &conf)
@@ -55,10 +59,23 @@ async fn hsm_held_kek_and_signing_key_over_http_across_a_restart() {
     let mut srv = start("kb-hsm", hsm_args).await;
     let store = SqliteStore::open_dir(&srv.dir).await.unwrap();
     let k = new_tenant_api_key("t", Role::Admin, Some("bank-a"), cachet_server::now()).unwrap();
-    store.insert_api_key(&k.record, &AuditEntry { actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() }).await.unwrap();
+    store
+        .insert_api_key(
+            &k.record,
+            &AuditEntry { actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
     store.close().await;
     let policy = "package release\nimport rego.v1\nstatus := \"affirming\" if input.tee == \"sim\"\n";
-    let r = srv.client.put(srv.at("/v1/admin/secrets/db")).bearer_auth(&k.key).json(&json!({"value": b64(VALUE.as_bytes()), "policy": policy})).send().await.unwrap();
+    let r = srv
+        .client
+        .put(srv.at("/v1/admin/secrets/db"))
+        .bearer_auth(&k.key)
+        .json(&json!({"value": b64(VALUE.as_bytes()), "policy": policy}))
+        .send()
+        .await
+        .unwrap();
     let (s, v) = status_json(r).await;
     assert_eq!(s, 201, "{v}");
     assert!(v["kek"].as_str().unwrap().starts_with("pkcs11 pkcs11:cachet/cachet-kek"), "{v}");
@@ -86,7 +103,9 @@ async fn hsm_held_kek_and_signing_key_over_http_across_a_restart() {
     let nonce = srv2.challenge().await;
     let sim = SimulatedTee::load_or_create(&srv.dir.join("simulated-tee")).unwrap();
     let report = sim.report(&binding::report_data(&nonce, &rd), &ReportOptions::default()).unwrap();
-    let (s, v) = srv2.post("/v1/attest", &json!({"tee": "sim", "evidence": b64(&report), "nonce": hex::encode(&nonce), "runtime_data": b64(&rd)})).await;
+    let (s, v) = srv2
+        .post("/v1/attest", &json!({"tee": "sim", "evidence": b64(&report), "nonce": hex::encode(&nonce), "runtime_data": b64(&rd)}))
+        .await;
     assert_eq!(s, 200, "{v}");
     let token = v["token"].as_str().unwrap();
     srv2.verify_token(token).await; // signed in the HSM, verifies with the JWKS
@@ -130,7 +149,10 @@ async fn hsm_held_kek_and_signing_key_over_http_across_a_restart() {
     let row = store.get_secret("bank-a", "db").await.unwrap().unwrap();
     let sealed: envelope::Sealed = serde_json::from_str(&row.sealed).unwrap();
     let local = LocalFileKek::open_or_create(&hsm_dir.join("local-kek")).unwrap();
-    assert!(matches!(envelope::open(&local, "bank-a", "db", &row.policy_hash, &sealed), Err(cachet_keybroker::BrokerError::WrongKek { .. })));
+    assert!(matches!(
+        envelope::open(&local, "bank-a", "db", &row.policy_hash, &sealed),
+        Err(cachet_keybroker::BrokerError::WrongKek { .. })
+    ));
     let mut forged = sealed.clone();
     forged.kek_kind = "local-file".into();
     forged.kek_id = cachet_keybroker::KeyEncryptionKey::key_id(&local).to_string();

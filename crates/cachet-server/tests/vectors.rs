@@ -73,12 +73,7 @@ async fn every_accept_case_is_attested_with_a_correct_ear_token() {
             .expect("every family has a default policy")
             .evaluate(&AppraisalInput::new(&c.tee, claims.clone()), &ReferenceValues::new(), at)
             .expect("the default policy appraises");
-        assert_eq!(
-            t["cachet.policy_hash"],
-            format!("sha-256:{}", want.policy_hash),
-            "{}: the token records the policy used",
-            c.id
-        );
+        assert_eq!(t["cachet.policy_hash"], format!("sha-256:{}", want.policy_hash), "{}: the token records the policy used", c.id);
         assert!(t["jti"].as_str().unwrap().len() >= 32);
 
         let sub = &t["submods"][c.tee.as_str()];
@@ -130,4 +125,52 @@ async fn a_verification_time_is_refused_unless_the_server_allows_it() {
     let (status, body) = srv.post("/v1/attest", &attest_body(&c)).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "verification_time_not_allowed");
+}
+
+/// Real evidence of one family posted as another is refused by name at
+/// `Evidence format`, saying which family it looks like, not deep in the
+/// other family's parser. The case's own endorsements and instant go with
+/// it, so nothing but the family label is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_of_one_family_sent_as_another_is_refused_by_name() {
+    let srv = start("wrong-tee", |a| a.allow_verification_time = true).await;
+    let all = cases();
+    let case_of =
+        |tee: &str| all.iter().find(|c| c.expect == "accept" && c.tee == tee).unwrap_or_else(|| panic!("an accept {tee} case")).clone();
+    for (real, sent_as, looks_like) in
+        [("snp", "tdx", "this looks like an SNP report, not a TDX quote"), ("tdx", "snp", "this looks like a TDX quote, not an SNP report")]
+    {
+        let c = case_of(real);
+        let mut body = attest_body(&c);
+        body["tee"] = json!(sent_as);
+        let (status, v) = srv.post("/v1/attest", &body).await;
+        assert_eq!(status, 422, "{} sent as {sent_as}: {v}", c.id);
+        assert_eq!(v["error"]["code"], "verification_failed", "{}: {v}", c.id);
+        assert_eq!(v["error"]["check"], "Evidence format", "{}: {v}", c.id);
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(looks_like), "{}: {message}", c.id);
+        assert!(message.contains(&format!("send it as tee \"{real}\"")), "{}: {message}", c.id);
+        // Sent as what it is, the same request is attested.
+        let (status, v) = srv.post("/v1/attest", &attest_body(&c)).await;
+        assert_eq!(status, 200, "{}: {v}", c.id);
+    }
+}
+
+/// NVIDIA's 8-GPU PPCIe evidence set with one GPU's entry repeated is
+/// refused at the repeat (`Distinct devices`), naming the GPU it repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nvidia_evidence_set_listing_one_gpu_twice_is_refused() {
+    let srv = start("nvgpu-twice", |a| a.allow_verification_time = true).await;
+    let set: Value =
+        serde_json::from_slice(&std::fs::read(vectors_dir().join("nvidia/nvtrust-head-partial/ppcie_gpu_evidence.json")).unwrap()).unwrap();
+    let post = |set: &Value| json!({"tee": "nvgpu", "evidence": b64(&serde_json::to_vec(set).unwrap()), "at": "2026-01-30T12:00:00Z"});
+    let (status, v) = srv.post("/v1/attest", &post(&set)).await;
+    assert_eq!(status, 200, "the set as collected is attested: {v}");
+    let mut repeated = set.clone();
+    repeated.as_array_mut().unwrap().push(set[3].clone());
+    let (status, v) = srv.post("/v1/attest", &post(&repeated)).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "verification_failed", "{v}");
+    assert_eq!(v["error"]["check"], "GPU 8: Distinct devices", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("GPU 3"), "{v}");
 }

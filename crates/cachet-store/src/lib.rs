@@ -164,7 +164,11 @@ pub struct SecretRow {
 
 impl std::fmt::Debug for SecretRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretRow").field("owner", &self.owner).field("name", &self.name).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("SecretRow")
+            .field("owner", &self.owner)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 

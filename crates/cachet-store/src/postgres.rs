@@ -54,17 +54,14 @@ impl PostgresStore {
     /// database. Errors name what failed, never the URL (it may hold a
     /// password).
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Database(format!("database URL: {}", redact(&e.to_string(), url))))?;
+        let opts =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Database(format!("database URL: {}", redact(&e.to_string(), url))))?;
         Self::open_with(opts).await
     }
 
     /// Connect with explicit options and migrate the database.
     pub async fn open_with(opts: PgConnectOptions) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| StoreError::Database(format!("migration: {e}")))?;
         Ok(Self { pool })
     }
@@ -278,13 +275,12 @@ impl Store for PostgresStore {
         // One statement decides (see the module documentation): the row lock
         // makes concurrent consumers on any replica take turns, and each
         // re-checks `consumed_at IS NULL` against the committed row.
-        let won = sqlx::query(
-            "UPDATE nonces SET consumed_at = $1 WHERE nonce = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING nonce",
-        )
-        .bind(now)
-        .bind(nonce)
-        .fetch_optional(&self.pool)
-        .await?;
+        let won =
+            sqlx::query("UPDATE nonces SET consumed_at = $1 WHERE nonce = $2 AND consumed_at IS NULL AND expires_at > $1 RETURNING nonce")
+                .bind(now)
+                .bind(nonce)
+                .fetch_optional(&self.pool)
+                .await?;
         if won.is_some() {
             return Ok(NonceOutcome::Consumed);
         }
@@ -398,7 +394,11 @@ impl Store for PostgresStore {
 
     async fn set_signing_key_chain(&self, kid: &str, chain: &[Vec<u8>], audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.writer().await?;
-        let r = sqlx::query("UPDATE signing_keys SET cert_chain = $1 WHERE kid = $2").bind(chain_json(chain)).bind(kid).execute(&mut *tx).await?;
+        let r = sqlx::query("UPDATE signing_keys SET cert_chain = $1 WHERE kid = $2")
+            .bind(chain_json(chain))
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }
@@ -448,7 +448,11 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         let Some(end) = page_end_of(&sizes)? else { return Ok(Vec::new()) };
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq").bind(after).bind(end).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq")
+            .bind(after)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(audit_from).collect()
     }
 
@@ -587,7 +591,10 @@ impl Store for PostgresStore {
                 sqlx::query("SELECT * FROM policies WHERE name = $1 AND version = $2").bind(name).bind(v).fetch_optional(&self.pool).await?
             }
             None => {
-                sqlx::query("SELECT * FROM policies WHERE name = $1 ORDER BY version DESC LIMIT 1").bind(name).fetch_optional(&self.pool).await?
+                sqlx::query("SELECT * FROM policies WHERE name = $1 ORDER BY version DESC LIMIT 1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?
             }
         };
         row.as_ref().map(policy_from).transpose()
@@ -640,7 +647,9 @@ impl Store for PostgresStore {
         let mut tx = self.writer().await?;
         let r = sqlx::query("DELETE FROM reference_sets WHERE owner = $1 AND name = $2")
             .bind(crate::owner_column(owner))
-            .bind(name).execute(&mut *tx).await?;
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }

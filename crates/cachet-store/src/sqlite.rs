@@ -15,7 +15,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
-use crate::{chain_json, parse_chain, ApiKeyRecord, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store, StoreError, StoreResult};
+use crate::{
+    chain_json, parse_chain, ApiKeyRecord, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store, StoreError,
+    StoreResult,
+};
 
 /// The database file name inside a data directory.
 pub const DB_FILE: &str = "cachet.db";
@@ -62,11 +65,7 @@ impl SqliteStore {
             // Deleted and overwritten content (a signing key sealed in
             // place, a replaced secret) is zeroed, not left in free space.
             .pragma("secure_delete", "ON");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Database(format!("migration: {e}")))?;
         Ok(Self { pool })
     }
@@ -114,7 +113,8 @@ fn restrict_dir(dir: &Path) {
 
 /// The size of an audit row (its variable-length text), as SQL: what a
 /// page's byte budget counts.
-const ROW_BYTES: &str = "length(CAST(actor AS BLOB)) + length(CAST(detail AS BLOB)) + COALESCE(length(CAST(failed_check AS BLOB)), 0) + 256";
+const ROW_BYTES: &str =
+    "length(CAST(actor AS BLOB)) + length(CAST(detail AS BLOB)) + COALESCE(length(CAST(failed_check AS BLOB)), 0) + 256";
 
 /// The last `seq` of a page, from `(seq, n)` rows (see [`crate::audit::page_end`]).
 fn page_end_of(sizes: &[SqliteRow]) -> StoreResult<Option<i64>> {
@@ -290,21 +290,16 @@ impl Store for SqliteStore {
     async fn consume_nonce(&self, nonce: &[u8], now: i64) -> StoreResult<NonceOutcome> {
         // One statement: SQLite runs it atomically, so exactly one of any
         // number of concurrent consumers sees a row change.
-        let done = sqlx::query(
-            "UPDATE nonces SET consumed_at = ? WHERE nonce = ? AND consumed_at IS NULL AND expires_at > ?",
-        )
-        .bind(now)
-        .bind(nonce)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("UPDATE nonces SET consumed_at = ? WHERE nonce = ? AND consumed_at IS NULL AND expires_at > ?")
+            .bind(now)
+            .bind(nonce)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 1 {
             return Ok(NonceOutcome::Consumed);
         }
-        let row = sqlx::query("SELECT expires_at, consumed_at FROM nonces WHERE nonce = ?")
-            .bind(nonce)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT expires_at, consumed_at FROM nonces WHERE nonce = ?").bind(nonce).fetch_optional(&self.pool).await?;
         Ok(match row {
             None => NonceOutcome::Unknown,
             Some(r) if r.try_get::<Option<i64>, _>("consumed_at")?.is_some() => NonceOutcome::AlreadyUsed,
@@ -411,11 +406,8 @@ impl Store for SqliteStore {
 
     async fn set_signing_key_chain(&self, kid: &str, chain: &[Vec<u8>], audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.immediate().await?;
-        let r = sqlx::query("UPDATE signing_keys SET cert_chain = ? WHERE kid = ?")
-            .bind(chain_json(chain))
-            .bind(kid)
-            .execute(&mut *tx)
-            .await?;
+        let r =
+            sqlx::query("UPDATE signing_keys SET cert_chain = ? WHERE kid = ?").bind(chain_json(chain)).bind(kid).execute(&mut *tx).await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }
@@ -472,7 +464,11 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         let Some(end) = page_end_of(&sizes)? else { return Ok(Vec::new()) };
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq").bind(after).bind(end).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq")
+            .bind(after)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(audit_from).collect()
     }
 
@@ -521,7 +517,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_secret(&self, owner: &str, name: &str) -> StoreResult<Option<SecretRow>> {
-        let row = sqlx::query("SELECT * FROM secrets WHERE owner = ? AND name = ?").bind(owner).bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM secrets WHERE owner = ? AND name = ?").bind(owner).bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(secret_from).transpose()
     }
 
@@ -604,9 +601,14 @@ impl Store for SqliteStore {
 
     async fn get_policy(&self, name: &str, version: Option<i64>) -> StoreResult<Option<PolicyRow>> {
         let row = match version {
-            Some(v) => sqlx::query("SELECT * FROM policies WHERE name = ? AND version = ?").bind(name).bind(v).fetch_optional(&self.pool).await?,
+            Some(v) => {
+                sqlx::query("SELECT * FROM policies WHERE name = ? AND version = ?").bind(name).bind(v).fetch_optional(&self.pool).await?
+            }
             None => {
-                sqlx::query("SELECT * FROM policies WHERE name = ? ORDER BY version DESC LIMIT 1").bind(name).fetch_optional(&self.pool).await?
+                sqlx::query("SELECT * FROM policies WHERE name = ? ORDER BY version DESC LIMIT 1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?
             }
         };
         row.as_ref().map(policy_from).transpose()
@@ -659,7 +661,9 @@ impl Store for SqliteStore {
         let mut tx = self.immediate().await?;
         let r = sqlx::query("DELETE FROM reference_sets WHERE owner = ? AND name = ?")
             .bind(crate::owner_column(owner))
-            .bind(name).execute(&mut *tx).await?;
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() == 0 {
             return Ok(false);
         }

@@ -71,7 +71,16 @@ async fn concurrent_admin_writes_on_both_replicas_leave_one_audit_chain() {
                 };
                 s.insert_api_key(&key, &entry("api_key.create", n)).await.unwrap();
                 // The same policy name from every task: versions must come out gapless.
-                let p = PolicyRow { name: "shared".into(), version: 0, text: format!("v{n}"), hash: "h".into(), created_at: 1, created_by: "t".into(), signer: None, jws: None };
+                let p = PolicyRow {
+                    name: "shared".into(),
+                    version: 0,
+                    text: format!("v{n}"),
+                    hash: "h".into(),
+                    created_at: 1,
+                    created_by: "t".into(),
+                    signer: None,
+                    jws: None,
+                };
                 s.put_policy(&p, &AuditEntry { detail: serde_json::json!({}), ..entry("policy.put", n) }).await.unwrap();
                 let sec = SecretRow {
                     owner: format!("o{}", n % 3),

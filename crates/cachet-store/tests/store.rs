@@ -98,7 +98,16 @@ fn entry(action: &str) -> AuditEntry {
 }
 
 fn key(id: &str) -> ApiKeyRecord {
-    ApiKeyRecord { id: id.into(), name: "n".into(), role: "admin".into(), secret_hash: "00".into(), created_at: 5, revoked_at: None, tenant: None, expires_at: None }
+    ApiKeyRecord {
+        id: id.into(),
+        name: "n".into(),
+        role: "admin".into(),
+        secret_hash: "00".into(),
+        created_at: 5,
+        revoked_at: None,
+        tenant: None,
+        expires_at: None,
+    }
 }
 
 both!(a_nonce_is_consumed_once_and_expired_or_unknown_ones_are_named);
@@ -228,7 +237,8 @@ fn old_policy() -> PolicyRow {
 /// (signed or not) follow it.
 async fn upgraded_store_keeps_and_extends_old_policies(s: &dyn Store) {
     let sets = s.list_reference_sets().await.unwrap();
-    let kept = ReferenceSetRow { owner: None, name: "old".into(), doc: "{}".into(), updated_at: 5, updated_by: "k".into(), shared_with: vec![] };
+    let kept =
+        ReferenceSetRow { owner: None, name: "old".into(), doc: "{}".into(), updated_at: 5, updated_by: "k".into(), shared_with: vec![] };
     assert_eq!(sets, [kept], "an old reference set is kept as an operator set, shared with nobody");
     assert_eq!(s.get_policy("old", None).await.unwrap(), Some(old_policy()), "the old policy is kept, unsigned");
     assert_eq!(s.put_policy(&signed_policy("old", "v2"), &entry("policy.put")).await.unwrap(), 2);
@@ -475,7 +485,14 @@ async fn policies_keep_every_version_and_reference_sets_are_replaced(f: Fixture)
     let listed = s.list_policies().await.unwrap();
     assert_eq!(listed.iter().find(|r| r.name == "p").and_then(|r| r.signer.clone()), v3.signer, "the listing reads them too");
 
-    let set = |doc: &str| ReferenceSetRow { owner: None, name: "mr_td".into(), doc: doc.into(), updated_at: 3, updated_by: "k".into(), shared_with: vec![] };
+    let set = |doc: &str| ReferenceSetRow {
+        owner: None,
+        name: "mr_td".into(),
+        doc: doc.into(),
+        updated_at: 3,
+        updated_by: "k".into(),
+        shared_with: vec![],
+    };
     s.put_reference_set(&set("{\"values\":[]}"), &entry("refvals.put")).await.unwrap();
     s.put_reference_set(&set("{\"values\":[1]}"), &entry("refvals.put")).await.unwrap();
     assert_eq!(s.list_reference_sets().await.unwrap(), [set("{\"values\":[1]}")]);

@@ -16,8 +16,8 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-    ECDSA_P384_SHA384_FIXED_SIGNING, RSA_PSS_SHA256,
+    EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+    RSA_PSS_SHA256,
 };
 
 use crate::{Algorithm, TokenError};
@@ -115,9 +115,9 @@ fn ec_alg(alg: Algorithm) -> Option<&'static EcdsaSigningAlgorithm> {
 
 fn parse_pkcs8(alg: Algorithm, pkcs8: &[u8]) -> Result<Loaded, TokenError> {
     match ec_alg(alg) {
-        Some(ec) => EcdsaKeyPair::from_pkcs8(ec, pkcs8)
-            .map(Loaded::Ec)
-            .map_err(|e| TokenError::Key(format!("not a PKCS#8 {alg} private key: {e}"))),
+        Some(ec) => {
+            EcdsaKeyPair::from_pkcs8(ec, pkcs8).map(Loaded::Ec).map_err(|e| TokenError::Key(format!("not a PKCS#8 {alg} private key: {e}")))
+        }
         None => {
             let k = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| TokenError::Key(format!("not a PKCS#8 RSA private key: {e}")))?;
             if k.public_modulus_len() < 256 {

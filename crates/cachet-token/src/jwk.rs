@@ -47,8 +47,7 @@ fn ec_point_len(alg: Algorithm) -> Option<usize> {
 impl PublicKey {
     /// From an X.509 SubjectPublicKeyInfo (DER), checking it suits `alg`.
     pub fn from_spki(kid: &str, alg: Algorithm, spki_der: &[u8]) -> Result<Self, TokenError> {
-        let (rest, spki) =
-            SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| TokenError::Key(format!("public key: {e}")))?;
+        let (rest, spki) = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| TokenError::Key(format!("public key: {e}")))?;
         if !rest.is_empty() {
             return Err(TokenError::Key("public key: trailing bytes".into()));
         }
@@ -77,9 +76,7 @@ impl PublicKey {
     pub fn from_jwk(jwk: &Value) -> Result<Self, TokenError> {
         let field = |name: &str| jwk.get(name).and_then(Value::as_str);
         let b64 = |name: &str| {
-            field(name)
-                .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-                .ok_or_else(|| TokenError::Key(format!("JWK: missing or bad '{name}'")))
+            field(name).and_then(|s| URL_SAFE_NO_PAD.decode(s).ok()).ok_or_else(|| TokenError::Key(format!("JWK: missing or bad '{name}'")))
         };
         let kid = field("kid").ok_or_else(|| TokenError::Key("JWK: no 'kid'".into()))?;
         let alg = field("alg").and_then(Algorithm::parse).ok_or_else(|| TokenError::Key("JWK: no supported 'alg'".into()))?;

@@ -214,10 +214,7 @@ impl KeyRing {
     /// The keys to publish in the JWKS at `now`: pending, active and
     /// retired-but-not-expired keys.
     pub fn published(&self, now: i64) -> Vec<&SigningKey> {
-        self.keys
-            .iter()
-            .filter(|k| matches!(self.state(k, now), KeyState::Pending | KeyState::Active | KeyState::Retired { .. }))
-            .collect()
+        self.keys.iter().filter(|k| matches!(self.state(k, now), KeyState::Pending | KeyState::Active | KeyState::Retired { .. })).collect()
     }
 
     /// Keys that may be deleted at `now` (expired or revoked).

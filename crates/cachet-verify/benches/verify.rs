@@ -82,13 +82,7 @@ fn uncacheable(tee: Tee) -> (u32, u32, u32, &'static str) {
 }
 
 fn run(s: &Subject, anchors: &TrustAnchors, cache: Option<&Arc<VerifyCache>>) -> bool {
-    let req = VerifyRequest {
-        evidence: &s.evidence,
-        endorsements: &s.endorsements,
-        anchors,
-        at: s.verify_at,
-        expected_nonce: None,
-    };
+    let req = VerifyRequest { evidence: &s.evidence, endorsements: &s.endorsements, anchors, at: s.verify_at, expected_nonce: None };
     let v = match cache {
         Some(c) => verify_cached(s.tee, &req, c),
         None => cachet_verify::verify(s.tee, &req),
@@ -171,10 +165,7 @@ fn floor_keys() -> Floor {
     Floor {
         p256: ec(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &signature::ECDSA_P256_SHA256_FIXED),
         p384: ec(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, &signature::ECDSA_P384_SHA384_FIXED),
-        rsa: (
-            UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, rsa_kp.public_key().as_ref().to_vec()),
-            rsa_sig,
-        ),
+        rsa: (UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, rsa_kp.public_key().as_ref().to_vec()), rsa_sig),
     }
 }
 

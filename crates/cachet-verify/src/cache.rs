@@ -112,12 +112,7 @@ impl Default for VerifyCache {
 impl VerifyCache {
     /// An empty cache holding at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        VerifyCache {
-            inner: Mutex::new(Inner::default()),
-            capacity: capacity.max(1),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
+        VerifyCache { inner: Mutex::new(Inner::default()), capacity: capacity.max(1), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     /// Hits, misses and size so far.
@@ -315,11 +310,7 @@ pub fn collateral_signature(
 /// bytes alone, so the same bytes give the same value; nothing about
 /// authenticity is implied (the caller still
 /// verifies the signature and chain, cached or not). Failures are not kept.
-pub fn parsed<T: Send + Sync + 'static>(
-    domain: &str,
-    bytes: &[u8],
-    parse: impl FnOnce() -> Result<T, String>,
-) -> Result<Arc<T>, String> {
+pub fn parsed<T: Send + Sync + 'static>(domain: &str, bytes: &[u8], parse: impl FnOnce() -> Result<T, String>) -> Result<Arc<T>, String> {
     let Some(cache) = current() else { return parse().map(Arc::new) };
     let k = key(&format!("parse:{domain}"), &[bytes]);
     if let Some(Entry::Parsed(Parsed(v))) = cache.get(&k) {

@@ -90,13 +90,7 @@ impl Checks {
     }
 
     /// Record the check as passed when `ok`, else fail it.
-    pub fn require(
-        &mut self,
-        name: &str,
-        ok: bool,
-        pass_detail: impl Into<String>,
-        fail_detail: impl Into<String>,
-    ) -> VResult<()> {
+    pub fn require(&mut self, name: &str, ok: bool, pass_detail: impl Into<String>, fail_detail: impl Into<String>) -> VResult<()> {
         if ok {
             self.pass(name, pass_detail);
             Ok(())

@@ -70,18 +70,8 @@ pub enum Tee {
 
 impl Tee {
     /// Every family, in the order the CLI lists them.
-    pub const ALL: [Tee; 10] = [
-        Tee::Sgx,
-        Tee::Tdx,
-        Tee::Snp,
-        Tee::AzSnpVtpm,
-        Tee::AzTdxVtpm,
-        Tee::Nitro,
-        Tee::NitroTpm,
-        Tee::Tpm,
-        Tee::Nvgpu,
-        Tee::Simulated,
-    ];
+    pub const ALL: [Tee; 10] =
+        [Tee::Sgx, Tee::Tdx, Tee::Snp, Tee::AzSnpVtpm, Tee::AzTdxVtpm, Tee::Nitro, Tee::NitroTpm, Tee::Tpm, Tee::Nvgpu, Tee::Simulated];
 
     /// The name used on the command line, in JSON and in tokens.
     pub fn as_str(self) -> &'static str {

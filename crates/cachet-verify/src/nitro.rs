@@ -74,8 +74,8 @@ impl CoseSign1 {
 /// Decode one CBOR item that must span all of `bytes`.
 fn decode_cbor(bytes: &[u8], what: &str) -> Result<Cbor, String> {
     let mut rest: &[u8] = bytes;
-    let v: Cbor = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH)
-        .map_err(|e| format!("{what} is not valid CBOR: {e}"))?;
+    let v: Cbor =
+        ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH).map_err(|e| format!("{what} is not valid CBOR: {e}"))?;
     if !rest.is_empty() {
         return Err(format!("{what}: {} trailing bytes", rest.len()));
     }
@@ -303,25 +303,21 @@ pub fn verify_cose_signature(cose: &CoseSign1, leaf_der: &[u8]) -> Result<(), St
 /// document timestamp. Used by `nitro` and `nitro-tpm`.
 pub fn verify_document(bytes: &[u8], anchors: &TrustAnchors, at: UnixTime, checks: &mut Checks) -> VResult<NitroDocument> {
     let cose = checks.record("COSE structure", parse_cose_sign1(bytes), "COSE_Sign1")?;
-    let alg = protected_alg(&cose.protected).and_then(|alg| {
-        if alg == COSE_ALG_ES384 {
-            Ok(())
-        } else {
-            Err(format!("alg {alg} is not ES384 (-35)"))
-        }
-    });
+    let alg =
+        protected_alg(&cose.protected).and_then(
+            |alg| {
+                if alg == COSE_ALG_ES384 {
+                    Ok(())
+                } else {
+                    Err(format!("alg {alg} is not ES384 (-35)"))
+                }
+            },
+        );
     checks.record("COSE algorithm", alg, "ES384 (-35)")?;
     let doc = checks.record("Document fields", parse_document(&cose.payload), "all required fields well-formed")?;
     checks.record("COSE signature", verify_cose_signature(&cose, &doc.certificate), "ES384 by the leaf certificate")?;
     let roots: Vec<&crate::anchors::Anchor> = anchors.of_kind(AnchorKind::AwsNitroRoot).collect();
-    let chain = crate::cache::verify_chain(
-        "Nitro certificate chain",
-        &doc.certificate,
-        &doc.cabundle,
-        roots.iter().copied(),
-        at,
-        checks,
-    )?;
+    let chain = crate::cache::verify_chain("Nitro certificate chain", &doc.certificate, &doc.cabundle, roots.iter().copied(), at, checks)?;
     let leaf = x509::parse_cert(chain.leaf()).map_err(|e| checks.fail("Document timestamp", e))?;
     let (nb, na) = x509::validity_window(&leaf);
     let ts = (doc.timestamp_ms / 1000) as i64;

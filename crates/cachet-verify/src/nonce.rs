@@ -26,10 +26,7 @@ pub fn check_len(nonce: &[u8]) -> Result<(), String> {
     if (MIN_LEN..=MAX_LEN).contains(&nonce.len()) {
         Ok(())
     } else {
-        Err(format!(
-            "the expected nonce is {} bytes; a nonce must be {MIN_LEN} to {MAX_LEN} bytes (16 to 128 hex digits)",
-            nonce.len()
-        ))
+        Err(format!("the expected nonce is {} bytes; a nonce must be {MIN_LEN} to {MAX_LEN} bytes (16 to 128 hex digits)", nonce.len()))
     }
 }
 
@@ -49,12 +46,7 @@ pub fn check_field(what: &str, field: &[u8], nonce: &[u8]) -> Result<String, Str
             format!("{what} equals the expected {}-byte nonce zero-padded to {} bytes", nonce.len(), field.len())
         })
     } else {
-        Err(format!(
-            "{what} {} is not the expected nonce {} zero-padded to {} bytes",
-            hex::encode(field),
-            hex::encode(nonce),
-            field.len()
-        ))
+        Err(format!("{what} {} is not the expected nonce {} zero-padded to {} bytes", hex::encode(field), hex::encode(nonce), field.len()))
     }
 }
 

@@ -175,8 +175,7 @@ fn simulated_roots(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Vec<
 
 /// "Report body": the signed JSON and its field sizes.
 fn parse_body(report: &[u8], checks: &mut Checks) -> VResult<Body> {
-    let body: Body =
-        serde_json::from_slice(report).map_err(|e| checks.fail("Report body", format!("not a simulated report body: {e}")))?;
+    let body: Body = serde_json::from_slice(report).map_err(|e| checks.fail("Report body", format!("not a simulated report body: {e}")))?;
     let hex_len = |s: &str| hex::decode(s).map(|v| v.len()).ok();
     let problem = if body.format != FORMAT {
         Some(format!("signed format {:?} is not {FORMAT:?}", body.format))
@@ -204,10 +203,6 @@ fn check_time(body: &Body, at: i64, checks: &mut Checks) -> VResult<()> {
         "Report time",
         body.issued_at <= at.saturating_add(MAX_CLOCK_SKEW),
         format!("issued at {}", crate::x509::fmt_time(body.issued_at)),
-        format!(
-            "issued at {}, after the verification time {}",
-            crate::x509::fmt_time(body.issued_at),
-            crate::x509::fmt_time(at)
-        ),
+        format!("issued at {}, after the verification time {}", crate::x509::fmt_time(body.issued_at), crate::x509::fmt_time(at)),
     )
 }

@@ -200,10 +200,7 @@ pub fn check_validity(cert: &X509Certificate<'_>, at: UnixTime) -> Result<(), St
 /// RFC 3339 rendering of Unix seconds (UTC), for messages and claims.
 pub fn fmt_time(t: UnixTime) -> String {
     match x509_parser::time::ASN1Time::from_timestamp(t) {
-        Ok(a) => a
-            .to_datetime()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| t.to_string()),
+        Ok(a) => a.to_datetime().format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string()),
         Err(_) => t.to_string(),
     }
 }
@@ -234,12 +231,7 @@ pub fn ec_curve(spki: &SubjectPublicKeyInfo<'_>) -> Option<&'static str> {
 /// signature algorithm `alg` (ECDSA with SHA-256/384 on P-256/P-384,
 /// RSA PKCS#1 v1.5 and RSASSA-PSS with SHA-256/384/512). Each call is
 /// charged to the request's [`crate::budget`] when one is in scope.
-pub fn verify_signature(
-    spki: &SubjectPublicKeyInfo<'_>,
-    alg: &AlgorithmIdentifier<'_>,
-    msg: &[u8],
-    sig: &[u8],
-) -> Result<(), String> {
+pub fn verify_signature(spki: &SubjectPublicKeyInfo<'_>, alg: &AlgorithmIdentifier<'_>, msg: &[u8], sig: &[u8]) -> Result<(), String> {
     crate::budget::spend()?;
     let key = spki.subject_public_key.data.as_ref();
     let key_alg = spki.algorithm.algorithm.to_id_string();
@@ -261,14 +253,12 @@ pub fn verify_signature(
             "1.2.840.113549.1.1.13" => &signature::RSA_PKCS1_2048_8192_SHA512,
             other => return Err(format!("unsupported RSA signature algorithm {other}")),
         },
-        SignatureAlgorithm::RSASSA_PSS(params) if key_alg == OID_RSA => {
-            match params.hash_algorithm_oid().to_id_string().as_str() {
-                OID_SHA256 => &signature::RSA_PSS_2048_8192_SHA256,
-                OID_SHA384 => &signature::RSA_PSS_2048_8192_SHA384,
-                OID_SHA512 => &signature::RSA_PSS_2048_8192_SHA512,
-                other => return Err(format!("unsupported RSASSA-PSS hash {other}")),
-            }
-        }
+        SignatureAlgorithm::RSASSA_PSS(params) if key_alg == OID_RSA => match params.hash_algorithm_oid().to_id_string().as_str() {
+            OID_SHA256 => &signature::RSA_PSS_2048_8192_SHA256,
+            OID_SHA384 => &signature::RSA_PSS_2048_8192_SHA384,
+            OID_SHA512 => &signature::RSA_PSS_2048_8192_SHA512,
+            other => return Err(format!("unsupported RSASSA-PSS hash {other}")),
+        },
         _ => return Err(format!("unsupported signature algorithm {}", alg.algorithm.to_id_string())),
     };
     UnparsedPublicKey::new(v, key).verify(msg, sig).map_err(|_| "signature does not verify".to_string())
@@ -276,12 +266,7 @@ pub fn verify_signature(
 
 /// Whether `issuer` signed the certificate `child`.
 pub fn cert_signed_by(child: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), String> {
-    verify_signature(
-        issuer.public_key(),
-        &child.signature_algorithm,
-        child.tbs_certificate.as_ref(),
-        child.signature_value.data.as_ref(),
-    )
+    verify_signature(issuer.public_key(), &child.signature_algorithm, child.tbs_certificate.as_ref(), child.signature_value.data.as_ref())
 }
 
 /// A verified certificate path, leaf first, ending at a trust anchor.
@@ -339,11 +324,7 @@ pub fn verify_chain<'a>(
     }
 }
 
-fn build_path<'a>(
-    leaf: &[u8],
-    pool: &[Vec<u8>],
-    anchors: impl Iterator<Item = &'a Anchor> + Clone,
-) -> Result<VerifiedChain, String> {
+fn build_path<'a>(leaf: &[u8], pool: &[Vec<u8>], anchors: impl Iterator<Item = &'a Anchor> + Clone) -> Result<VerifiedChain, String> {
     let mut path: Vec<Vec<u8>> = vec![leaf.to_vec()];
     let leaf_cert = parse_cert(leaf).map_err(|e| format!("leaf: {e}"))?;
     let mut current = leaf_cert;
@@ -539,19 +520,13 @@ pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, c
             Ok(_) => {}
             Err(e) => return Err(format!("CRL issuer '{}': unusable keyUsage extension: {e}", issuer.subject())),
         }
-        check_critical_extensions(crl.extensions(), UNDERSTOOD_CRITICAL_CRL)
-            .map_err(|e| format!("the CRL carries {e} (RFC 5280 5.2)"))?;
+        check_critical_extensions(crl.extensions(), UNDERSTOOD_CRITICAL_CRL).map_err(|e| format!("the CRL carries {e} (RFC 5280 5.2)"))?;
         for entry in crl.iter_revoked_certificates() {
             check_critical_extensions(entry.extensions(), UNDERSTOOD_CRITICAL_CRL_ENTRY)
                 .map_err(|e| format!("a CRL entry carries {e} (RFC 5280 5.3)"))?;
         }
-        verify_signature(
-            issuer.public_key(),
-            &crl.signature_algorithm,
-            crl.tbs_cert_list.as_ref(),
-            crl.signature_value.data.as_ref(),
-        )
-        .map_err(|e| format!("CRL signature: {e}"))?;
+        verify_signature(issuer.public_key(), &crl.signature_algorithm, crl.tbs_cert_list.as_ref(), crl.signature_value.data.as_ref())
+            .map_err(|e| format!("CRL signature: {e}"))?;
         let this_update = crl.last_update().timestamp();
         let next_update = crl.next_update().map(|t| t.timestamp()).ok_or(
             "the CRL has no nextUpdate, so nothing says when it stops being current; use the issuer's current CRL (it carries a nextUpdate)",

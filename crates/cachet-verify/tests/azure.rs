@@ -296,11 +296,7 @@ fn a_quote_by_a_different_ak_is_refused() {
     let all = az_cases();
     for c in &all {
         let ev = Ev::of(c);
-        let other = all
-            .iter()
-            .map(Ev::of)
-            .find(|o| ak_jwk(&o.var_data()) != ak_jwk(&ev.var_data()))
-            .expect("a case with another AK");
+        let other = all.iter().map(Ev::of).find(|o| ak_jwk(&o.var_data()) != ak_jwk(&ev.var_data())).expect("a case with another AK");
         // The other capture's quote, signature and PCRs: not signed by this HCLAkPub.
         let mut m = ev.clone();
         m.quote = other.quote.clone();

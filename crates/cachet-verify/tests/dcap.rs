@@ -14,8 +14,8 @@ use cachet_verify::{AnchorKind, Endorsement, Tee, TrustAnchors, Verification};
 use common::{cases, failed_check, run, run_case, ts, vectors_dir, Case};
 use proptest::prelude::*;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DistinguishedName, DnType,
-    IsCa, Issuer, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
+    KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use serde_json::{json, Value};
 
@@ -79,12 +79,16 @@ fn every_accept_case_verifies_with_its_expected_claims() {
         assert!(got.get("debug").is_some_and(Value::is_boolean), "{}: debug", c.id);
         assert!(got.get("advisory_ids").is_some_and(Value::is_array), "{}: advisory_ids", c.id);
         assert!(is_hex(got.get("fmspc"), 6) && is_hex(got.get("pce_id"), 2), "{}: fmspc/pce_id", c.id);
-        for k in ["tcb_status", "tcb_date", "tcb_info_issue_date", "tcb_info_next_update", "qe_identity_issue_date", "qe_identity_next_update"] {
+        for k in
+            ["tcb_status", "tcb_date", "tcb_info_issue_date", "tcb_info_next_update", "qe_identity_issue_date", "qe_identity_next_update"]
+        {
             assert!(got.get(k).is_some_and(Value::is_string), "{}: {k}", c.id);
         }
         assert!(got.get("quote_version").is_some_and(Value::is_u64), "{}: quote_version", c.id);
         if c.tee == "tdx" {
-            for k in ["mr_td", "mr_config_id", "mr_owner", "mr_owner_config", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_seam", "mr_signer_seam"] {
+            for k in
+                ["mr_td", "mr_config_id", "mr_owner", "mr_owner_config", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_seam", "mr_signer_seam"]
+            {
                 assert!(is_hex(got.get(k), 48), "{}: {k}", c.id);
             }
             for k in ["td_attributes", "xfam", "seam_attributes"] {
@@ -145,16 +149,16 @@ fn flipped_bytes_fail_with_the_check_they_break() {
         let l = layout(&ev);
         let end = &c.endorsement_files();
         let flips: Vec<(usize, &str)> = vec![
-            (28, "Quote signature"),                  // header: user data
-            (l.signed_len - 1, "Quote signature"),    // last byte of the body
-            (l.signed_len - 70, "Quote signature"),   // report data
-            (l.signed_len / 2, "Quote signature"),    // body
-            (l.isv_sig, "Quote signature"),           // ISV signature (r)
-            (l.isv_sig + 63, "Quote signature"),      // ISV signature (s)
-            (l.att_key + 10, "QE report data"),       // attestation key: no longer the one the QE report binds
-            (l.qe_report + 64, "QE report signature"), // QE report: MRENCLAVE
+            (28, "Quote signature"),                    // header: user data
+            (l.signed_len - 1, "Quote signature"),      // last byte of the body
+            (l.signed_len - 70, "Quote signature"),     // report data
+            (l.signed_len / 2, "Quote signature"),      // body
+            (l.isv_sig, "Quote signature"),             // ISV signature (r)
+            (l.isv_sig + 63, "Quote signature"),        // ISV signature (s)
+            (l.att_key + 10, "QE report data"),         // attestation key: no longer the one the QE report binds
+            (l.qe_report + 64, "QE report signature"),  // QE report: MRENCLAVE
             (l.qe_report + 320, "QE report signature"), // QE report: report data
-            (l.qe_sig + 5, "QE report signature"),    // QE report signature
+            (l.qe_sig + 5, "QE report signature"),      // QE report signature
         ];
         for (i, want) in flips {
             let mut m = ev.clone();
@@ -327,13 +331,8 @@ fn test_pki(real_leaf_der: &[u8]) -> TestPki {
 
 fn test_pki_with(real_leaf_der: &[u8], with_sgx_extensions: bool) -> TestPki {
     let (_, real) = x509_parser::parse_x509_certificate(real_leaf_der).expect("real PCK leaf");
-    let sgx_ext = real
-        .extensions()
-        .iter()
-        .find(|e| e.oid.to_id_string() == "1.2.840.113741.1.13.1")
-        .expect("SGX extensions")
-        .value
-        .to_vec();
+    let sgx_ext =
+        real.extensions().iter().find(|e| e.oid.to_id_string() == "1.2.840.113741.1.13.1").expect("SGX extensions").value.to_vec();
     let root_p = params("Intel SGX Root CA", true, &[0x01]);
     let root_k = key();
     let root_der = root_p.self_signed(&root_k).expect("root").der().to_vec();
@@ -430,14 +429,7 @@ fn test_bundle(c: &Case, pki: &TestPki, revoked_by_root: &[&[u8]], revoked_by_ca
     test_bundle_with(c, pki, tcb, qe, revoked_by_root, revoked_by_ca)
 }
 
-fn test_bundle_with(
-    c: &Case,
-    pki: &TestPki,
-    tcb: &str,
-    qe: &str,
-    revoked_by_root: &[&[u8]],
-    revoked_by_ca: &[&[u8]],
-) -> Vec<Endorsement> {
+fn test_bundle_with(c: &Case, pki: &TestPki, tcb: &str, qe: &str, revoked_by_root: &[&[u8]], revoked_by_ca: &[&[u8]]) -> Vec<Endorsement> {
     let at = c.verify_at();
     let m = json!({
         "pck_crl_issuer_chain": format!("{}{}", pem(&pki.ca.2), pem(&pki.root.2)),
@@ -548,12 +540,7 @@ fn levels(v: &mut Value) -> &mut Vec<Value> {
 }
 
 fn module_01(v: &mut Value) -> &mut Value {
-    v["tdxModuleIdentities"]
-        .as_array_mut()
-        .expect("tdxModuleIdentities")
-        .iter_mut()
-        .find(|m| m["id"] == json!("TDX_01"))
-        .expect("TDX_01")
+    v["tdxModuleIdentities"].as_array_mut().expect("tdxModuleIdentities").iter_mut().find(|m| m["id"] == json!("TDX_01")).expect("TDX_01")
 }
 
 /// Each TCB / identity rule, broken in collateral that is validly signed
@@ -569,12 +556,39 @@ fn every_tcb_and_identity_rule_fails_by_name_in_validly_signed_collateral() {
         ("TCB Info id SGX", |t| t["id"] = json!("SGX"), none, "TCB Info TEE"),
         ("unparsable TCB Info", |t| *t = json!({"id": "TDX", "version": 3}), none, "TCB Info format"),
         ("every level Revoked", |t| levels(t).iter_mut().for_each(|l| l["tcbStatus"] = json!("Revoked")), none, "TCB status"),
-        ("TDX components out of reach", |t| levels(t).iter_mut().for_each(|l| l["tcb"]["tdxtcbcomponents"][2]["svn"] = json!(250)), none, "TCB level"),
-        ("SGX components out of reach", |t| levels(t).iter_mut().for_each(|l| l["tcb"]["sgxtcbcomponents"][0]["svn"] = json!(250)), none, "TCB level"),
-        ("no tdxModuleIdentities", |t| { t.as_object_mut().map(|o| o.remove("tdxModuleIdentities")); }, none, "TDX module identity"),
+        (
+            "TDX components out of reach",
+            |t| levels(t).iter_mut().for_each(|l| l["tcb"]["tdxtcbcomponents"][2]["svn"] = json!(250)),
+            none,
+            "TCB level",
+        ),
+        (
+            "SGX components out of reach",
+            |t| levels(t).iter_mut().for_each(|l| l["tcb"]["sgxtcbcomponents"][0]["svn"] = json!(250)),
+            none,
+            "TCB level",
+        ),
+        (
+            "no tdxModuleIdentities",
+            |t| {
+                t.as_object_mut().map(|o| o.remove("tdxModuleIdentities"));
+            },
+            none,
+            "TDX module identity",
+        ),
         ("other module signer", |t| module_01(t)["mrsigner"] = json!("11".repeat(48)), none, "TDX module identity"),
-        ("module ISVSVN out of reach", |t| module_01(t)["tcbLevels"].as_array_mut().expect("levels").iter_mut().for_each(|l| l["tcb"]["isvsvn"] = json!(250)), none, "TDX module TCB level"),
-        ("module Revoked", |t| module_01(t)["tcbLevels"].as_array_mut().expect("levels").iter_mut().for_each(|l| l["tcbStatus"] = json!("Revoked")), none, "TCB status"),
+        (
+            "module ISVSVN out of reach",
+            |t| module_01(t)["tcbLevels"].as_array_mut().expect("levels").iter_mut().for_each(|l| l["tcb"]["isvsvn"] = json!(250)),
+            none,
+            "TDX module TCB level",
+        ),
+        (
+            "module Revoked",
+            |t| module_01(t)["tcbLevels"].as_array_mut().expect("levels").iter_mut().for_each(|l| l["tcbStatus"] = json!("Revoked")),
+            none,
+            "TCB status",
+        ),
         ("QE Identity id QE", none, |q| q["id"] = json!("QE"), "QE Identity TEE"),
         ("other QE signer", none, |q| q["mrsigner"] = json!("22".repeat(32)), "QE Identity match"),
         ("other QE product", none, |q| q["isvprodid"] = json!(q["isvprodid"].as_u64().unwrap_or(0) + 1), "QE Identity match"),
@@ -654,7 +668,10 @@ fn every_tcb_and_identity_rule_fails_by_name_in_validly_signed_collateral() {
     assert_eq!(got["tcb_status"], c.expected_claims["tcb_status"]);
     assert!(same_claim(&c.expected_claims["advisory_ids"], got.get("advisory_ids")));
     assert_eq!(failed_check(&with_signed_edits(&c, &pki, none, |q| q["id"] = json!("TD_QE"))), "QE Identity TEE");
-    assert_eq!(failed_check(&with_signed_edits(&c, &pki, |t| levels(t).iter_mut().for_each(|l| l["tcbStatus"] = json!("Revoked")), none)), "TCB status");
+    assert_eq!(
+        failed_check(&with_signed_edits(&c, &pki, |t| levels(t).iter_mut().for_each(|l| l["tcbStatus"] = json!("Revoked")), none)),
+        "TCB status"
+    );
 }
 
 /// A PCK leaf without the SGX extensions, and Intel's TCB Info signed by a
@@ -688,10 +705,18 @@ fn an_expected_nonce_must_be_the_whole_report_data() {
         let (ev, end) = (c.evidence_bytes(), c.endorsement_files());
         let rd = hex::decode(claims(&run_case(&c, c.verify_at()))["report_data"].as_str().expect("report_data")).expect("hex");
         let anchors = TrustAnchors::pinned();
-        let req = |nonce: &[u8]| cachet_verify::verify(
-            c.tee(),
-            &cachet_verify::VerifyRequest { evidence: &ev, endorsements: &end, anchors: &anchors, at: c.verify_at(), expected_nonce: Some(nonce) },
-        );
+        let req = |nonce: &[u8]| {
+            cachet_verify::verify(
+                c.tee(),
+                &cachet_verify::VerifyRequest {
+                    evidence: &ev,
+                    endorsements: &end,
+                    anchors: &anchors,
+                    at: c.verify_at(),
+                    expected_nonce: Some(nonce),
+                },
+            )
+        };
         assert!(req(&rd).verified(), "{}", c.id);
         // A prefix is the nonce only when the rest is zero padding; 2 bytes never are.
         for n in [8, 32] {
@@ -901,7 +926,10 @@ fn raw_pcs_artefacts_give_the_same_result_as_the_bundle() {
         if e.name.ends_with("pck_platform_crl.der") {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::STANDARD.encode(&e.bytes);
-            texts.push(Endorsement { name: "pck.pem".into(), bytes: format!("-----BEGIN X509 CRL-----\n{b64}\n-----END X509 CRL-----\n").into_bytes() });
+            texts.push(Endorsement {
+                name: "pck.pem".into(),
+                bytes: format!("-----BEGIN X509 CRL-----\n{b64}\n-----END X509 CRL-----\n").into_bytes(),
+            });
         } else if e.name.ends_with("intel_root_ca_crl.der") {
             texts.push(Endorsement { name: "root.hex".into(), bytes: hex::encode(&e.bytes).into_bytes() });
         } else {

@@ -67,13 +67,7 @@ fn a_nonce_of_fewer_than_8_or_more_than_64_bytes_is_refused_in_every_family() {
             let nonce = vec![0u8; n];
             let v = cachet_verify::verify(
                 c.tee(),
-                &VerifyRequest {
-                    evidence: &ev,
-                    endorsements: &ends,
-                    anchors: &anchors,
-                    at: c.verify_at(),
-                    expected_nonce: Some(&nonce),
-                },
+                &VerifyRequest { evidence: &ev, endorsements: &ends, anchors: &anchors, at: c.verify_at(), expected_nonce: Some(&nonce) },
             );
             assert_eq!(failed_check(&v), "Nonce", "{}: {n}-byte nonce", c.id);
             assert!(v.result.unwrap_err().message.contains("8 to 64 bytes"), "{}", c.id);

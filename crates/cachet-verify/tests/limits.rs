@@ -28,7 +28,10 @@ fn small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 fn verify(tee: Tee, evidence: Vec<u8>, endorsements: Vec<Endorsement>, at: i64) -> Verification {
     small_stack(move || {
         let anchors = TrustAnchors::pinned();
-        cachet_verify::verify(tee, &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None })
+        cachet_verify::verify(
+            tee,
+            &VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None },
+        )
     })
 }
 

@@ -68,17 +68,33 @@ fn every_case_has_signed_parts_and_accept_cases_verify() {
     assert!(engine.cases().len() >= 30, "cases.json has the real vectors");
     for (p, expect) in engine.cases().iter().zip(&expects) {
         let (ev, end) = p.signed_blobs();
-        println!("{:<28} {:<12} base {:<40} signed parts: {ev} in evidence, {end} in endorsements", p.subject.id, p.subject.tee.as_str(), short(&p.base));
+        println!(
+            "{:<28} {:<12} base {:<40} signed parts: {ev} in evidence, {end} in endorsements",
+            p.subject.id,
+            p.subject.tee.as_str(),
+            short(&p.base)
+        );
         if p.window != (p.subject.valid_from, p.subject.valid_to) {
             let f = |t: Option<i64>| t.map(cachet_verify::x509::fmt_time).unwrap_or_default();
-            println!("    window observed [{}, {}) differs from cases.json [{}, {})", f(p.window.0), f(p.window.1), f(p.subject.valid_from), f(p.subject.valid_to));
+            println!(
+                "    window observed [{}, {}) differs from cases.json [{}, {})",
+                f(p.window.0),
+                f(p.window.1),
+                f(p.subject.valid_from),
+                f(p.subject.valid_to)
+            );
         }
         assert!(ev > 0, "{}: no signed bytes found in the evidence, nothing would be mutated", p.subject.id);
         if matches!(p.base, Outcome::Accepted(_)) {
             assert!(p.window.0.is_some() || p.window.1.is_some(), "{}: accepted at every instant: no validity check at all", p.subject.id);
         }
         if expect == "accept" {
-            assert!(matches!(p.base, Outcome::Accepted(_)), "{}: an accept case must verify before it is mutated: {}", p.subject.id, p.base);
+            assert!(
+                matches!(p.base, Outcome::Accepted(_)),
+                "{}: an accept case must verify before it is mutated: {}",
+                p.subject.id,
+                p.base
+            );
         }
     }
     // Families whose evidence carries or needs endorsements have signed endorsement parts.

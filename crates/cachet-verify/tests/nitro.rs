@@ -313,7 +313,10 @@ fn malformed_fields_are_refused_by_name() {
         ("empty public_key", set("public_key", b(&[]))),
         ("public_key not bytes", set("public_key", t("key"))),
         ("duplicate key", Box::new(|f: &mut Vec<(Cbor, Cbor)>| f.push((t("nonce"), b(&[1]))))),
-        ("both pcr maps", Box::new(|f: &mut Vec<(Cbor, Cbor)>| f.push((t("nitrotpm_pcrs"), Cbor::Map(vec![(Cbor::Integer(0.into()), b(&[1; 48]))]))))),
+        (
+            "both pcr maps",
+            Box::new(|f: &mut Vec<(Cbor, Cbor)>| f.push((t("nitrotpm_pcrs"), Cbor::Map(vec![(Cbor::Integer(0.into()), b(&[1; 48]))])))),
+        ),
     ];
     for (what, edit) in edits {
         let mut f = fields(&pki, 1);
@@ -331,8 +334,8 @@ fn malformed_fields_are_refused_by_name() {
 fn timestamp_outside_the_leaf_or_after_the_verification_time_is_refused() {
     let pki = pki();
     for (ms, at) in [
-        (DOC_TIME_MS + 4 * 3_600_000, AT),           // after the leaf expired (verified while the leaf is valid)
-        (DOC_TIME_MS - 2 * 3_600_000, AT),           // before the leaf was issued
+        (DOC_TIME_MS + 4 * 3_600_000, AT),      // after the leaf expired (verified while the leaf is valid)
+        (DOC_TIME_MS - 2 * 3_600_000, AT),      // before the leaf was issued
         (DOC_TIME_MS + 3_600_000 + 60_000, AT), // one minute after the verification instant
     ] {
         let mut f = fields(&pki, 1);

@@ -33,9 +33,7 @@ fn without_rims(c: &Case) -> Vec<Endorsement> {
 /// Every RIM (`*.swidtag`) published in the folder of the case's evidence.
 fn folder_rims(c: &Case) -> Vec<Endorsement> {
     let dir = vectors_dir().join(&c.evidence).parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.sort();
     files
         .into_iter()
@@ -346,7 +344,8 @@ fn one_bit_flips_in_the_signed_region_or_signature_are_refused() {
             m[i] ^= 1 << (i % 8);
             let v = run(Tee::Nvgpu, &m, &endorsements, &TrustAnchors::pinned(), c.verify_at());
             let check = failed_check(&v);
-            let expected: &[&str] = if i >= sig { &["SPDM signature"] } else { &["SPDM format", "SPDM signature", "Device certificate FWID"] };
+            let expected: &[&str] =
+                if i >= sig { &["SPDM signature"] } else { &["SPDM format", "SPDM signature", "Device certificate FWID"] };
             assert!(expected.contains(&check.as_str()), "{}: flip at {i} failed {check}", c.id);
         }
     }
@@ -550,7 +549,10 @@ fn an_oversized_certificate_pool_is_refused() {
     assert_eq!(failed_check(&run(Tee::Nvgpu, &ppcie_set(), &many, &TrustAnchors::pinned(), ppcie_at())), "Endorsement limits");
     // Too many RIMs.
     let rims: Vec<Endorsement> = (0..=cachet_verify::nvgpu::MAX_RIMS).map(|_| folder_rims(&c).remove(0)).collect();
-    assert_eq!(failed_check(&run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), rims), &TrustAnchors::pinned(), c.verify_at())), "Endorsement limits");
+    assert_eq!(
+        failed_check(&run(Tee::Nvgpu, &c.evidence_bytes(), &with(without_rims(&c), rims), &TrustAnchors::pinned(), c.verify_at())),
+        "Endorsement limits"
+    );
 }
 
 /// Signature work is bounded per request: a verification that needs more

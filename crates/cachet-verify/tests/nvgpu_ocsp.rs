@@ -142,7 +142,14 @@ fn a_flipped_bit_in_the_signed_response_is_refused() {
     let mut bad = der.clone();
     bad[pos + 3] = b'4';
     if let Ok(resp) = ocsp::parse("retimed", &bad) {
-        let r = ocsp::check_chain("Device certificate revocation", "device", &test_chain().certs, &[resp], ts("2024-06-02T00:00:00Z"), &mut Checks::new());
+        let r = ocsp::check_chain(
+            "Device certificate revocation",
+            "device",
+            &test_chain().certs,
+            &[resp],
+            ts("2024-06-02T00:00:00Z"),
+            &mut Checks::new(),
+        );
         assert!(r.is_err(), "retimed response accepted");
     }
     assert!(tried > 30, "only {tried} flipped responses parsed");
@@ -161,7 +168,10 @@ fn an_unsuccessful_response_fails_the_format_check() {
 fn responses_are_recognised_by_content_in_der_base64_and_pem_text() {
     let der = file("leaf_good.der");
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let armoured = format!("-----BEGIN OCSP RESPONSE-----\n{}\n-----END OCSP RESPONSE-----\n", b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n"));
+    let armoured = format!(
+        "-----BEGIN OCSP RESPONSE-----\n{}\n-----END OCSP RESPONSE-----\n",
+        b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
+    );
     assert_eq!(ocsp::recognise(&der), Some(der.clone()));
     assert_eq!(ocsp::recognise(b64.as_bytes()), Some(der.clone()));
     assert_eq!(ocsp::recognise(armoured.as_bytes()), Some(der.clone()));
@@ -178,18 +188,23 @@ fn a_response_about_another_issuers_certificate_covers_nothing() {
     // as leaf under the root): nothing covered, and nothing refused.
     let chain = test_chain();
     let mut checks = Checks::new();
-    let r = ocsp::check_chain("Device certificate revocation", "device", &chain.certs[1..], &responses(&["leaf_revoked.der"]), at(), &mut checks)
-        .expect("unrelated response ignored");
+    let r = ocsp::check_chain(
+        "Device certificate revocation",
+        "device",
+        &chain.certs[1..],
+        &responses(&["leaf_revoked.der"]),
+        at(),
+        &mut checks,
+    )
+    .expect("unrelated response ignored");
     assert_eq!((r.good, r.total), (0, 1));
     assert_eq!(r.checked_claim(), serde_json::json!(false));
 }
 
 #[test]
 fn real_vectors_without_a_covering_response_say_revocation_was_not_checked() {
-    let ocsp_files: Vec<Endorsement> = ["leaf_good.der", "ica_good_sha1.der"]
-        .iter()
-        .map(|n| Endorsement { name: n.to_string(), bytes: file(n) })
-        .collect();
+    let ocsp_files: Vec<Endorsement> =
+        ["leaf_good.der", "ica_good_sha1.der"].iter().map(|n| Endorsement { name: n.to_string(), bytes: file(n) }).collect();
     let all = cases(&["nvgpu"]);
     assert!(!all.is_empty());
     for c in all.iter().filter(|c| c.expect == "accept") {

@@ -132,8 +132,7 @@ fn refused_outside_the_certificate_window() {
 
 #[test]
 fn flipped_bits_in_the_signed_region_are_refused() {
-    const EXPECTED: &[&str] =
-        &["Report format", "Signature algorithm", "Signing key", "VLEK certificate", "Product", "Report signature"];
+    const EXPECTED: &[&str] = &["Report format", "Signature algorithm", "Signing key", "VLEK certificate", "Product", "Report signature"];
     for c in snp_cases() {
         let ev = c.evidence_bytes();
         let ends = c.endorsement_files();
@@ -194,11 +193,8 @@ fn another_chips_or_products_vcek_is_refused() {
             let v = run_with(a, &a.evidence_bytes(), &ends);
             let check = failed_check(&v);
             let same_product = product_of(a) == product_of(b);
-            let allowed: &[&str] = if same_product {
-                &["Report signature", "VCEK chip ID", "VCEK TCB"]
-            } else {
-                &["Product", "VCEK certificate chain"]
-            };
+            let allowed: &[&str] =
+                if same_product { &["Report signature", "VCEK chip ID", "VCEK TCB"] } else { &["Product", "VCEK certificate chain"] };
             assert!(allowed.contains(&check.as_str()), "{} with {}'s VCEK: {check}", a.id, b.id);
             ends.extend(chain_of(b));
             let check = failed_check(&run_with(a, &a.evidence_bytes(), &ends));
@@ -566,11 +562,7 @@ impl Hierarchy {
 
     /// Issue a VCEK/VLEK; returns (DER, PKCS#8 of its key).
     fn issue(&self, v: &Vek, issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) -> (Vec<u8>, Vec<u8>) {
-        let key = if v.p256 {
-            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
-        } else {
-            p384_key()
-        };
+        let key = if v.p256 { rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap() } else { p384_key() };
         let mut p = base_params(if v.kind == "vlek" { "SEV-VLEK" } else { "SEV-VCEK" }, v.serial);
         let mut exts = vec![amd_ext(&[1], der_int(1))];
         // An empty product name leaves the extension out (and spells cspID as UTF8String).
@@ -755,9 +747,17 @@ fn synthetic_vlek_report_verifies_through_the_asvk() {
 #[test]
 fn synthetic_turin_binds_the_8_byte_hwid_and_fmc() {
     let h = Hierarchy::new(AmdProduct::Turin);
-    let vcek = Vek { kind: "vcek", product_name: "Turin".into(), spl: TURIN_SPL, hwid: Some(chip(8)[..8].to_vec()), serial: 0, p256: false };
+    let vcek =
+        Vek { kind: "vcek", product_name: "Turin".into(), spl: TURIN_SPL, hwid: Some(chip(8)[..8].to_vec()), serial: 0, p256: false };
     let (der, key) = h.issue(&vcek, &h.ask);
-    let spec = |chip_id: [u8; 64], tcb: [u8; 8]| ReportSpec { version: 5, cpuid: (0x1A, 0x02, 0x01), signing_key: 0, chip_id, tcb, policy: 0x30000 };
+    let spec = |chip_id: [u8; 64], tcb: [u8; 8]| ReportSpec {
+        version: 5,
+        cpuid: (0x1A, 0x02, 0x01),
+        signing_key: 0,
+        chip_id,
+        tcb,
+        policy: 0x30000,
+    };
     let good = TURIN_SPL.report_bytes(AmdProduct::Turin);
     let cl = claims(&verify_synthetic(&h, &build_report(&spec(chip(8), good), &key), der.clone(), vec![]));
     assert_eq!(cl["reported_tcb"]["fmc"], 5);

@@ -87,13 +87,12 @@ fn real_firmware_event_logs_replay_to_their_pcrs() {
         assert_eq!(cachet_verify::x509::sha256_hex(&bytes), l["sha256"].as_str().unwrap(), "{id}: file as recorded");
         let pcrs = banks_from(&l["pcrs"]);
         let mut checks = Checks::new();
-        let claims = eventlog::verify_event_log(&bytes, &pcrs, &mut checks)
-            .unwrap_or_else(|e| panic!("{id}: {e} ({:?})", checks.as_slice()));
+        let claims =
+            eventlog::verify_event_log(&bytes, &pcrs, &mut checks).unwrap_or_else(|e| panic!("{id}: {e} ({:?})", checks.as_slice()));
         let names: Vec<&str> = checks.as_slice().iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["Event log format", "Event log banks", "Event log replay"], "{id}");
         // Every PCR the machine reported and the log extends was compared.
-        let replayed: Vec<u64> =
-            claims["replayed_pcrs"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let replayed: Vec<u64> = claims["replayed_pcrs"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         for i in 0..8 {
             assert!(replayed.contains(&i), "{id}: PCR {i} not replayed");
         }
@@ -104,9 +103,7 @@ fn real_firmware_event_logs_replay_to_their_pcrs() {
         // is hashed into the digest.
         for pcr in 0..8 {
             assert!(
-                events
-                    .iter()
-                    .any(|e| e["pcr"] == pcr && e["type"] == "EV_SEPARATOR" && e["data_digest_matches"] == true),
+                events.iter().any(|e| e["pcr"] == pcr && e["type"] == "EV_SEPARATOR" && e["data_digest_matches"] == true),
                 "{id}: no EV_SEPARATOR on PCR {pcr}"
             );
         }
@@ -170,9 +167,7 @@ fn real_event_log_details() {
     let l = real_logs().into_iter().find(|l| l["id"] == "ubuntu-2104-no-secure-boot").unwrap();
     let claims = eventlog::verify_event_log(&ubuntu, &banks_from(&l["pcrs"]), &mut Checks::new()).unwrap();
     let events = claims["events"].as_array().unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e["type"] == "EV_EFI_ACTION" && e["data"] == "Calling EFI Application from Boot Option"));
+    assert!(events.iter().any(|e| e["type"] == "EV_EFI_ACTION" && e["data"] == "Calling EFI Application from Boot Option"));
     assert!(events.iter().any(|e| e["pcr"] == 8 && e["data"].as_str().is_some_and(|d| d.starts_with("grub_cmd"))));
 }
 
@@ -258,11 +253,8 @@ impl<'a> MeasuredBoot<'a> {
         let file = format!("event-{}.bin", self.log.len());
         self.tpm.write(&file, data);
         let out = self.tpm.tool("tpm2_pcrevent", &[&pcr.to_string(), &file]);
-        let reported: BTreeMap<String, Vec<u8>> = out
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), hex::decode(v.trim()).unwrap()))
-            .collect();
+        let reported: BTreeMap<String, Vec<u8>> =
+            out.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), hex::decode(v.trim()).unwrap())).collect();
         let digests: Vec<Vec<u8>> = BANKS.iter().map(|b| reported[b.name()].clone()).collect();
         for (b, d) in BANKS.iter().zip(&digests) {
             assert_eq!(&b.digest(data), d, "the TPM's {} of the event data", b.name());
@@ -286,12 +278,7 @@ impl<'a> MeasuredBoot<'a> {
         let mut m = MeasuredBoot::new(tpm);
         let version: Vec<u8> = "Cachet test firmware 1.0\0".encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
         m.event(0, 0x0000_0008, &version); // EV_S_CRTM_VERSION
-        m.extend(
-            0,
-            0x8000_0008,
-            b"firmware volume contents",
-            &[0x00, 0x00, 0x82, 0xff, 0, 0, 0, 0, 0, 0, 0x1e, 0, 0, 0, 0, 0],
-        );
+        m.extend(0, 0x8000_0008, b"firmware volume contents", &[0x00, 0x00, 0x82, 0xff, 0, 0, 0, 0, 0, 0, 0x1e, 0, 0, 0, 0, 0]);
         m.event(7, 0x8000_0001, b"\x61\xdf\xe4\x8b\xca\x93\xd2\x11\xaa\x0d\x00\xe0\x98\x03\x2b\x8c SecureBoot=1");
         for pcr in 0..8 {
             m.event(pcr, 0x0000_0004, &[0, 0, 0, 0]); // EV_SEPARATOR
@@ -429,9 +416,7 @@ fn swtpm_activation_quote_and_event_log() {
     assert_eq!(events.len(), 14);
     assert_eq!(events[0]["type"], "EV_S_CRTM_VERSION");
     assert_eq!(events[0]["data"], "Cachet test firmware 1.0");
-    assert!(events
-        .iter()
-        .any(|e| e["type"] == "EV_EFI_ACTION" && e["data"] == "Calling EFI Application from Boot Option"));
+    assert!(events.iter().any(|e| e["type"] == "EV_EFI_ACTION" && e["data"] == "Calling EFI Application from Boot Option"));
     let app = events.iter().find(|e| e["type"] == "EV_EFI_BOOT_SERVICES_APPLICATION").unwrap();
     assert_eq!(app["data_digest_matches"], false, "the digest is of the image, not of the logged data");
     assert_eq!(app["digests"]["sha256"], hex::encode(HashAlg::Sha256.digest(b"PE image of shimx64.efi")));
@@ -531,13 +516,7 @@ fn swtpm_activation_refusals() {
     assert!(tpm.activate("ak", EK_RSA, "tampered.cred").is_err());
 
     // The EK certificate of another TPM does not certify this EK.
-    let e = start(
-        &ek_public,
-        &other.ek_cert(EK_RSA_CERT_NV),
-        &[other.local_ca_issuer()],
-        &ek_roots(&other),
-        &tpm.read("ak.pub"),
-    );
+    let e = start(&ek_public, &other.ek_cert(EK_RSA_CERT_NV), &[other.local_ca_issuer()], &ek_roots(&other), &tpm.read("ak.pub"));
     assert_eq!(err_check(e), "EK binding");
     // An EK certificate chaining to a root that is not trusted.
     let e = start(&ek_public, &ek_cert, &pool, &ek_roots(&other), &tpm.read("ak.pub"));
@@ -548,8 +527,7 @@ fn swtpm_activation_refusals() {
     let mut checks = Checks::new();
     let trusted: Vec<_> = roots.of_kind(EK_ROOT_KIND).collect();
     let year_ago = now() - 86_400 * 365;
-    let e =
-        activation::start_activation(&ek_public, &ek_cert, &pool, &trusted, &tpm.read("ak.pub"), year_ago, &mut checks);
+    let e = activation::start_activation(&ek_public, &ek_cert, &pool, &trusted, &tpm.read("ak.pub"), year_ago, &mut checks);
     assert_eq!(err_check(e), "EK certificate chain validity");
     // A key that is not an AK (the EK itself: a decryption key).
     let e = start(&ek_public, &ek_cert, &pool, &roots, &ek_public);

@@ -9,8 +9,7 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, RSA_PKCS1_SHA256,
-    RSA_PSS_SHA256,
+    EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
 };
 use cachet_verify::tpm::quote::{self, AkPublic, HashAlg};
 use cachet_verify::{AnchorKind, Endorsement, Tee, TrustAnchors, Verification, VerifyRequest};
@@ -532,7 +531,12 @@ fn cbor(v: &Cbor) -> Vec<u8> {
 
 /// An NSM document (COSE_Sign1 ES384) with `public_key` and a PCR map named
 /// `pcr_field`, signed by a leaf under `root`.
-fn nsm_document(root: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, public_key: &[u8], pcr_field: &str, pcrs: &[(u32, Vec<u8>)]) -> Vec<u8> {
+fn nsm_document(
+    root: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    public_key: &[u8],
+    pcr_field: &str,
+    pcrs: &[(u32, Vec<u8>)],
+) -> Vec<u8> {
     nsm_document_with_nonce(root, public_key, pcr_field, pcrs, &[5; 32])
 }
 
@@ -596,7 +600,10 @@ fn built_nitrotpm_evidence_binds_ak_and_pcrs() {
     assert!(verify(Tee::NitroTpm, stale.to_string().as_bytes(), &anchors, at, None).verified());
     assert_eq!(failed_check(&verify(Tee::NitroTpm, stale.to_string().as_bytes(), &anchors, at, Some(&[5; 32]))), "NSM document nonce");
     // The genuine AWS root does not anchor the test document.
-    assert_eq!(failed_check(&verify(Tee::NitroTpm, ev.to_string().as_bytes(), &TrustAnchors::pinned(), at, None)), "Nitro certificate chain");
+    assert_eq!(
+        failed_check(&verify(Tee::NitroTpm, ev.to_string().as_bytes(), &TrustAnchors::pinned(), at, None)),
+        "Nitro certificate chain"
+    );
     // An NSM PCR that differs from the quoted one.
     let mut bad = pcrs.clone();
     bad[4].1[0] ^= 1;
@@ -645,7 +652,17 @@ fn nitrotpm_claims_only_what_the_nsm_document_signs() {
     let claims = v.result.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(claims["pcrs"].as_object().unwrap().keys().collect::<Vec<_>>(), ["sha384"], "{claims}");
     assert_eq!(claims["pcrs"]["sha384"]["7"], genuine.as_str());
-    for unsigned in ["extra_data", "qualified_signer", "clock", "reset_count", "restart_count", "clock_safe", "firmware_version", "pcr_selection", "pcr_digest"] {
+    for unsigned in [
+        "extra_data",
+        "qualified_signer",
+        "clock",
+        "reset_count",
+        "restart_count",
+        "clock_safe",
+        "firmware_version",
+        "pcr_selection",
+        "pcr_digest",
+    ] {
         assert!(claims.get(unsigned).is_none(), "{unsigned} is not signed by the NSM document: {claims}");
     }
     assert_eq!(claims["nonce"], hex::encode([5u8; 32]), "the NSM document's nonce");
@@ -656,7 +673,8 @@ fn nitrotpm_claims_only_what_the_nsm_document_signs() {
         r.add_values("pcr7", vec![RefValue::new(value).unwrap()]).unwrap();
         r
     };
-    let appraise = |claims: &Value, refs: &ReferenceValues| policy.evaluate(&AppraisalInput::new("nitro-tpm", claims.clone()), refs, at).unwrap();
+    let appraise =
+        |claims: &Value, refs: &ReferenceValues| policy.evaluate(&AppraisalInput::new("nitro-tpm", claims.clone()), refs, at).unwrap();
     assert_ne!(appraise(&claims, &pcr7(&forged)).status, Status::Affirming);
     assert_eq!(appraise(&claims, &pcr7(&genuine)).status, Status::Affirming);
     // Claims that did carry the forged bank (another verifier, a

@@ -10,8 +10,8 @@ use cachet_verify::anchors::AnchorKind;
 use cachet_verify::x509::{self, VerifiedChain, VerifiedCrl};
 use cachet_verify::{Checks, TrustAnchors};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, CustomExtension, DnType,
-    IsCa, KeyPair, KeyUsagePurpose, SerialNumber, SigningKey,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, CustomExtension, DnType, IsCa, KeyPair,
+    KeyUsagePurpose, SerialNumber, SigningKey,
 };
 
 /// 2025-01-01T00:00:00Z, inside every certificate's window.
@@ -154,11 +154,7 @@ fn an_unprocessed_critical_extension_is_refused() {
     san.distinguished_name = rcgen::DistinguishedName::new();
     san.subject_alt_names = vec![rcgen::SanType::DnsName("tpm.example".try_into().unwrap())];
     let san = leaf(san, &i);
-    assert!(x509::parse_cert(&san)
-        .unwrap()
-        .extensions()
-        .iter()
-        .any(|e| e.critical && e.oid.to_id_string() == "2.5.29.17"));
+    assert!(x509::parse_cert(&san).unwrap().extensions().iter().any(|e| e.critical && e.oid.to_id_string() == "2.5.29.17"));
     assert!(verify(&san, &[&i], &r).is_ok());
 }
 

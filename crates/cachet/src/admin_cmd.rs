@@ -81,7 +81,10 @@ async fn run_async(args: AdminArgs) -> Result<ExitCode, String> {
         AdminCommand::CreateKey { role, name, tenant, expires } => {
             let expires_at = expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;
             let k = new_expiring_api_key(&name, role, tenant.as_deref(), expires_at, now)?;
-            let a = audit("api_key.create", json!({"id": k.record.id, "name": name, "role": role.as_str(), "tenant": tenant, "expires_at": expires_at}));
+            let a = audit(
+                "api_key.create",
+                json!({"id": k.record.id, "name": name, "role": role.as_str(), "tenant": tenant, "expires_at": expires_at}),
+            );
             store.insert_api_key(&k.record, &a).await.map_err(|e| e.to_string())?;
             let until = expires_at.map(|e| format!(", expires {}", format_time(e))).unwrap_or_default();
             eprintln!("created {} key {}{until} (shown once; keep it secret)", role.as_str(), k.record.id);

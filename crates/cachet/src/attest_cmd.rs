@@ -217,7 +217,12 @@ pub fn run(args: AttestArgs) -> ExitCode {
     };
     match rt.block_on(a.attest(&rd)) {
         Ok(att) => {
-            eprintln!("cachet attest: {} evidence from {} bound to nonce {}", att.evidence.tee, att.evidence.backend, hex::encode(&att.nonce));
+            eprintln!(
+                "cachet attest: {} evidence from {} bound to nonce {}",
+                att.evidence.tee,
+                att.evidence.backend,
+                hex::encode(&att.nonce)
+            );
             println!("{}", att.token);
             ExitCode::SUCCESS
         }

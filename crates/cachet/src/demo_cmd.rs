@@ -156,8 +156,15 @@ impl Demo {
 fn audit_line(r: &cachet_store::AuditRecord) -> String {
     let d: Value = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
     let what = match r.action.as_str() {
-        "secret.release" => format!("{} {}", d["secret"].as_str().unwrap_or(""), d["reason"].as_str().map(|s| format!("({s})")).unwrap_or_default()),
-        "secret.create" | "secret.update" => format!("{}/{} policy {}", d["owner"].as_str().unwrap_or(""), d["name"].as_str().unwrap_or(""), d["policy_hash"].as_str().map(short).unwrap_or_default()),
+        "secret.release" => {
+            format!("{} {}", d["secret"].as_str().unwrap_or(""), d["reason"].as_str().map(|s| format!("({s})")).unwrap_or_default())
+        }
+        "secret.create" | "secret.update" => format!(
+            "{}/{} policy {}",
+            d["owner"].as_str().unwrap_or(""),
+            d["name"].as_str().unwrap_or(""),
+            d["policy_hash"].as_str().map(short).unwrap_or_default()
+        ),
         "attest" => format!("{} {}", r.tee.as_deref().unwrap_or(""), d["status"].as_str().unwrap_or("")),
         "api_key.create" => format!("tenant {}", d["tenant"].as_str().unwrap_or("-")),
         _ => String::new(),
@@ -199,12 +206,19 @@ async fn story(d: &Demo) -> Result<(usize, usize), String> {
             "   {owner} (its own admin API key) put secret {owner}/{name}, sealed under {}; its Rego release policy",
             v["kek"].as_str().unwrap_or("the key-encryption key")
         );
-        println!("     (sha-256 {}) releases it only to measurement {} (the approved build).", short(v["policy_hash"].as_str().unwrap_or("")), short(APPROVED));
+        println!(
+            "     (sha-256 {}) releases it only to measurement {} (the approved build).",
+            short(v["policy_hash"].as_str().unwrap_or("")),
+            short(APPROVED)
+        );
         keys.push((owner, key));
     }
     if let Some((_, key_b)) = keys.get(1) {
         let (s, _) = d.call(reqwest::Method::GET, &format!("/v1/admin/secrets/{}", OWNERS[0].1), key_b, None).await?;
-        println!("   bank-b asking the admin API for {}: HTTP {s} (an owner sees only its own secrets; values are never returned).", OWNERS[0].1);
+        println!(
+            "   bank-b asking the admin API for {}: HTTP {s} (an owner sees only its own secrets; values are never returned).",
+            OWNERS[0].1
+        );
     }
     println!();
 

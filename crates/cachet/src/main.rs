@@ -2,13 +2,13 @@
 
 mod admin_cmd;
 mod attest_cmd;
-mod demo_cmd;
 mod audit_cmd;
+mod demo_cmd;
 mod keys_cmd;
 mod policy_cmd;
 mod refvals_cmd;
-mod selftest_cmd;
 mod secrets_cmd;
+mod selftest_cmd;
 mod serve_cmd;
 mod verify_cmd;
 
@@ -32,7 +32,7 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Run the attestation service (HTTP/HTTPS): challenges, attestation
     /// tokens, JWKS discovery, admin API, audit log.
-    Serve(serve_cmd::ServeArgs),
+    Serve(Box<serve_cmd::ServeArgs>),
     /// Manage token signing keys (list, rotate, revoke, prune, import).
     Keys(keys_cmd::KeysArgs),
     /// Manage admin API keys (create-key, list-keys, revoke-key); sign
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Verify(args) => verify_cmd::run(args),
-        Command::Serve(args) => serve_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(*args),
         Command::Keys(args) => keys_cmd::run(args),
         Command::Admin(args) => admin_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),

@@ -65,13 +65,7 @@ pub fn run(args: PolicyArgs) -> ExitCode {
     }
 }
 
-fn sign(
-    name: &str,
-    version: u64,
-    key: &std::path::Path,
-    cert: &std::path::Path,
-    policy: &std::path::Path,
-) -> Result<String, String> {
+fn sign(name: &str, version: u64, key: &std::path::Path, cert: &std::path::Path, policy: &std::path::Path) -> Result<String, String> {
     let read = |p: &std::path::Path, limit| crate::verify_cmd::read_limited(p, limit);
     let text_bytes = read(policy, 16 << 20)?;
     let text = String::from_utf8(text_bytes).map_err(|_| format!("{}: not UTF-8 text", policy.display()))?;
@@ -173,11 +167,7 @@ sys.stdout.write(s.payload.decode())
         std::fs::write(&jws_file, &jws).unwrap();
         // The payload binds the text to its name and version.
         let payload: serde_json::Value = serde_json::from_str(&python(PY_VERIFY, &[&cert, &jws_file]).unwrap()).unwrap();
-        assert_eq!(
-            payload,
-            serde_json::json!({"name": "lab", "version": 7, "policy": text}),
-            "jwcrypto verifies and reads the policy"
-        );
+        assert_eq!(payload, serde_json::json!({"name": "lab", "version": 7, "policy": text}), "jwcrypto verifies and reads the policy");
         // One payload byte changed: jwcrypto refuses.
         let parts: Vec<&str> = jws.split('.').collect();
         let altered = text.replace("warning", "affirming");

@@ -154,10 +154,12 @@ fn dispatch(cmd: RefvalsCommand) -> Result<(), Failure> {
             let mut rv = load_store(&store, true)?;
             let vals = values
                 .iter()
-                .map(|v| RefValue::new(v).map(|mut r| {
-                    r.expires = expires;
-                    r
-                }))
+                .map(|v| {
+                    RefValue::new(v).map(|mut r| {
+                        r.expires = expires;
+                        r
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| usage(e.0))?;
             let n = vals.len();
@@ -241,13 +243,19 @@ fn import_one(
     let is_provenance = match &as_json {
         Some(doc) => provenance::looks_like_provenance(doc),
         // JSON Lines (.intoto.jsonl): every line a JSON document.
-        None => text.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()).is_some_and(|d| provenance::looks_like_provenance(&d)),
+        None => text
+            .lines()
+            .next()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .is_some_and(|d| provenance::looks_like_provenance(&d)),
     };
     let label = src.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| src.display().to_string());
     if is_provenance {
-        let name = name.ok_or_else(|| usage(format!("{}: provenance needs --name (the set its subject digests go into)", src.display())))?;
+        let name =
+            name.ok_or_else(|| usage(format!("{}: provenance needs --name (the set its subject digests go into)", src.display())))?;
         let digests = provenance::subject_digests(&bytes).map_err(|e| refused(format!("{}: {}", src.display(), e.0)))?;
-        let values = provenance::to_ref_values(&digests, digest, &label, expires).map_err(|e| refused(format!("{}: {}", src.display(), e.0)))?;
+        let values =
+            provenance::to_ref_values(&digests, digest, &label, expires).map_err(|e| refused(format!("{}: {}", src.display(), e.0)))?;
         let n = values.len();
         let builders: Vec<String> = {
             let mut b: Vec<String> = values.iter().filter_map(|v| v.builder_id.clone()).collect();

@@ -99,7 +99,9 @@ async fn run_async(args: SecretsArgs) -> Result<(), String> {
     match args.command {
         SecretsCommand::Put { name, value_file, value_stdin, policy_file } => {
             let mut value = match (value_file, value_stdin) {
-                (Some(p), _) => read_limited(std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?, &p.display().to_string())?,
+                (Some(p), _) => {
+                    read_limited(std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?, &p.display().to_string())?
+                }
                 (None, true) => read_limited(std::io::stdin(), "stdin")?,
                 (None, false) => return Err("give --value-file or --value-stdin".into()),
             };

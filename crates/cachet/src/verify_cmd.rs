@@ -1,6 +1,5 @@
 //! `cachet verify`: evidence file + endorsement files -> verdict, claims, checks.
 
-
 /// Output to stdout that never panics: `cachet verify … | head` closes the
 /// pipe early, and std's `println!` would panic on the broken pipe. Shadows
 /// the prelude macro for this module.
@@ -125,13 +124,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let anchors = TrustAnchors::pinned();
-    let req = VerifyRequest {
-        evidence: &evidence,
-        endorsements: &endorsements,
-        anchors: &anchors,
-        at,
-        expected_nonce: nonce.as_deref(),
-    };
+    let req = VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: nonce.as_deref() };
     let v = cachet_verify::verify(tee, &req);
     let appraisal = appraiser.as_ref().map(|a| a.appraise(&v, args.nonce.as_deref(), at));
     match args.format {
@@ -254,9 +247,7 @@ fn collect_endorsements(path: &Path, out: &mut Vec<Endorsement>) -> Result<(), S
 }
 
 fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|e| e.to_string())
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(|t| t.unix_timestamp()).map_err(|e| e.to_string())
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {

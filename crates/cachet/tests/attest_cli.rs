@@ -49,7 +49,8 @@ fn attest_prints_a_token_binding_the_runtime_data() {
     let sim = s.dir.path().join("simulated-tee");
     let rd = s.dir.path().join("runtime.json");
     std::fs::write(&rd, br#"{"purpose":"cli test"}"#).unwrap();
-    let out = cachet(&["attest", "--server", &s.url, "--tee", "sim", "--sim-dir", sim.to_str().unwrap(), "--runtime-data", rd.to_str().unwrap()]);
+    let out =
+        cachet(&["attest", "--server", &s.url, "--tee", "sim", "--sim-dir", sim.to_str().unwrap(), "--runtime-data", rd.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap();
     let claims: serde_json::Value =

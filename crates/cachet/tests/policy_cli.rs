@@ -116,8 +116,7 @@ fn provenance_reference_values_decide_with_a_requiring_policy() {
 
 /// The default TDX policy with its two strictness settings changed.
 fn cachet_policy_requiring() -> String {
-    let text =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cachet-appraise/policies/tdx.rego")).unwrap();
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cachet-appraise/policies/tdx.rego")).unwrap();
     text.replace(r#"mismatch_outcome := "warning""#, r#"mismatch_outcome := "contraindicated""#)
         .replace("require_reference_values := false", "require_reference_values := true")
 }
@@ -138,11 +137,7 @@ fn a_debug_nitro_document_is_refused_with_exit_1() {
     }
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(doc["appraisal"]["status"], "contraindicated");
-    assert!(doc["appraisal"]["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["rule"] == "debug" && r["outcome"] == "contraindicated"));
+    assert!(doc["appraisal"]["reasons"].as_array().unwrap().iter().any(|r| r["rule"] == "debug" && r["outcome"] == "contraindicated"));
 }
 
 #[test]
@@ -168,11 +163,7 @@ fn refvals_add_remove_and_toml_import() {
     std::fs::write(&toml, "[reference_values.pcr0]\nexpires = 2030-01-01T00:00:00Z\nvalues = [\"0xAB\"]\n").unwrap();
     assert!(bin().args(["refvals", "import", "--store"]).arg(&store).arg(&toml).status().unwrap().success());
     assert!(bin().args(["refvals", "add", "--name", "nitro.pcr0", "--store"]).arg(&store).arg("CD").status().unwrap().success());
-    let out = bin()
-        .args(["refvals", "list", "--at", "2031-01-01T00:00:00Z", "--format", "json", "--store"])
-        .arg(&store)
-        .output()
-        .unwrap();
+    let out = bin().args(["refvals", "list", "--at", "2031-01-01T00:00:00Z", "--format", "json", "--store"]).arg(&store).output().unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["live"]["pcr0"], serde_json::json!([]), "expired");
     assert_eq!(doc["live"]["nitro.pcr0"], serde_json::json!(["cd"]));

@@ -49,7 +49,8 @@ fn admin_keys_and_audit_commands_work_on_the_store() {
     assert!(stdout(&o).contains("audit log intact: 5 entries"), "{}", stdout(&o));
     let head = stdout(&o).trim().rsplit(' ').next().unwrap().to_string();
     let shown = stdout(&cachet(&dir, &["audit", "show"]));
-    let actions: Vec<String> = shown.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
+    let actions: Vec<String> =
+        shown.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
     assert_eq!(actions, ["api_key.create", "signing_key.rotate", "signing_key.rotate", "signing_key.revoke", "api_key.revoke"]);
 
     // Edit entry 2 behind the tool's back (with Python's sqlite3 module).
@@ -79,8 +80,19 @@ fn serve_help_documents_every_setting_with_its_variable() {
     let o = Command::new(env!("CARGO_BIN_EXE_cachet")).args(["serve", "--help"]).output().unwrap();
     let help = stdout(&o);
     for flag in [
-        "--config", "--listen", "--data-dir", "--issuer", "--tls-cert", "--tls-key", "--token-alg", "--token-ttl",
-        "--key-publish-lead", "--nonce-ttl", "--body-limit", "--request-timeout", "--allow-verification-time",
+        "--config",
+        "--listen",
+        "--data-dir",
+        "--issuer",
+        "--tls-cert",
+        "--tls-key",
+        "--token-alg",
+        "--token-ttl",
+        "--key-publish-lead",
+        "--nonce-ttl",
+        "--body-limit",
+        "--request-timeout",
+        "--allow-verification-time",
         "--insecure-simulated-tee",
     ] {
         assert!(help.contains(flag), "{flag} missing from serve --help");
@@ -147,4 +159,32 @@ fn create_key_takes_an_expiry_as_a_duration_or_a_time() {
     let list: serde_json::Value = serde_json::from_slice(&cachet(&dir, &["admin", "list-keys"]).stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cachet serve --allow-verification-time` warns on stderr as it starts
+/// (attesters then choose the verification instant); without the flag it
+/// says nothing of the kind.
+#[test]
+fn serve_warns_when_attesters_may_choose_the_verification_time() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for allow in [true, false] {
+        let dir = temp(&format!("allow-at-{allow}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachet"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&dir).env_remove("CACHET_ALLOW_VERIFICATION_TIME");
+        if allow {
+            cmd.arg("--allow-verification-time");
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run cachet serve");
+        // The first stdout line is the listening URL: start-up, warnings included, is done.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(line.contains("http://127.0.0.1:"), "allow={allow}: {line:?} {stderr}");
+        assert_eq!(stderr.contains("WARNING: --allow-verification-time is on"), allow, "allow={allow}: {stderr}");
+        assert_eq!(stderr.contains("INSECURE: --allow-verification-time is on"), allow, "allow={allow}: {stderr}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

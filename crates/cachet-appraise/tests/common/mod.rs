@@ -92,8 +92,7 @@ pub fn verified_cases() -> (Vec<Verified>, Vec<String>) {
             Err(e) => eprintln!("note: case {} ({}) does not verify yet: {e}", c.id, c.tee),
         }
     }
-    let mut missing: Vec<String> =
-        tried.iter().filter(|(t, _)| !tried.iter().any(|(u, p)| u == t && *p)).map(|(t, _)| t.clone()).collect();
+    let mut missing: Vec<String> = tried.iter().filter(|(t, _)| !tried.iter().any(|(u, p)| u == t && *p)).map(|(t, _)| t.clone()).collect();
     missing.sort();
     missing.dedup();
     (ok, missing)

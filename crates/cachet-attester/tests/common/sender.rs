@@ -49,9 +49,13 @@ pub fn encrypt(recipient_jwk: &Value, plaintext: &[u8]) -> String {
     aws_lc_rs::rand::fill(&mut iv).expect("rand");
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).expect("cek"));
     let mut ct = plaintext.to_vec();
-    let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(header_b64.as_bytes()), &mut ct)
-        .expect("seal");
-    [header_b64, URL_SAFE_NO_PAD.encode(wrapped), URL_SAFE_NO_PAD.encode(iv), URL_SAFE_NO_PAD.encode(ct), URL_SAFE_NO_PAD.encode(tag.as_ref())]
-        .join(".")
+    let tag = key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(header_b64.as_bytes()), &mut ct).expect("seal");
+    [
+        header_b64,
+        URL_SAFE_NO_PAD.encode(wrapped),
+        URL_SAFE_NO_PAD.encode(iv),
+        URL_SAFE_NO_PAD.encode(ct),
+        URL_SAFE_NO_PAD.encode(tag.as_ref()),
+    ]
+    .join(".")
 }

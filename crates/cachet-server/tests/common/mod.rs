@@ -124,8 +124,7 @@ pub async fn create_api_key(data_dir: &Path, role: Role) -> String {
 pub async fn create_tenant_api_key(data_dir: &Path, tenant: Option<&str>, role: Role) -> String {
     let store = SqliteStore::open_dir(data_dir).await.expect("store");
     let k = new_tenant_api_key("test", role, tenant, cachet_server::now()).unwrap();
-    let a =
-        AuditEntry { ts: 0, actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() };
+    let a = AuditEntry { ts: 0, actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() };
     store.insert_api_key(&k.record, &a).await.unwrap();
     store.close().await;
     k.key

@@ -190,8 +190,8 @@ fn pcrs_from(v: &Value) -> Result<PcrInput, String> {
             }
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let b = bytes_where(item, "PCR value", |b| matches!(b.len(), 20 | 32 | 48 | 64))
-                    .map_err(|e| format!("PCR value {i}: {e}"))?;
+                let b =
+                    bytes_where(item, "PCR value", |b| matches!(b.len(), 20 | 32 | 48 | 64)).map_err(|e| format!("PCR value {i}: {e}"))?;
                 out.push(b);
             }
             Ok(PcrInput::List(out))
@@ -203,8 +203,7 @@ fn pcrs_from(v: &Value) -> Result<PcrInput, String> {
             let mut out = std::collections::BTreeMap::new();
             for (k, item) in m {
                 let idx: u32 = k.trim().parse().map_err(|_| format!("PCR index '{k}' is not a number"))?;
-                let b = bytes_where(item, "PCR value", |b| matches!(b.len(), 20 | 32 | 48 | 64))
-                    .map_err(|e| format!("PCR {idx}: {e}"))?;
+                let b = bytes_where(item, "PCR value", |b| matches!(b.len(), 20 | 32 | 48 | 64)).map_err(|e| format!("PCR {idx}: {e}"))?;
                 out.insert(idx, b);
             }
             Ok(PcrInput::Indexed(out))
@@ -229,9 +228,7 @@ pub fn from_json(doc: &Value) -> Result<AzureEvidence, String> {
     };
     let hcl_raw = field(&obj, &["hclreport", "report"]).ok_or("'hcl_report' is missing")?;
     let hcl_report = bytes_where(hcl_raw, "hcl_report", looks_like_hcl)?;
-    let q = field(&obj, &["tpmquote", "quote"])
-        .and_then(Value::as_object)
-        .ok_or("'tpm_quote' (or 'quote') is missing or not an object")?;
+    let q = field(&obj, &["tpmquote", "quote"]).and_then(Value::as_object).ok_or("'tpm_quote' (or 'quote') is missing or not an object")?;
     let msg = field(q, &["message", "quote", "attest", "quoted"]).ok_or("'tpm_quote.message' is missing")?;
     let quote = bytes_where(msg, "tpm_quote.message", |b| b.starts_with(&TPM_GENERATED))?;
     let sig = field(q, &["signature", "sig"]).ok_or("'tpm_quote.signature' is missing")?;

@@ -117,7 +117,8 @@ pub fn verify_tdx(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value
 /// SNP from TDX by the HCL report type (or, failing that, a `td_quote`).
 pub fn detect(v: &Value) -> Option<Tee> {
     let b = evidence::hcl_report_of(v)?;
-    let report_type = b.get(hcl::REQUEST_DATA_OFFSET + 8..hcl::REQUEST_DATA_OFFSET + 12).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let report_type =
+        b.get(hcl::REQUEST_DATA_OFFSET + 8..hcl::REQUEST_DATA_OFFSET + 12).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
     match report_type {
         Some(2) => Some(Tee::AzSnpVtpm),
         Some(4) => Some(Tee::AzTdxVtpm),
@@ -160,25 +161,12 @@ fn parse_hcl<'a>(ev: &'a AzureEvidence, want: HwKind, checks: &mut Checks) -> VR
         if h.kind == want {
             Ok(h)
         } else {
-            Err(format!(
-                "the HCL report wraps a {} report, not {} (verify it as az-{}-vtpm)",
-                h.kind.name(),
-                want.name(),
-                h.kind.name()
-            ))
+            Err(format!("the HCL report wraps a {} report, not {} (verify it as az-{}-vtpm)", h.kind.name(), want.name(), h.kind.name()))
         }
     });
     let detail = r
         .as_ref()
-        .map(|h| {
-            format!(
-                "HCLA v{}, {} report, {} runtime data of {} bytes",
-                h.version,
-                h.kind.name(),
-                h.hash.name(),
-                h.var_data.len()
-            )
-        })
+        .map(|h| format!("HCLA v{}, {} report, {} runtime data of {} bytes", h.version, h.kind.name(), h.hash.name(), h.var_data.len()))
         .unwrap_or_default();
     checks.record("HCL report format", r, detail)
 }
@@ -350,14 +338,7 @@ fn pcr_banks(input: &PcrInput, attest: &Attest) -> Result<PcrBanks, String> {
 }
 
 /// Runtime claims, AK, TPM quote, user data; then the claims.
-fn finish(
-    req: &VerifyRequest<'_>,
-    ev: &AzureEvidence,
-    hcl: &HclReport<'_>,
-    hw: Value,
-    tee: Tee,
-    checks: &mut Checks,
-) -> VResult<Value> {
+fn finish(req: &VerifyRequest<'_>, ev: &AzureEvidence, hcl: &HclReport<'_>, hw: Value, tee: Tee, checks: &mut Checks) -> VResult<Value> {
     let rc = checks.record(
         "HCL runtime data",
         parse_runtime_claims(hcl.var_data),

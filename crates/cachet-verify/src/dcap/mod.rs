@@ -77,12 +77,7 @@ const CN_TCB_SIGNING: &str = "SGX TCB Signing";
 
 /// Verify a quote of the expected TEE with collateral from `source` (the
 /// endorsements, or later an Intel PCS / PCCS client).
-pub fn verify_with_source(
-    req: &VerifyRequest<'_>,
-    checks: &mut Checks,
-    want: QuoteTee,
-    source: &dyn CollateralSource,
-) -> VResult<Value> {
+pub fn verify_with_source(req: &VerifyRequest<'_>, checks: &mut Checks, want: QuoteTee, source: &dyn CollateralSource) -> VResult<Value> {
     let at = req.at;
     let q = match quote::parse(req.evidence).and_then(|q| quote::validate(&q, want).map(|()| q)) {
         Ok(q) => {
@@ -100,10 +95,8 @@ pub fn verify_with_source(
     };
     let pck = match check_pck_leaf(&leaf) {
         Ok(p) => {
-            checks.pass(
-                "PCK certificate",
-                format!("FMSPC {}, PCE ID {}, PCESVN {}", hex::encode(p.fmspc), hex::encode(p.pce_id), p.pce_svn),
-            );
+            checks
+                .pass("PCK certificate", format!("FMSPC {}, PCE ID {}, PCESVN {}", hex::encode(p.fmspc), hex::encode(p.pce_id), p.pce_svn));
             p
         }
         Err(e) => return Err(checks.fail("PCK certificate", e)),
@@ -152,11 +145,7 @@ pub fn verify_with_source(
         tee: want,
         fmspc: pck.fmspc,
         pce_id: pck.pce_id,
-        pck_ca: if issuer_cn(&leaf).to_ascii_lowercase().contains("processor") {
-            "processor".into()
-        } else {
-            "platform".into()
-        },
+        pck_ca: if issuer_cn(&leaf).to_ascii_lowercase().contains("processor") { "processor".into() } else { "platform".into() },
     };
     let coll = match source.collateral(&request) {
         Ok(c) => c,
@@ -233,10 +222,9 @@ pub fn verify_with_source(
             l
         }
         None => {
-            return Err(checks.fail(
-                "QE TCB level",
-                format!("QE ISVSVN {} is below every level of the QE Identity: TCB not supported", qr.isv_svn),
-            ))
+            return Err(
+                checks.fail("QE TCB level", format!("QE ISVSVN {} is below every level of the QE Identity: TCB not supported", qr.isv_svn))
+            )
         }
     };
 
@@ -301,12 +289,7 @@ pub fn verify_with_source(
         module_status.map(|m| format!(", TDX module {m}")).unwrap_or_default(),
         qe_level.status
     );
-    checks.require(
-        "TCB status",
-        status != TcbStatus::Revoked,
-        format!("{status} ({parts})"),
-        format!("TCB is Revoked ({parts})"),
-    )?;
+    checks.require("TCB status", status != TcbStatus::Revoked, format!("{status} ({parts})"), format!("TCB is Revoked ({parts})"))?;
 
     let mut claims = body_claims(&q);
     let c = &mut claims;
@@ -422,10 +405,7 @@ fn verified_chain(
         }
     };
     if chain.certs.len() != shape.len {
-        return Err(checks.fail(
-            name,
-            format!("{} certificates to the root, Intel's chains have {}", chain.certs.len(), shape.len),
-        ));
+        return Err(checks.fail(name, format!("{} certificates to the root, Intel's chains have {}", chain.certs.len(), shape.len)));
     }
     if let Some(phrase) = shape.intermediate_cn {
         let cn = chain.certs.get(1).and_then(|d| parse_cert(d).ok()).map(|c| cert_cn(&c)).unwrap_or_default();
@@ -494,11 +474,8 @@ fn pick_preferred<'c, T: Clone>(
 ) -> Option<(&'c SignedJson, Result<T, String>)> {
     let tiers: [&Tier<'_, T>; 3] = [&preferred, &|r| r.is_ok(), &|_| true];
     for tier in tiers {
-        let cands: Vec<_> = items
-            .iter()
-            .filter(|(_, r)| tier(r))
-            .map(|(sj, r)| (issued(r).unwrap_or(UnixTime::MIN), (*sj, r.clone())))
-            .collect();
+        let cands: Vec<_> =
+            items.iter().filter(|(_, r)| tier(r)).map(|(sj, r)| (issued(r).unwrap_or(UnixTime::MIN), (*sj, r.clone()))).collect();
         if !cands.is_empty() {
             return pick_by_time(cands, at);
         }
@@ -546,8 +523,7 @@ fn select<'c>(
     // Parsed structures that fit the platform are preferred; an unparsable one
     // is still selected when it is all there is, so that tampering is reported
     // by its signature check rather than as a missing piece.
-    let infos: Vec<(&SignedJson, Result<TcbInfo, String>)> =
-        coll.tcb_infos.iter().map(|sj| (sj, TcbInfo::parse(&sj.body))).collect();
+    let infos: Vec<(&SignedJson, Result<TcbInfo, String>)> = coll.tcb_infos.iter().map(|sj| (sj, TcbInfo::parse(&sj.body))).collect();
     let fits = |i: &TcbInfo| i.fmspc == pck.fmspc && i.pce_id == pck.pce_id && (i.is_tdx() == (want == QuoteTee::Tdx));
     let tcb = pick_preferred(&infos, |r| r.as_ref().is_ok_and(&fits), |r| r.as_ref().map(|i| i.issue_date).ok(), at);
     if tcb.is_none() {
@@ -576,15 +552,7 @@ fn select<'c>(
     match (root_crl, pck_crl, tcb, qe, missing.is_empty()) {
         (Some(root_crl), Some(pck_crl), Some((tsj, tinfo)), Some((qsj, qinfo)), true) => {
             checks.pass("Collateral", coll.summary());
-            Ok(Selected {
-                root_crl,
-                pck_crl,
-                tcb_info_raw: tsj,
-                tcb_info: tinfo,
-                qe_identity_raw: qsj,
-                qe_identity: qinfo,
-                signing_certs,
-            })
+            Ok(Selected { root_crl, pck_crl, tcb_info_raw: tsj, tcb_info: tinfo, qe_identity_raw: qsj, qe_identity: qinfo, signing_certs })
         }
         _ => {
             let mut msg = missing.join("; ");
@@ -612,8 +580,11 @@ fn verify_signed_json(
     // Candidates: the structure's own issuer chain first, then any other;
     // certificates valid at `at` before expired ones (Intel re-issued the TCB
     // signing certificate with the same key).
-    let mut cands: Vec<&Vec<u8>> =
-        signing_certs.iter().filter(|d| sj.issuer_chain.contains(d)).chain(signing_certs.iter().filter(|d| !sj.issuer_chain.contains(d))).collect();
+    let mut cands: Vec<&Vec<u8>> = signing_certs
+        .iter()
+        .filter(|d| sj.issuer_chain.contains(d))
+        .chain(signing_certs.iter().filter(|d| !sj.issuer_chain.contains(d)))
+        .collect();
     cands.sort_by_key(|d| parse_cert(d).map(|c| x509::check_validity(&c, req.at).is_err()).unwrap_or(true));
     // Collateral, not evidence: a signature that verified once for the same
     // signer, body and signature bytes is remembered when a cache is in scope.
@@ -645,14 +616,7 @@ fn verify_signed_json(
 
 /// Verify a CRL (issuer, signature, thisUpdate <= at <= nextUpdate) and that
 /// none of `subjects` is revoked by it. One check named `name`.
-fn crl_check(
-    checks: &mut Checks,
-    name: &str,
-    crl_der: &[u8],
-    issuer_der: &[u8],
-    subjects: &[(&str, &[u8])],
-    at: UnixTime,
-) -> VResult<()> {
+fn crl_check(checks: &mut Checks, name: &str, crl_der: &[u8], issuer_der: &[u8], subjects: &[(&str, &[u8])], at: UnixTime) -> VResult<()> {
     let mut tmp = Checks::new();
     let crl = match crate::cache::verify_crl(name, crl_der, issuer_der, at, &mut tmp) {
         Ok(c) => c,
@@ -665,10 +629,9 @@ fn crl_check(
         let Ok(cert) = parse_cert(der) else { continue };
         let serial = cert.raw_serial();
         if crl.is_revoked(serial) {
-            return Err(checks.fail(
-                name,
-                format!("certificate revoked (serial {}): the {what} \"{}\"", hex::encode(serial), cert.subject()),
-            ));
+            return Err(
+                checks.fail(name, format!("certificate revoked (serial {}): the {what} \"{}\"", hex::encode(serial), cert.subject()))
+            );
         }
     }
     checks.extend_prefixed("", tmp);
@@ -677,12 +640,7 @@ fn crl_check(
 
 /// QVL 4.1.2.4.11: MRSIGNERSEAM and SEAMATTRIBUTES against `tdxModule`, or
 /// against the identity `TDX_<TEE_TCB_SVN[1]>` when the module version is set.
-fn check_module_identity<'i>(
-    info: &'i TcbInfo,
-    q: &Quote<'_>,
-    td: &quote::TdReport,
-    checks: &mut Checks,
-) -> VResult<ModuleIdent<'i>> {
+fn check_module_identity<'i>(info: &'i TcbInfo, q: &Quote<'_>, td: &quote::TdReport, checks: &mut Checks) -> VResult<ModuleIdent<'i>> {
     let name = "TDX module identity";
     let Some(base) = info.tdx_module.as_ref() else {
         return Err(checks.fail(name, "the TDX TCB Info has no tdxModule"));
@@ -690,10 +648,7 @@ fn check_module_identity<'i>(
     let version = td.tee_tcb_svn[1];
     let ident = if q.header.version > 3 && version > 0 {
         if info.tdx_module_identities.is_none() {
-            return Err(checks.fail(
-                name,
-                format!("TDX module version {version} but the TCB Info has no tdxModuleIdentities"),
-            ));
+            return Err(checks.fail(name, format!("TDX module version {version} but the TCB Info has no tdxModuleIdentities")));
         }
         match tcb::find_module_identity(info, version) {
             Some(m) => ModuleIdent::Identity(m),
@@ -712,20 +667,13 @@ fn check_module_identity<'i>(
         ModuleIdent::Base => base,
     };
     if td.mr_signer_seam != expected.mrsigner {
-        return Err(checks.fail(
-            name,
-            format!("MRSIGNERSEAM {} is not {}", hex::encode(td.mr_signer_seam), hex::encode(expected.mrsigner)),
-        ));
+        return Err(checks.fail(name, format!("MRSIGNERSEAM {} is not {}", hex::encode(td.mr_signer_seam), hex::encode(expected.mrsigner))));
     }
     // QVL requires SEAMATTRIBUTES to be zero and equal to the expected value.
     if td.seam_attributes != [0u8; 8] || td.seam_attributes != expected.attributes {
         return Err(checks.fail(
             name,
-            format!(
-                "SEAMATTRIBUTES {} are not zero / not {}",
-                hex::encode(td.seam_attributes),
-                hex::encode(expected.attributes)
-            ),
+            format!("SEAMATTRIBUTES {} are not zero / not {}", hex::encode(td.seam_attributes), hex::encode(expected.attributes)),
         ));
     }
     let which = if expected.id.is_empty() { "tdxModule".to_string() } else { expected.id.clone() };
@@ -744,12 +692,7 @@ enum ModuleIdent<'i> {
 
 /// QVL `checkTdxModuleTcbStatus`: the module's ISVSVN (TEE_TCB_SVN[0]) against
 /// the identity's levels. Version 0 modules are up to date by definition.
-fn module_tcb_level(
-    q: &Quote<'_>,
-    td: &quote::TdReport,
-    ident: ModuleIdent<'_>,
-    checks: &mut Checks,
-) -> VResult<(TcbStatus, Vec<String>)> {
+fn module_tcb_level(q: &Quote<'_>, td: &quote::TdReport, ident: ModuleIdent<'_>, checks: &mut Checks) -> VResult<(TcbStatus, Vec<String>)> {
     let name = "TDX module TCB level";
     let (isv, version) = (td.tee_tcb_svn[0], td.tee_tcb_svn[1]);
     match ident {
@@ -758,10 +701,7 @@ fn module_tcb_level(
                 checks.pass(name, format!("{} ISVSVN {isv} -> {} ({})", m.id, l.status, l.tcb_date));
                 Ok((l.status, l.advisory_ids.clone()))
             }
-            None => Err(checks.fail(
-                name,
-                format!("TDX module ISVSVN {isv} is below every level of {}: TCB not supported", m.id),
-            )),
+            None => Err(checks.fail(name, format!("TDX module ISVSVN {isv} is below every level of {}: TCB not supported", m.id))),
         },
         ModuleIdent::Base if q.header.version > 3 && version == 0 => {
             checks.pass(name, "TDX module version 0: judged by the TDX TCB components");

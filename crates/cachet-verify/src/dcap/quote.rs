@@ -33,8 +33,7 @@ pub const TEE_TYPE_TDX: u32 = 0x81;
 /// Attestation key type 2: ECDSA-256 with P-256 (the only one QVL accepts).
 pub const ATT_KEY_TYPE_ECDSA_P256: u16 = 2;
 /// Intel's QE vendor ID (`939A7233-F79C-4CA9-940A-0DB3957F0607`).
-pub const INTEL_QE_VENDOR_ID: [u8; 16] =
-    [0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07];
+pub const INTEL_QE_VENDOR_ID: [u8; 16] = [0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07];
 /// Certification data type 5: the PCK certificate chain, PEM.
 pub const CERT_TYPE_PCK_CHAIN: u16 = 5;
 /// Certification data type 6: QE report certification data (v4/v5 quotes).

@@ -286,14 +286,7 @@ fn parse_level(l: TcbLevelJson, version: u32, tdx: bool) -> Result<TcbLevel, Str
     };
     let tdx = if tdx { Some(components(l.tcb.get("tdxtcbcomponents"), "tdxtcbcomponents")?) } else { None };
     parse_time(&l.tcb_date)?;
-    Ok(TcbLevel {
-        sgx,
-        pce_svn,
-        tdx,
-        status: TcbStatus::parse_level(&l.tcb_status)?,
-        tcb_date: l.tcb_date,
-        advisory_ids: l.advisory_ids,
-    })
+    Ok(TcbLevel { sgx, pce_svn, tdx, status: TcbStatus::parse_level(&l.tcb_status)?, tcb_date: l.tcb_date, advisory_ids: l.advisory_ids })
 }
 
 fn parse_module(m: TdxModuleJson) -> Result<TdxModule, String> {
@@ -324,13 +317,7 @@ fn parse_simple_levels(levels: Vec<ModuleLevelJson>) -> Result<Vec<SimpleLevel>,
 
 /// QVL's `TcbLevel::operator>`: the order of its `std::set<TcbLevel, greater>`.
 fn qvl_order(a: &TcbLevel, b: &TcbLevel, tdx_info: bool) -> std::cmp::Ordering {
-    b.sgx.cmp(&a.sgx).then_with(|| {
-        if tdx_info && a.pce_svn == b.pce_svn {
-            b.tdx.cmp(&a.tdx)
-        } else {
-            b.pce_svn.cmp(&a.pce_svn)
-        }
-    })
+    b.sgx.cmp(&a.sgx).then_with(|| if tdx_info && a.pce_svn == b.pce_svn { b.tdx.cmp(&a.tdx) } else { b.pce_svn.cmp(&a.pce_svn) })
 }
 
 impl TcbInfo {
@@ -529,12 +516,7 @@ pub struct MatchedLevels<'a> {
 }
 
 /// Match the platform against the TCB Info levels.
-pub fn match_levels<'a>(
-    info: &'a TcbInfo,
-    cpu_svn: &[u8; 16],
-    pce_svn: u16,
-    tee_tcb_svn: Option<&[u8; 16]>,
-) -> MatchedLevels<'a> {
+pub fn match_levels<'a>(info: &'a TcbInfo, cpu_svn: &[u8; 16], pce_svn: u16, tee_tcb_svn: Option<&[u8; 16]>) -> MatchedLevels<'a> {
     let mut sgx = None;
     for level in &info.levels {
         let sgx_ok = cpu_svn.iter().zip(&level.sgx).all(|(p, l)| p >= l) && pce_svn >= level.pce_svn;
@@ -562,9 +544,7 @@ pub fn converge_with_qe(tcb: TcbStatus, qe: TcbStatus) -> TcbStatus {
         // Anything else from the QE Identity is "out of date" to QVL.
         _ => match tcb {
             TcbStatus::UpToDate | TcbStatus::SWHardeningNeeded => TcbStatus::OutOfDate,
-            TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded => {
-                TcbStatus::OutOfDateConfigurationNeeded
-            }
+            TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded => TcbStatus::OutOfDateConfigurationNeeded,
             other => other,
         },
     }
@@ -576,9 +556,7 @@ pub fn converge_with_module(tcb: TcbStatus, module: TcbStatus) -> TcbStatus {
         TcbStatus::Revoked => TcbStatus::Revoked,
         TcbStatus::OutOfDate => match tcb {
             TcbStatus::UpToDate | TcbStatus::SWHardeningNeeded => TcbStatus::OutOfDate,
-            TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded => {
-                TcbStatus::OutOfDateConfigurationNeeded
-            }
+            TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded => TcbStatus::OutOfDateConfigurationNeeded,
             other => other,
         },
         _ => tcb,
@@ -609,10 +587,7 @@ pub fn check_relaunch(
     let qe_ok = !matches!(qe_status, TcbStatus::OutOfDate | TcbStatus::Revoked);
     let sgx_ok = matches!(
         sgx_status,
-        TcbStatus::UpToDate
-            | TcbStatus::SWHardeningNeeded
-            | TcbStatus::ConfigurationNeeded
-            | TcbStatus::ConfigurationAndSWHardeningNeeded
+        TcbStatus::UpToDate | TcbStatus::SWHardeningNeeded | TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded
     );
     let tdx_old = matches!(tdx_status, TcbStatus::OutOfDate | TcbStatus::OutOfDateConfigurationNeeded);
     if !(qe_ok && sgx_ok && tdx_old && module_status == TcbStatus::OutOfDate) {
@@ -625,10 +600,7 @@ pub fn check_relaunch(
     } else {
         let id = find_module_identity(info, tee_tcb_svn2[1])
             .ok_or_else(|| RelaunchError::ModuleMismatch(format!("no TDX module identity {}", module_id(tee_tcb_svn2[1]))))?;
-        let top = id
-            .levels
-            .first()
-            .ok_or_else(|| RelaunchError::NotSupported(format!("TDX module identity {} has no levels", id.id)))?;
+        let top = id.levels.first().ok_or_else(|| RelaunchError::NotSupported(format!("TDX module identity {} has no levels", id.id)))?;
         u16::from(tee_tcb_svn2[0]) >= top.isv_svn
     };
     if module_current && tee_tcb_svn2[2] >= latest_tdx[2] {

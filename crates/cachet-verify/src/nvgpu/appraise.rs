@@ -78,12 +78,7 @@ pub fn compare(rim: &Rim, measurements: &Measurements, nvdec0_disabled: bool) ->
 
 /// Active indices present in both RIMs (NVIDIA refuses such a pair).
 pub fn overlap(a: &Rim, b: &Rim) -> Vec<u32> {
-    a.golden
-        .iter()
-        .filter(|g| g.active)
-        .filter(|g| b.golden.iter().any(|h| h.active && h.index == g.index))
-        .map(|g| g.index)
-        .collect()
+    a.golden.iter().filter(|g| g.active).filter(|g| b.golden.iter().any(|h| h.active && h.index == g.index)).map(|g| g.index).collect()
 }
 
 /// Indices at which two RIMs' golden measurements differ (activity, size

@@ -95,9 +95,9 @@ pub mod opaque;
 pub mod rim;
 pub mod spdm;
 
-use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 use self::appraise::{Component, Measurements};
 use crate::anchors::{Anchor, AnchorKind};
@@ -255,10 +255,9 @@ fn verify_report(
             a
         }
         None => {
-            return Err(checks.fail(
-                "Device architecture",
-                format!("the device chain names chip {chain_chip:?}, not a Hopper or Blackwell GPU"),
-            ))
+            return Err(
+                checks.fail("Device architecture", format!("the device chain names chip {chain_chip:?}, not a Hopper or Blackwell GPU"))
+            )
         }
     };
     let cert_fwid = device::cert_fwid(&leaf).map_err(|e| checks.fail("Device certificate FWID", e))?;
@@ -273,10 +272,8 @@ fn verify_report(
                 ))
             }
             None => {
-                return Err(checks.fail(
-                    "Device certificate FWID",
-                    format!("report FWID {} but the leaf certificate certifies none", hex::encode(rf)),
-                ))
+                return Err(checks
+                    .fail("Device certificate FWID", format!("report FWID {} but the leaf certificate certifies none", hex::encode(rf))))
             }
         }
     }
@@ -311,8 +308,7 @@ fn verify_report(
     let rims = appraise_rims(&ctx, &inputs.rims, req, checks)?;
 
     // Revocation, from stored OCSP responses (when given).
-    let mut revocation =
-        ocsp::check_chain("Device certificate revocation", "device", &chain.certs, &inputs.ocsp, req.at, checks)?;
+    let mut revocation = ocsp::check_chain("Device certificate revocation", "device", &chain.certs, &inputs.ocsp, req.at, checks)?;
     for (label, rim_chain) in &rims.chains {
         revocation.merge(ocsp::check_chain("RIM certificate revocation", label, rim_chain, &inputs.ocsp, req.at, checks)?);
     }
@@ -451,12 +447,7 @@ fn applicability(rim: &rim::Rim, ctx: &ReportContext<'_>) -> Result<Component, S
 }
 
 /// Authenticate every RIM given, compare those that apply, and decide.
-fn appraise_rims(
-    ctx: &ReportContext<'_>,
-    given: &[&Endorsement],
-    req: &VerifyRequest<'_>,
-    checks: &mut Checks,
-) -> VResult<RimOutcome> {
+fn appraise_rims(ctx: &ReportContext<'_>, given: &[&Endorsement], req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<RimOutcome> {
     let mut applied: Vec<(Component, Arc<rim::Rim>, appraise::Comparison)> = Vec::new();
     // The endorsement name of each applied RIM, in the same order.
     let mut applied_names: Vec<String> = Vec::new();
@@ -614,11 +605,8 @@ fn appraise_rims(
         if let Some(obj) = j.as_object_mut() {
             obj.insert("rim_id".into(), json!(id));
         }
-        let others: Vec<Value> = applied
-            .iter()
-            .filter(|(k, o, _)| *k == component && !std::ptr::eq(o, r))
-            .map(|(_, o, m)| appraise::to_json(o, m))
-            .collect();
+        let others: Vec<Value> =
+            applied.iter().filter(|(k, o, _)| *k == component && !std::ptr::eq(o, r)).map(|(_, o, m)| appraise::to_json(o, m)).collect();
         if let Some(obj) = j.as_object_mut() {
             if !others.is_empty() {
                 obj.insert("other_applicable".into(), json!(others));
@@ -733,12 +721,7 @@ fn verify_set(req: &VerifyRequest<'_>, inputs: &Inputs<'_>, checks: &mut Checks)
     }))
 }
 
-fn verify_gpu_entry(
-    g: &GpuEvidence,
-    inputs: &Inputs<'_>,
-    req: &VerifyRequest<'_>,
-    checks: &mut Checks,
-) -> VResult<Map<String, Value>> {
+fn verify_gpu_entry(g: &GpuEvidence, inputs: &Inputs<'_>, req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Map<String, Value>> {
     let fail = |checks: &mut Checks, m: String| Err(checks.fail("Evidence format", m));
     if !matches!(g.arch.as_str(), "HOPPER" | "BLACKWELL") {
         return fail(checks, format!("unknown GPU architecture {:?}", g.arch));
@@ -761,10 +744,7 @@ fn verify_gpu_entry(
         "the entry's nonce is the report's request nonce",
         format!("entry nonce {} but the report's request nonce is {request_nonce}", hex::encode(&nonce)),
     )?;
-    for (label, given, key) in [
-        ("driver", &g.driver_version, "driver_version"),
-        ("VBIOS", &g.vbios_version, "vbios_version"),
-    ] {
+    for (label, given, key) in [("driver", &g.driver_version, "driver_version"), ("VBIOS", &g.vbios_version, "vbios_version")] {
         if let Some(v) = given {
             let in_report = c.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
             checks.require(
@@ -822,8 +802,7 @@ fn strict_pem_chain(text: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 /// string `certificate` and `evidence` members.
 pub fn detect(v: &Value) -> bool {
     let is_str = |e: &Value, k: &str| e.get(k).is_some_and(Value::is_string);
-    v.as_array()
-        .is_some_and(|list| !list.is_empty() && list.iter().all(|e| is_str(e, "certificate") && is_str(e, "evidence")))
+    v.as_array().is_some_and(|list| !list.is_empty() && list.iter().all(|e| is_str(e, "certificate") && is_str(e, "evidence")))
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@
 //! the claims list every certificate with its status.
 
 use aws_lc_rs::digest;
-use serde_json::{json, Value};
 use der::{Decode, Encode, Header, Reader, SliceReader};
+use serde_json::{json, Value};
 use x509_ocsp::{BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspResponse, OcspResponseStatus, SingleResponse};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
@@ -64,12 +64,8 @@ pub fn recognise(bytes: &[u8]) -> Option<Vec<u8>> {
         return OcspResponse::from_der(bytes).is_ok().then(|| bytes.to_vec());
     }
     let text = std::str::from_utf8(bytes).ok()?;
-    let body: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("-----"))
-        .flat_map(str::chars)
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
+    let body: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("-----")).flat_map(str::chars).filter(|c| !c.is_ascii_whitespace()).collect();
     let der = decode_base64(&body)?;
     (der.first() == Some(&0x30) && OcspResponse::from_der(&der).is_ok()).then_some(der)
 }
@@ -191,14 +187,21 @@ pub fn check_chain(
                 }
                 let signer = authenticate(resp, &issuer, at).map_err(|m| checks.fail("OCSP response", format!("{}: {m}", resp.name)))?;
                 let (this, next) = window(single, at).map_err(|m| checks.fail("OCSP response", format!("{}: {m}", resp.name)))?;
-                checks.pass("OCSP response", format!("{}: about '{}' (serial {serial}), signed by {signer}, valid {this} .. {next}", resp.name, cert.subject()));
+                checks.pass(
+                    "OCSP response",
+                    format!("{}: about '{}' (serial {serial}), signed by {signer}, valid {this} .. {next}", resp.name, cert.subject()),
+                );
                 match &single.cert_status {
                     CertStatus::Revoked(info) => {
                         let reason = info.revocation_reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "unspecified".into());
                         let when = fmt_time(generalized(&info.revocation_time));
                         return Err(checks.fail(
                             check,
-                            format!("certificate revoked (serial {serial}, reason {reason}, at {when}): '{}' per {}", cert.subject(), resp.name),
+                            format!(
+                                "certificate revoked (serial {serial}, reason {reason}, at {when}): '{}' per {}",
+                                cert.subject(),
+                                resp.name
+                            ),
                         ));
                     }
                     CertStatus::Good(_) => {
@@ -271,14 +274,15 @@ fn authenticate(resp: &StoredResponse, issuer: &X509Certificate<'_>, at: UnixTim
     for c in resp.basic.certs.iter().flatten() {
         let der = c.to_der().map_err(|e| e.to_string())?;
         let responder = parse_cert(&der)?;
-        match delegated(&responder, issuer, at)
-            .and_then(|()| x::verify_signature(responder.public_key(), &alg, &resp.tbs, sig))
-        {
+        match delegated(&responder, issuer, at).and_then(|()| x::verify_signature(responder.public_key(), &alg, &resp.tbs, sig)) {
             Ok(()) => return Ok(format!("delegated responder '{}'", responder.subject())),
             Err(e) => why.push(format!("'{}': {e}", responder.subject())),
         }
     }
-    let mut m = format!("signature verifies neither with the key of the issuing CA '{}' nor with an authorised delegated responder", issuer.subject());
+    let mut m = format!(
+        "signature verifies neither with the key of the issuing CA '{}' nor with an authorised delegated responder",
+        issuer.subject()
+    );
     if !why.is_empty() {
         m.push_str(&format!(" ({})", why.join("; ")));
     }

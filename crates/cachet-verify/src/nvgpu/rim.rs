@@ -276,9 +276,8 @@ fn parse_signature(doc: &Document<'_>, sig: Node<'_, '_>) -> Result<SignaturePar
     if !(dsig(*cm, "CanonicalizationMethod") && dsig(*sm, "SignatureMethod") && dsig(*reference, "Reference")) {
         return Err("SignedInfo must hold CanonicalizationMethod, SignatureMethod and exactly one Reference".into());
     }
-    let si_c14n = c14n_of(*cm)?.ok_or_else(|| {
-        format!("unsupported CanonicalizationMethod {}", cm.attribute("Algorithm").unwrap_or_default())
-    })?;
+    let si_c14n =
+        c14n_of(*cm)?.ok_or_else(|| format!("unsupported CanonicalizationMethod {}", cm.attribute("Algorithm").unwrap_or_default()))?;
     let sig_alg = match sm.attribute("Algorithm").unwrap_or_default() {
         "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => SigAlg::EcdsaSha384,
         "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => SigAlg::EcdsaSha256,
@@ -290,10 +289,7 @@ fn parse_signature(doc: &Document<'_>, sig: Node<'_, '_>) -> Result<SignaturePar
 
     // The one Reference: URI="" (the whole document, without comments).
     if reference.attribute("URI") != Some("") {
-        return Err(format!(
-            "Reference URI {:?} is not supported (only URI=\"\", the whole document)",
-            reference.attribute("URI")
-        ));
+        return Err(format!("Reference URI {:?} is not supported (only URI=\"\", the whole document)", reference.attribute("URI")));
     }
     let ref_parts = child_elements(*reference, "ds:Reference")?;
     let (transforms, dm, dv) = match ref_parts.as_slice() {
@@ -316,8 +312,9 @@ fn parse_signature(doc: &Document<'_>, sig: Node<'_, '_>) -> Result<SignaturePar
     // the node-set is serialized with Canonical XML 1.0 (xmldsig-core §4.4.3.2).
     let ref_c14n = match rest {
         [] => C14nAlgorithm::from_uri("http://www.w3.org/TR/2001/REC-xml-c14n-20010315").ok_or("C14N 1.0 unavailable")?,
-        [t] if dsig(*t, "Transform") => c14n_of(*t)?
-            .ok_or_else(|| format!("unsupported transform {}", t.attribute("Algorithm").unwrap_or_default()))?,
+        [t] if dsig(*t, "Transform") => {
+            c14n_of(*t)?.ok_or_else(|| format!("unsupported transform {}", t.attribute("Algorithm").unwrap_or_default()))?
+        }
         _ => return Err("only enveloped-signature followed by one canonicalization transform is supported".into()),
     };
     let digest_alg = digest_alg(dm.attribute("Algorithm").unwrap_or_default())
@@ -382,8 +379,7 @@ fn parse_payload(payload: Node<'_, '_>) -> Result<Vec<Golden>, String> {
         let index: u32 = attr("index")?.trim().parse().map_err(|_| "Resource index is not a number".to_string())?;
         let what = format!("measurement {index}");
         let active = parse_bool(attr("active")?).ok_or_else(|| format!("{what}: active is not True/False"))?;
-        let alternatives: usize =
-            attr("alternatives")?.trim().parse().map_err(|_| format!("{what}: alternatives is not a number"))?;
+        let alternatives: usize = attr("alternatives")?.trim().parse().map_err(|_| format!("{what}: alternatives is not a number"))?;
         let size: usize = attr("size")?.trim().parse().map_err(|_| format!("{what}: size is not a number"))?;
         if alternatives == 0 || alternatives > MAX_ALTERNATIVES {
             return Err(format!("{what}: {alternatives} alternatives (1..{MAX_ALTERNATIVES} allowed)"));

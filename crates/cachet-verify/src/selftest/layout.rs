@@ -25,11 +25,7 @@ fn le32(b: &[u8], at: usize) -> Option<usize> {
 
 /// Keep only the part of each range inside `0..len`, dropping empty ones.
 pub fn clip(ranges: Vec<Range<usize>>, len: usize) -> Vec<Range<usize>> {
-    ranges
-        .into_iter()
-        .map(|r| r.start.min(len)..r.end.min(len))
-        .filter(|r| r.start < r.end)
-        .collect()
+    ranges.into_iter().map(|r| r.start.min(len)..r.end.min(len)).filter(|r| r.start < r.end).collect()
 }
 
 /// Shift ranges by `by` bytes.

@@ -482,13 +482,7 @@ pub struct Engine {
 
 /// Verify with panics caught.
 fn outcome_of(tee: Tee, inp: &Inputs, anchors: &TrustAnchors, at: UnixTime, cache: Option<&Arc<VerifyCache>>) -> Outcome {
-    let req = VerifyRequest {
-        evidence: &inp.evidence,
-        endorsements: &inp.endorsements,
-        anchors,
-        at,
-        expected_nonce: None,
-    };
+    let req = VerifyRequest { evidence: &inp.evidence, endorsements: &inp.endorsements, anchors, at, expected_nonce: None };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cache {
         Some(c) => crate::cache::verify_cached(tee, &req, c),
         None => crate::verify(tee, &req),
@@ -669,8 +663,7 @@ impl Engine {
                 mk(kind, format!("swap {} and {}", a.what, b.what), inputs, at, Expect::RefuseOrSameClaims)
             }
             Kind::EndorsementTruncate => {
-                let files: Vec<(usize, usize)> =
-                    p.model.file_cut.iter().enumerate().filter_map(|(i, c)| c.map(|c| (i, c))).collect();
+                let files: Vec<(usize, usize)> = p.model.file_cut.iter().enumerate().filter_map(|(i, c)| c.map(|c| (i, c))).collect();
                 let (i, cut) = *files.get(rng.below(files.len()))?;
                 let len = rng.below(cut);
                 let mut inputs = base;
@@ -777,10 +770,7 @@ pub fn same_claims(a: &Value, b: &Value) -> bool {
     fn strip(v: &Value) -> Value {
         match v {
             Value::Object(m) => Value::Object(
-                m.iter()
-                    .filter(|(k, _)| !(k.as_str() == "sha256" || k.ends_with("_sha256")))
-                    .map(|(k, x)| (k.clone(), strip(x)))
-                    .collect(),
+                m.iter().filter(|(k, _)| !(k.as_str() == "sha256" || k.ends_with("_sha256"))).map(|(k, x)| (k.clone(), strip(x))).collect(),
             ),
             Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
             other => other.clone(),
@@ -1008,7 +998,8 @@ mod tests {
 
     #[test]
     fn parses_cases_file() {
-        let t = r#"{"cases":[{"id":"a","tee":"snp","evidence":"x","encoding":"binary","verify_at":"2025-01-01T00:00:00Z","expect":"accept"}]}"#;
+        let t =
+            r#"{"cases":[{"id":"a","tee":"snp","evidence":"x","encoding":"binary","verify_at":"2025-01-01T00:00:00Z","expect":"accept"}]}"#;
         let c = parse_cases(t).expect("parses");
         assert_eq!(c[0].id, "a");
         let s = c[0].subject(b"\x01\x02", Vec::new()).expect("subject");

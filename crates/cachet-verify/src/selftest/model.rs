@@ -420,11 +420,7 @@ fn leaf_blobs(tee: Tee, v: &Value, file: Option<usize>, what: &str, out: &mut Ve
     json_leaves(v, &mut Vec::new(), &mut leaves);
     for (path, enc, bytes) in leaves {
         // The name of the nearest object member (an array element is named by its array).
-        let field = path
-            .iter()
-            .rev()
-            .find_map(|s| if let Seg::Key(k) = s { Some(k.clone()) } else { None })
-            .unwrap_or_default();
+        let field = path.iter().rev().find_map(|s| if let Seg::Key(k) = s { Some(k.clone()) } else { None }).unwrap_or_default();
         let loc = match file {
             None => Loc::EvLeaf { path: path.clone(), enc },
             Some(f) => Loc::FileLeaf { file: f, path: path.clone(), enc },
@@ -452,12 +448,17 @@ fn leaf_blobs(tee: Tee, v: &Value, file: Option<usize>, what: &str, out: &mut Ve
 pub fn decompose(tee: Tee, evidence: &[u8], endorsements: &[Endorsement]) -> Model {
     let mut blobs = Vec::new();
     let first = evidence.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    let evidence_json =
-        if matches!(first, Some(b'{' | b'[')) { serde_json::from_slice::<Value>(evidence).ok() } else { None };
+    let evidence_json = if matches!(first, Some(b'{' | b'[')) { serde_json::from_slice::<Value>(evidence).ok() } else { None };
     let evidence_is_json = evidence_json.is_some();
     let evidence_cut;
     if let Some(v) = &evidence_json {
-        blobs.push(Blob { loc: Loc::Evidence, bytes: evidence.to_vec(), signed: Vec::new(), load_bearing: true, what: "evidence (JSON text)".into() });
+        blobs.push(Blob {
+            loc: Loc::Evidence,
+            bytes: evidence.to_vec(),
+            signed: Vec::new(),
+            load_bearing: true,
+            what: "evidence (JSON text)".into(),
+        });
         evidence_cut = evidence.trim_ascii_end().len();
         leaf_blobs(tee, v, None, "evidence", &mut blobs);
     } else {
@@ -498,22 +499,20 @@ pub fn decompose(tee: Tee, evidence: &[u8], endorsements: &[Endorsement]) -> Mod
         blobs.push(Blob { loc: Loc::File(i), bytes: b.clone(), signed, load_bearing: true, what: name });
     }
     let n = endorsements.len();
-    Model {
-        blobs,
-        evidence_json,
-        file_json,
-        evidence_cut,
-        evidence_is_json,
-        file_cut: vec![None; n],
-        endorsements_needed: false,
-    }
+    Model { blobs, evidence_json, file_json, evidence_cut, evidence_is_json, file_cut: vec![None; n], endorsements_needed: false }
 }
 
 /// Finish the model with the results of removal experiments: `refused(inputs)`
 /// says whether verification of the given inputs is refused. Blobs whose
 /// removal is not refused lose their signed ranges; JSON containers whose
 /// faithful re-serialisation changes the outcome lose their leaves.
-pub fn analyse(mut m: Model, evidence: &[u8], endorsements: &[Endorsement], refused: &dyn Fn(&Inputs) -> bool, same_as_base: &dyn Fn(&Inputs) -> bool) -> Model {
+pub fn analyse(
+    mut m: Model,
+    evidence: &[u8],
+    endorsements: &[Endorsement],
+    refused: &dyn Fn(&Inputs) -> bool,
+    same_as_base: &dyn Fn(&Inputs) -> bool,
+) -> Model {
     // Re-serialisation must not change the outcome, or leaves cannot be used.
     if let Some(v) = &m.evidence_json {
         let inp = Inputs { evidence: serde_json::to_vec(v).unwrap_or_default(), endorsements: endorsements.to_vec() };
@@ -575,8 +574,7 @@ pub fn analyse(mut m: Model, evidence: &[u8], endorsements: &[Endorsement], refu
             *slot = cut.filter(|c| *c > 0);
         }
     }
-    m.endorsements_needed =
-        !endorsements.is_empty() && refused(&Inputs { evidence: evidence.to_vec(), endorsements: Vec::new() });
+    m.endorsements_needed = !endorsements.is_empty() && refused(&Inputs { evidence: evidence.to_vec(), endorsements: Vec::new() });
     m
 }
 

@@ -139,13 +139,10 @@ fn der_u8(value: &[u8], what: &str) -> Result<u8, String> {
 /// for trust; the chain is what is trusted).
 fn der_string(value: &[u8], what: &str) -> Result<String, String> {
     use x509_parser::der_parser::der;
-    let parsed = der::parse_der_ia5string(value)
-        .or_else(|_| der::parse_der_utf8string(value))
-        .or_else(|_| der::parse_der_printablestring(value));
+    let parsed =
+        der::parse_der_ia5string(value).or_else(|_| der::parse_der_utf8string(value)).or_else(|_| der::parse_der_printablestring(value));
     match parsed {
-        Ok((&[], obj)) => {
-            obj.as_str().map(str::to_string).map_err(|_| format!("{what} is not a string"))
-        }
+        Ok((&[], obj)) => obj.as_str().map(str::to_string).map_err(|_| format!("{what} is not a string")),
         _ => Err(format!("{what} is not a DER IA5String")),
     }
 }

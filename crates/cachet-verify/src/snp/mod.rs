@@ -108,14 +108,7 @@ pub fn verify_report(
     let label = kind.label();
     // `of_kind` is not `Clone`; the chain walk needs to restart it.
     let arks: Vec<&crate::anchors::Anchor> = anchors.of_kind(AnchorKind::AmdArk(product)).collect();
-    let chain = crate::cache::verify_chain(
-        &format!("{label} certificate chain"),
-        &vek.der,
-        &pool.certs,
-        arks.iter().copied(),
-        at,
-        checks,
-    )?;
+    let chain = crate::cache::verify_chain(&format!("{label} certificate chain"), &vek.der, &pool.certs, arks.iter().copied(), at, checks)?;
     check_roles(&chain, kind, product, checks)?;
     let crl_checked = check_crls(&pool, &chain, at, checks)?;
     check_signature(&rep, &vek, checks)?;
@@ -167,11 +160,8 @@ fn select_vek(rep: &Report, pool: &Pool, from_table: usize, checks: &mut Checks)
             Ok(v)
         }
         None => {
-            let mut msg = format!(
-                "no {label} certificate among the endorsements ({} certificates, {} CRLs",
-                pool.certs.len(),
-                pool.crls.len()
-            );
+            let mut msg =
+                format!("no {label} certificate among the endorsements ({} certificates, {} CRLs", pool.certs.len(), pool.crls.len());
             if !pool.ignored.is_empty() {
                 msg.push_str(&format!("; not recognised: {}", pool.ignored.join(", ")));
             }
@@ -188,8 +178,7 @@ fn select_vek(rep: &Report, pool: &Pool, from_table: usize, checks: &mut Checks)
 /// extension and (v3+) the report's CPUID; every source present must agree.
 fn check_product(rep: &Report, vek: &VekCert, checks: &mut Checks) -> VResult<AmdProduct> {
     const NAME: &str = "Product";
-    let from_issuer = certs::product_from_intermediate_cn(&vek.issuer_cn)
-        .filter(|p| certs::intermediate_cn(vek.kind, *p) == vek.issuer_cn);
+    let from_issuer = certs::product_from_intermediate_cn(&vek.issuer_cn).filter(|p| certs::intermediate_cn(vek.kind, *p) == vek.issuer_cn);
     let Some(product) = from_issuer else {
         return Err(checks.fail(
             NAME,
@@ -201,7 +190,13 @@ fn check_product(rep: &Report, vek: &VekCert, checks: &mut Checks) -> VResult<Am
     if !vek.product_name.is_empty() && certs::product_from_product_name(&vek.product_name) != Some(product) {
         return Err(checks.fail(
             NAME,
-            format!("{} productName '{}' does not name {} (its issuer is '{}')", vek.kind.label(), vek.product_name, product.name(), vek.issuer_cn),
+            format!(
+                "{} productName '{}' does not name {} (its issuer is '{}')",
+                vek.kind.label(),
+                vek.product_name,
+                product.name(),
+                vek.issuer_cn
+            ),
         ));
     }
     let mut detail = format!("{} (issuer '{}', productName '{}'", product.name(), vek.issuer_cn, vek.product_name);
@@ -213,14 +208,19 @@ fn check_product(rep: &Report, vek: &VekCert, checks: &mut Checks) -> VResult<Am
             Some(p) => {
                 return Err(checks.fail(
                     NAME,
-                    format!("the report's CPUID (family {:#x}, model {:#x}) is {}, but the {} is for {}", c.family, c.model, p.name(), vek.kind.label(), product.name()),
+                    format!(
+                        "the report's CPUID (family {:#x}, model {:#x}) is {}, but the {} is for {}",
+                        c.family,
+                        c.model,
+                        p.name(),
+                        vek.kind.label(),
+                        product.name()
+                    ),
                 ));
             }
             None => {
-                return Err(checks.fail(
-                    NAME,
-                    format!("the report's CPUID family {:#x} model {:#x} is not a known SEV-SNP product", c.family, c.model),
-                ));
+                return Err(checks
+                    .fail(NAME, format!("the report's CPUID family {:#x} model {:#x} is not a known SEV-SNP product", c.family, c.model)));
             }
         }
     }
@@ -260,13 +260,8 @@ fn check_crls(pool: &Pool, chain: &VerifiedChain, at: UnixTime, checks: &mut Che
     let mut ignored = Vec::new();
     for crl_der in &pool.crls {
         let crl = parse_crl(crl_der).map_err(|e| checks.fail(NAME, e))?;
-        let issuer_idx = chain
-            .certs
-            .iter()
-            .enumerate()
-            .skip(1)
-            .find(|(_, d)| parse_cert(d).is_ok_and(|c| c.subject() == crl.issuer()))
-            .map(|(i, _)| i);
+        let issuer_idx =
+            chain.certs.iter().enumerate().skip(1).find(|(_, d)| parse_cert(d).is_ok_and(|c| c.subject() == crl.issuer())).map(|(i, _)| i);
         let Some(idx) = issuer_idx else {
             ignored.push(crl.issuer().to_string());
             continue;

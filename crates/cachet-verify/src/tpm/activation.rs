@@ -30,8 +30,8 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{
-    OaepAlgorithm, OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
-    OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512,
+    OaepAlgorithm, OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384,
+    OAEP_SHA512_MGF1SHA512,
 };
 use serde_json::{json, Value};
 use x509_parser::asn1_rs::{BitString, Integer, Null, Sequence, ToDer};
@@ -40,8 +40,8 @@ use x509_parser::public_key::RSAPublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::quote::{
-    decode_bytes, AkKey, AkPublic, EccCurve, HashAlg, TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT,
-    TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, TPMA_OBJECT_SIGN,
+    decode_bytes, AkKey, AkPublic, EccCurve, HashAlg, TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM,
+    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, TPMA_OBJECT_SIGN,
 };
 use crate::anchors::Anchor;
 use crate::check::{Checks, VResult};
@@ -69,15 +69,11 @@ pub const MAX_EK_CERT_LEN: usize = 16 << 10;
 
 /// Object attributes an EK must have (TCG EK Credential Profile template):
 /// a restricted decryption key that cannot leave its TPM.
-pub const EK_REQUIRED_ATTRIBUTES: u32 =
-    TPMA_OBJECT_FIXED_TPM | TPMA_OBJECT_FIXED_PARENT | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+pub const EK_REQUIRED_ATTRIBUTES: u32 = TPMA_OBJECT_FIXED_TPM | TPMA_OBJECT_FIXED_PARENT | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
 /// Object attributes an AK must have for activation to mean anything: a
 /// restricted signing key generated inside, and never leaving, the TPM.
-pub const AK_REQUIRED_ATTRIBUTES: u32 = TPMA_OBJECT_FIXED_TPM
-    | TPMA_OBJECT_FIXED_PARENT
-    | TPMA_OBJECT_SENSITIVE_DATA_ORIGIN
-    | TPMA_OBJECT_RESTRICTED
-    | TPMA_OBJECT_SIGN;
+pub const AK_REQUIRED_ATTRIBUTES: u32 =
+    TPMA_OBJECT_FIXED_TPM | TPMA_OBJECT_FIXED_PARENT | TPMA_OBJECT_SENSITIVE_DATA_ORIGIN | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN;
 
 // ---------------------------------------------------------------------------
 // Key derivation
@@ -128,14 +124,7 @@ fn check_bits(bits: u32) -> Result<(), String> {
 /// `HMAC(key, [i]₃₂ ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ [bits]₃₂)` for
 /// i = 1, 2, …, truncated to `bits`. Derives the credential's AES and HMAC
 /// keys from the seed.
-pub fn kdfa(
-    hash: HashAlg,
-    key: &[u8],
-    label: &str,
-    context_u: &[u8],
-    context_v: &[u8],
-    bits: u32,
-) -> Result<Vec<u8>, String> {
+pub fn kdfa(hash: HashAlg, key: &[u8], label: &str, context_u: &[u8], context_v: &[u8], bits: u32) -> Result<Vec<u8>, String> {
     check_bits(bits)?;
     let k = hmac::Key::new(hmac_alg(hash), key);
     let label = label_bytes(label);
@@ -157,14 +146,7 @@ pub fn kdfa(
 /// KDFe (TPM 2.0 Part 1 §11.4.10.3): SP 800-56A concatenation KDF,
 /// `H([i]₃₂ ‖ Z ‖ label ‖ 00 ‖ partyUInfo ‖ partyVInfo)` for i = 1, 2, …,
 /// truncated to `bits`. Turns an ECDH shared x-coordinate into the seed.
-pub fn kdfe(
-    hash: HashAlg,
-    z: &[u8],
-    label: &str,
-    party_u: &[u8],
-    party_v: &[u8],
-    bits: u32,
-) -> Result<Vec<u8>, String> {
+pub fn kdfe(hash: HashAlg, z: &[u8], label: &str, party_u: &[u8], party_v: &[u8], bits: u32) -> Result<Vec<u8>, String> {
     check_bits(bits)?;
     let label = label_bytes(label);
     let mut out = Vec::new();
@@ -217,14 +199,10 @@ impl EkPublic {
             return Err("EK public key has no TPMT_PUBLIC".into());
         }
         let name_alg = key.name_alg.ok_or("EK public key has no nameAlg")?;
-        let (alg, key_bits, mode) =
-            key.symmetric.ok_or("the EK has no symmetric definition: it is not a storage key")?;
+        let (alg, key_bits, mode) = key.symmetric.ok_or("the EK has no symmetric definition: it is not a storage key")?;
         let symmetric = SymDef { alg, key_bits, mode };
         if symmetric.alg != TPM_ALG_AES || symmetric.mode != TPM_ALG_CFB {
-            return Err(format!(
-                "EK symmetric definition {:#06x}/{:#06x} is not AES-CFB",
-                symmetric.alg, symmetric.mode
-            ));
+            return Err(format!("EK symmetric definition {:#06x}/{:#06x} is not AES-CFB", symmetric.alg, symmetric.mode));
         }
         if !matches!(symmetric.key_bits, 128 | 192 | 256) {
             return Err(format!("EK AES key size {} bits", symmetric.key_bits));
@@ -237,9 +215,7 @@ impl EkPublic {
     pub fn attributes_ok(&self) -> Result<(), String> {
         let a = self.key.object_attributes.unwrap_or(0);
         if a & EK_REQUIRED_ATTRIBUTES != EK_REQUIRED_ATTRIBUTES || a & TPMA_OBJECT_SIGN != 0 {
-            return Err(format!(
-                "EK objectAttributes {a:#010x} are not those of a fixedTPM, fixedParent, restricted decryption key"
-            ));
+            return Err(format!("EK objectAttributes {a:#010x} are not those of a fixedTPM, fixedParent, restricted decryption key"));
         }
         Ok(())
     }
@@ -254,8 +230,7 @@ impl EkPublic {
 /// algorithm (1.2.840.113549.1.1.7) some TPM vendors use for RSA EKs.
 pub fn ek_cert_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<AkPublic, String> {
     if spki.algorithm.algorithm.to_id_string() == "1.2.840.113549.1.1.7" {
-        let (_, k) = RSAPublicKey::from_der(spki.subject_public_key.data.as_ref())
-            .map_err(|e| format!("EK certificate RSA key: {e}"))?;
+        let (_, k) = RSAPublicKey::from_der(spki.subject_public_key.data.as_ref()).map_err(|e| format!("EK certificate RSA key: {e}"))?;
         return AkPublic::from_rsa(k.modulus, k.exponent);
     }
     AkPublic::from_spki(spki)
@@ -308,17 +283,12 @@ fn rsa_spki_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>, String> {
         b
     };
     let (n, e) = (uint(n), uint(e));
-    let rsa_key = Sequence::new(Cow::Owned(
-        [Integer::new(&n).to_der_vec().map_err(err)?, Integer::new(&e).to_der_vec().map_err(err)?].concat(),
-    ))
-    .to_der_vec()
-    .map_err(err)?;
+    let rsa_key =
+        Sequence::new(Cow::Owned([Integer::new(&n).to_der_vec().map_err(err)?, Integer::new(&e).to_der_vec().map_err(err)?].concat()))
+            .to_der_vec()
+            .map_err(err)?;
     let alg = Sequence::new(Cow::Owned(
-        [
-            x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION.to_der_vec().map_err(err)?,
-            Null::new().to_der_vec().map_err(err)?,
-        ]
-        .concat(),
+        [x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION.to_der_vec().map_err(err)?, Null::new().to_der_vec().map_err(err)?].concat(),
     ))
     .to_der_vec()
     .map_err(err)?;
@@ -384,10 +354,8 @@ fn encapsulate(ek: &EkPublic, ephemeral: Option<&[u8]>) -> Result<(Vec<u8>, Vec<
                 _ => return Err("ephemeral public key is not an uncompressed point".into()),
             };
             let peer = [&[4u8][..], x, y].concat();
-            let z = agreement::agree(&private, UnparsedPublicKey::new(alg, &peer), "ECDH with the EK failed", |z| {
-                Ok(z.to_vec())
-            })
-            .map_err(str::to_string)?;
+            let z = agreement::agree(&private, UnparsedPublicKey::new(alg, &peer), "ECDH with the EK failed", |z| Ok(z.to_vec()))
+                .map_err(str::to_string)?;
             let seed = kdfe(h, &z, LABEL_IDENTITY, &ex, x, (h.len() * 8) as u32)?;
             let secret = [tpm2b(&ex)?, tpm2b(&ey)?].concat();
             Ok((seed, tpm2b(&secret)?))
@@ -579,11 +547,7 @@ pub fn start_activation(
     checks: &mut Checks,
 ) -> VResult<(CredentialChallenge, PendingActivation)> {
     let ek = checks.record("EK public key", EkPublic::parse(ek_public), "TPM2B_PUBLIC of a storage key")?;
-    checks.record(
-        "EK attributes",
-        ek.attributes_ok(),
-        format!("{} EK, restricted decryption, fixedTPM", ek.key.describe()),
-    )?;
+    checks.record("EK attributes", ek.attributes_ok(), format!("{} EK, restricted decryption, fixedTPM", ek.key.describe()))?;
     if ek_cert.len() > MAX_EK_CERT_LEN {
         return Err(checks.fail("EK certificate chain", "EK certificate larger than 16 KiB"));
     }
@@ -602,9 +566,7 @@ pub fn start_activation(
     let ak = checks.record("AK public key", AkPublic::parse(ak_public), "AK public area")?;
     let ak_name = match ak.name() {
         Some(n) => n,
-        None => {
-            return Err(checks.fail("AK public key", "the AK must be given as a TPM public area (its name is needed)"))
-        }
+        None => return Err(checks.fail("AK public key", "the AK must be given as a TPM public area (its name is needed)")),
     };
     let attrs = ak.object_attributes.unwrap_or(0);
     checks.require(
@@ -617,9 +579,7 @@ pub fn start_activation(
         ),
     )?;
     let mut secret = vec![0u8; ek.name_alg.len()];
-    SystemRandom::new()
-        .fill(&mut secret)
-        .map_err(|_| checks.fail("Credential challenge", "random number generator failed"))?;
+    SystemRandom::new().fill(&mut secret).map_err(|_| checks.fail("Credential challenge", "random number generator failed"))?;
     let challenge = checks.record(
         "Credential challenge",
         make_credential(&ek, &ak_name, &secret),
@@ -641,8 +601,7 @@ pub fn start_activation(
 /// ActivateCredential must equal the one sent (compared in constant time).
 /// Records `"Credential activation"`.
 pub fn finish_activation(pending: PendingActivation, activated: &[u8], checks: &mut Checks) -> VResult<ActivatedAk> {
-    let ok =
-        activated.len() <= MAX_SECRET_LEN && constant_time::verify_slices_are_equal(activated, &pending.secret).is_ok();
+    let ok = activated.len() <= MAX_SECRET_LEN && constant_time::verify_slices_are_equal(activated, &pending.secret).is_ok();
     checks.require(
         "Credential activation",
         ok,
@@ -721,16 +680,42 @@ mod tests {
     #[test]
     fn kdfe_vectors() {
         let cases = [
-            (HashAlg::Sha256, "c3e3c34e82ccfa82d8999bf2635bb7cd01f3d65f03ff", "CFB",
-             "55576a51c0e45b86557535e9ea50d5e7f4a80bb426e7ff", "dffdece923181dc335c1e936ff", 109,
-             "1106264c89948737c140d2f5b40e"),
-            (HashAlg::Sha256, "ffcead5817fa51", "OBFUSCATE", "3a25c7420a6ea094aff570c12fd40d2b8eff",
-             "8505ad0684d7196c4153860ece58c62c20fa07f18fff", 215, "7e20d953e93f3760753b0aeba83c1114c440493bd8101f12665868"),
-            (HashAlg::Sha1, "9b050039c8e5ca60deeb978f2faf573c94af61", "IDENTITY", "ff1a1852db7b60a5c963f17eb306f3a905d100ae",
-             "0047ee45771a256d58b091b6d6", 32, "94c3c160"),
-            (HashAlg::Sha256, "e89fc5304cf46c1cf7d1f5de5d3d1ec7eddc80b0386700", "SECRET",
-             "e602bc959fd97af0405649e0c80e02e9dd64e9d79e698292b043c79dfa9f9261", "", 431,
-             "3a8e893b8b76cdddbf87845b2567fa7152577829f6a55b73cb82d4a1f0342a051d6e50e20ec2f96bc4de38d7d0d79a9caf99e1d574b9"),
+            (
+                HashAlg::Sha256,
+                "c3e3c34e82ccfa82d8999bf2635bb7cd01f3d65f03ff",
+                "CFB",
+                "55576a51c0e45b86557535e9ea50d5e7f4a80bb426e7ff",
+                "dffdece923181dc335c1e936ff",
+                109,
+                "1106264c89948737c140d2f5b40e",
+            ),
+            (
+                HashAlg::Sha256,
+                "ffcead5817fa51",
+                "OBFUSCATE",
+                "3a25c7420a6ea094aff570c12fd40d2b8eff",
+                "8505ad0684d7196c4153860ece58c62c20fa07f18fff",
+                215,
+                "7e20d953e93f3760753b0aeba83c1114c440493bd8101f12665868",
+            ),
+            (
+                HashAlg::Sha1,
+                "9b050039c8e5ca60deeb978f2faf573c94af61",
+                "IDENTITY",
+                "ff1a1852db7b60a5c963f17eb306f3a905d100ae",
+                "0047ee45771a256d58b091b6d6",
+                32,
+                "94c3c160",
+            ),
+            (
+                HashAlg::Sha256,
+                "e89fc5304cf46c1cf7d1f5de5d3d1ec7eddc80b0386700",
+                "SECRET",
+                "e602bc959fd97af0405649e0c80e02e9dd64e9d79e698292b043c79dfa9f9261",
+                "",
+                431,
+                "3a8e893b8b76cdddbf87845b2567fa7152577829f6a55b73cb82d4a1f0342a051d6e50e20ec2f96bc4de38d7d0d79a9caf99e1d574b9",
+            ),
         ];
         for (alg, z, label, u, v, bits, want) in cases {
             assert_eq!(hex::encode(kdfe(alg, &h(z), label, &h(u), &h(v), bits).unwrap()), want);

@@ -289,9 +289,7 @@ fn parse_header(r: &mut Reader<'_>) -> Result<SpecIdEvent, String> {
             return Err(format!("Spec ID event: algorithm {} listed twice", alg_name(id)));
         }
         match HashAlg::from_tpm(id).map(HashAlg::len) {
-            Some(k) if k != usize::from(sz) => {
-                return Err(format!("Spec ID event: {} digest size {sz}, expected {k}", alg_name(id)))
-            }
+            Some(k) if k != usize::from(sz) => return Err(format!("Spec ID event: {} digest size {sz}, expected {k}", alg_name(id))),
             None if sz == 0 || usize::from(sz) > MAX_DIGEST_LEN => {
                 return Err(format!("Spec ID event: {} digest size {sz} out of range", alg_name(id)))
             }
@@ -310,12 +308,7 @@ fn parse_header(r: &mut Reader<'_>) -> Result<SpecIdEvent, String> {
 /// One `TCG_PCR_EVENT2`. Each event must carry exactly one digest for every
 /// algorithm of the Spec ID event (PFP §10.2.2: "the digests of all active
 /// PCR banks").
-fn parse_event2(
-    r: &mut Reader<'_>,
-    seq: usize,
-    spec: &SpecIdEvent,
-    sizes: &BTreeMap<u16, usize>,
-) -> Result<Event, String> {
+fn parse_event2(r: &mut Reader<'_>, seq: usize, spec: &SpecIdEvent, sizes: &BTreeMap<u16, usize>) -> Result<Event, String> {
     let ctx = |s: String| format!("event {seq}: {s}");
     let pcr = r.u32("PCR index").map_err(ctx)?;
     let event_type = r.u32("event type").map_err(ctx)?;
@@ -326,9 +319,7 @@ fn parse_event2(
     let mut digests: Vec<(u16, Vec<u8>)> = Vec::with_capacity(count);
     for _ in 0..count {
         let id = r.u16("digest algorithm").map_err(ctx)?;
-        let size = *sizes
-            .get(&id)
-            .ok_or_else(|| ctx(format!("digest algorithm {} not in the Spec ID event", alg_name(id))))?;
+        let size = *sizes.get(&id).ok_or_else(|| ctx(format!("digest algorithm {} not in the Spec ID event", alg_name(id))))?;
         if digests.iter().any(|(a, _)| *a == id) {
             return Err(ctx(format!("two {} digests", alg_name(id))));
         }
@@ -392,8 +383,7 @@ impl EventLog {
         let mut values: Vec<Vec<u8>> = (0..PCR_COUNT).map(|i| reset_value(i, size, self.startup_locality)).collect();
         let mut extends = vec![0usize; PCR_COUNT as usize];
         for ev in self.events.iter().filter(|e| e.extends()) {
-            let d =
-                ev.digest(bank.tpm_id()).ok_or_else(|| format!("event {} has no {} digest", ev.seq, bank.name()))?;
+            let d = ev.digest(bank.tpm_id()).ok_or_else(|| format!("event {} has no {} digest", ev.seq, bank.name()))?;
             let i = ev.pcr as usize;
             let (Some(pcr), Some(n)) = (values.get_mut(i), extends.get_mut(i)) else {
                 return Err(format!("event {}: PCR index {} out of range", ev.seq, ev.pcr));
@@ -420,8 +410,7 @@ impl EventLog {
 /// PCRs that no event extends are listed in `pcrs_without_events`.
 pub fn verify_event_log(log: &[u8], quoted: &PcrBanks, checks: &mut Checks) -> VResult<Value> {
     let parsed = checks.record("Event log format", parse(log), format!("{} bytes", log.len()))?;
-    let shared: Vec<HashAlg> =
-        parsed.replayable_banks().into_iter().filter(|b| quoted.get(b).is_some_and(|p| !p.is_empty())).collect();
+    let shared: Vec<HashAlg> = parsed.replayable_banks().into_iter().filter(|b| quoted.get(b).is_some_and(|p| !p.is_empty())).collect();
     let names = |v: &[String]| v.join(", ");
     let shared_names: Vec<String> = shared.iter().map(|h| h.name().to_string()).collect();
     let log_banks: Vec<String> = parsed.spec_id.algorithms.iter().map(|(a, _)| alg_name(*a)).collect();
@@ -469,8 +458,7 @@ pub fn verify_event_log(log: &[u8], quoted: &PcrBanks, checks: &mut Checks) -> V
         "Event log replay",
         format!("{compared} quoted PCR values reproduced by {} events ({})", parsed.events.len(), names(&shared_names)),
     );
-    let quoted_pcrs: BTreeSet<u32> =
-        shared.iter().filter_map(|b| quoted.get(b)).flat_map(|m| m.keys().copied()).collect();
+    let quoted_pcrs: BTreeSet<u32> = shared.iter().filter_map(|b| quoted.get(b)).flat_map(|m| m.keys().copied()).collect();
     let mut events = Vec::new();
     let mut unverified = 0usize;
     let mut unquoted: BTreeSet<u32> = BTreeSet::new();

@@ -151,10 +151,8 @@ impl TpmEvidence {
         let att = v.get("attestation").ok_or("neither 'quote' nor 'attestation' present")?;
         let tpm = att.get("tpm").and_then(Value::as_object).ok_or("'attestation.tpm' is missing")?;
         let keys = v.get("ak_pubkeys").and_then(Value::as_object).ok_or("'ak_pubkeys' is missing")?;
-        let (kind, entry) = tpm
-            .iter()
-            .find(|(k, _)| keys.contains_key(*k))
-            .ok_or("no 'attestation.tpm' entry has a matching 'ak_pubkeys' entry")?;
+        let (kind, entry) =
+            tpm.iter().find(|(k, _)| keys.contains_key(*k)).ok_or("no 'attestation.tpm' entry has a matching 'ak_pubkeys' entry")?;
         let mut ak_public = keys.get(kind).cloned().unwrap_or(Value::Null);
         if let Value::Object(o) = &mut ak_public {
             if !o.contains_key("crv") && !o.contains_key("kty") {
@@ -197,9 +195,7 @@ impl TpmEvidence {
 /// Parse the request's evidence as TPM JSON, under the check
 /// `"Evidence format"`.
 pub fn parse_evidence(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<TpmEvidence> {
-    let r = serde_json::from_slice::<Value>(req.evidence)
-        .map_err(|e| format!("not JSON: {e}"))
-        .and_then(|v| TpmEvidence::from_json(&v));
+    let r = serde_json::from_slice::<Value>(req.evidence).map_err(|e| format!("not JSON: {e}")).and_then(|v| TpmEvidence::from_json(&v));
     checks.record("Evidence format", r, "TPM evidence JSON")
 }
 
@@ -320,10 +316,7 @@ pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     // endorsement certificate for this AK.
     let leaf = match ev.ak_cert_chain.first() {
         Some(l) => l.clone(),
-        None => match pool_extra
-            .iter()
-            .find(|d| x509::parse_cert(d).map(|c| ak.matches_spki(c.public_key())).unwrap_or(false))
-        {
+        None => match pool_extra.iter().find(|d| x509::parse_cert(d).map(|c| ak.matches_spki(c.public_key())).unwrap_or(false)) {
             Some(l) => l.clone(),
             None => return Err(checks.fail("AK certificate chain", "no AK certificate in the evidence or endorsements")),
         },
@@ -331,14 +324,7 @@ pub fn verify(req: &VerifyRequest<'_>, checks: &mut Checks) -> VResult<Value> {
     let mut pool: Vec<Vec<u8>> = ev.ak_cert_chain.iter().skip(1).cloned().collect();
     pool.extend(pool_extra);
     let roots: Vec<&crate::anchors::Anchor> = req.anchors.of_kind(AnchorKind::GoogleEkAkRoot).collect();
-    let chain = crate::cache::verify_chain(
-        "AK certificate chain",
-        &leaf,
-        &pool,
-        roots.iter().copied(),
-        req.at,
-        checks,
-    )?;
+    let chain = crate::cache::verify_chain("AK certificate chain", &leaf, &pool, roots.iter().copied(), req.at, checks)?;
     let leaf_cert = x509::parse_cert(chain.leaf()).map_err(|e| checks.fail("AK binding", e))?;
     checks.require(
         "AK binding",
@@ -460,7 +446,12 @@ fn nitro_pcrs_match(doc: &crate::nitro::NitroDocument, quoted: &PcrBanks) -> Res
         match quoted.get(&bank).and_then(|b| b.get(i)) {
             Some(q) if q == v => {}
             Some(q) => {
-                return Err(format!("PCR {}:{i} is {} in the quote but {} in the NSM document", bank.name(), hex::encode(q), hex::encode(v)))
+                return Err(format!(
+                    "PCR {}:{i} is {} in the quote but {} in the NSM document",
+                    bank.name(),
+                    hex::encode(q),
+                    hex::encode(v)
+                ))
             }
             None => return Err(format!("NSM PCR {}:{i} is not covered by the quote", bank.name())),
         }

@@ -468,9 +468,7 @@ impl QuoteSignature {
     /// The hash named in the signature (none for DER ECDSA).
     pub fn hash(&self) -> Option<HashAlg> {
         match self {
-            QuoteSignature::Ecdsa { hash, .. } | QuoteSignature::RsaSsa { hash, .. } | QuoteSignature::RsaPss { hash, .. } => {
-                Some(*hash)
-            }
+            QuoteSignature::Ecdsa { hash, .. } | QuoteSignature::RsaSsa { hash, .. } | QuoteSignature::RsaPss { hash, .. } => Some(*hash),
             QuoteSignature::EcdsaDer(_) => None,
         }
     }
@@ -681,11 +679,7 @@ impl AkPublic {
         r.tpm2b(MAX_DIGEST_LEN, "authPolicy")?;
         // TPMT_SYM_DEF_OBJECT: algorithm, then keyBits and mode unless NULL.
         let sym = r.u16("symmetric.algorithm")?;
-        let symmetric = if sym != TPM_ALG_NULL {
-            Some((sym, r.u16("symmetric.keyBits")?, r.u16("symmetric.mode")?))
-        } else {
-            None
-        };
+        let symmetric = if sym != TPM_ALG_NULL { Some((sym, r.u16("symmetric.keyBits")?, r.u16("symmetric.mode")?)) } else { None };
         let read_scheme = |r: &mut Reader<'_>| -> Result<Option<(u16, u16)>, String> {
             let scheme = r.u16("scheme")?;
             if scheme == TPM_ALG_NULL {
@@ -738,14 +732,7 @@ impl AkPublic {
                 Some((sch, hash))
             }
         };
-        Ok(AkPublic {
-            key,
-            scheme,
-            name_alg: Some(name_alg),
-            object_attributes: Some(attrs),
-            tpmt_public: Some(bytes.to_vec()),
-            symmetric,
-        })
+        Ok(AkPublic { key, scheme, name_alg: Some(name_alg), object_attributes: Some(attrs), tpmt_public: Some(bytes.to_vec()), symmetric })
     }
 
     /// Any binary form: `TPM2B_PUBLIC`, `TPMT_PUBLIC`, DER SPKI, PEM, or an
@@ -822,8 +809,7 @@ impl AkPublic {
     /// Whether the key is a restricted signing key (what an AK must be), if
     /// its attributes are known.
     pub fn is_restricted_signing(&self) -> Option<bool> {
-        self.object_attributes
-            .map(|a| a & TPMA_OBJECT_RESTRICTED != 0 && a & TPMA_OBJECT_SIGN != 0 && a & TPMA_OBJECT_DECRYPT == 0)
+        self.object_attributes.map(|a| a & TPMA_OBJECT_RESTRICTED != 0 && a & TPMA_OBJECT_SIGN != 0 && a & TPMA_OBJECT_DECRYPT == 0)
     }
 
     /// The hash the key signs with when the signature does not name one: its
@@ -1038,12 +1024,7 @@ pub fn pcr_banks_from_json(v: &serde_json::Value) -> Result<PcrBanks, String> {
 /// a SHA-256 digest). Every selected PCR must be supplied.
 pub fn check_pcr_digest(attest: &Attest, banks: &PcrBanks, digest_alg: HashAlg) -> Result<(), String> {
     if attest.pcr_digest.len() != digest_alg.len() {
-        return Err(format!(
-            "pcrDigest is {} bytes, a {} digest is {}",
-            attest.pcr_digest.len(),
-            digest_alg.name(),
-            digest_alg.len()
-        ));
+        return Err(format!("pcrDigest is {} bytes, a {} digest is {}", attest.pcr_digest.len(), digest_alg.name(), digest_alg.len()));
     }
     let mut concat = Vec::new();
     for sel in &attest.pcr_select {
@@ -1100,11 +1081,7 @@ pub fn pcr_banks_json(banks: &PcrBanks) -> serde_json::Value {
 /// Compare `extraData` with the nonce the verifier expects (exact bytes).
 pub fn check_nonce(attest: &Attest, expected: &[u8]) -> Result<(), String> {
     if attest.extra_data != expected {
-        return Err(format!(
-            "quote extraData {} is not the expected nonce {}",
-            hex::encode(&attest.extra_data),
-            hex::encode(expected)
-        ));
+        return Err(format!("quote extraData {} is not the expected nonce {}", hex::encode(&attest.extra_data), hex::encode(expected)));
     }
     Ok(())
 }

@@ -27,9 +27,7 @@ pub const EK_ECC_CERT_NV: &str = "0x1c00016";
 /// Whether the tools are installed. When they are not, tests print a loud
 /// message and return — unless running in CI (`CI` set), where that fails.
 pub fn available() -> bool {
-    let have = |bin: &str| {
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file())).unwrap_or(false)
-    };
+    let have = |bin: &str| std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file())).unwrap_or(false);
     let ok = ["swtpm", "swtpm_setup", "swtpm_localca", "tpm2_quote", "tpm2_activatecredential"].iter().all(|b| have(b));
     if !ok {
         let msg = "swtpm / swtpm-tools / tpm2-tools are not installed: the real-TPM tests cannot run \
@@ -83,8 +81,7 @@ impl Swtpm {
         )
         .expect("localca conf");
         let options = dir.join("swtpm-localca.options");
-        std::fs::write(&options, "--platform-manufacturer Cachet\n--platform-version 1\n--platform-model test\n")
-            .expect("options");
+        std::fs::write(&options, "--platform-manufacturer Cachet\n--platform-version 1\n--platform-model test\n").expect("options");
         let setup = dir.join("swtpm_setup.conf");
         std::fs::write(
             &setup,
@@ -265,10 +262,7 @@ impl Swtpm {
             self.tool("tpm2_startauthsession", &["--policy-session", "-S", &session]);
             let r = self.try_tool("tpm2_policysecret", &["-S", &session, "-c", "e"]).and_then(|_| {
                 let auth = format!("session:{session}");
-                self.try_tool(
-                    "tpm2_activatecredential",
-                    &["-c", &ak_ctx, "-C", ek, "-i", cred_file, "-o", &out, "-P", &auth],
-                )
+                self.try_tool("tpm2_activatecredential", &["-c", &ak_ctx, "-C", ek, "-i", cred_file, "-o", &out, "-P", &auth])
             });
             let _ = self.try_tool("tpm2_flushcontext", &[&session]);
             r
@@ -309,10 +303,7 @@ impl Swtpm {
         let (m, s) = (format!("quote-{n}.msg"), format!("quote-{n}.sig"));
         let scheme = format!("--scheme={scheme}");
         let nonce = hex::encode(nonce);
-        self.tool(
-            "tpm2_quote",
-            &["-c", &format!("{ak}.ctx"), "-l", selection, "-q", &nonce, "-m", &m, "-s", &s, "-g", "sha256", &scheme],
-        );
+        self.tool("tpm2_quote", &["-c", &format!("{ak}.ctx"), "-l", selection, "-q", &nonce, "-m", &m, "-s", &s, "-g", "sha256", &scheme]);
         self.flush();
         (self.read(&m), self.read(&s))
     }

@@ -68,7 +68,8 @@ impl From<ApiKeyRecord> for ApiKeyInfo {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    /// Label.
+    /// Label (empty when omitted, as `cachet admin create-key` makes it).
+    #[serde(default)]
     pub name: String,
     /// Role of the new key.
     pub role: Role,

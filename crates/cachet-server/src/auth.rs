@@ -4,7 +4,8 @@
 //! `secret` (64 hex digits, 256 random bits) is checked against its stored
 //! SHA-256 in constant time. A plain hash suffices because the secret is
 //! random and long (nothing to brute-force), unlike a password.
-//! Roles: `reader` (read-only admin routes) ⊂ `admin` (everything).
+//! Roles: `reader` (read-only routes) ⊂ `admin` (every route), each within its scope: an
+//! operator key (no tenant) the whole service, a tenant key its own tenant's objects only.
 //!
 //! Scopes: a key without a tenant is an **operator** key (it manages the
 //! service: appraisal policies, operator reference values, signing keys,
@@ -32,9 +33,9 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Read-only admin routes (key lists, audit log).
+    /// Read-only routes within the key's scope (operator: the service; tenant: its own objects).
     Reader,
-    /// Every admin route.
+    /// Every route within the key's scope (operator: the service; tenant: its own objects).
     Admin,
 }
 

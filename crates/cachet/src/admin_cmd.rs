@@ -21,7 +21,7 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// Create an API key and print it (shown once; only its hash is kept).
     CreateKey {
-        /// `admin` (every admin route) or `reader` (read-only routes).
+        /// `admin` (every route) or `reader` (read-only routes), within the key's scope: with `--tenant`, that tenant's own objects only; without, the whole service (an operator key).
         #[arg(long, value_enum)]
         role: Role,
         /// A label for the key.

@@ -109,6 +109,23 @@ pub struct ServeArgs {
     /// evidence as of a past instant, when its certificates were valid.
     #[arg(long, env = "CACHET_ALLOW_VERIFICATION_TIME")]
     pub allow_verification_time: bool,
+    /// Intel PCS API v4 or a PCCS the service fetches TCB Info, QE Identity
+    /// and CRLs from [default: Intel's PCS].
+    #[arg(long, env = "CACHET_PCS_URL", value_name = "URL")]
+    pub pcs_url: Option<String>,
+    /// AMD KDS the service fetches VCEKs, chains and CRLs from [default: AMD's KDS].
+    #[arg(long, env = "CACHET_KDS_URL", value_name = "URL")]
+    pub kds_url: Option<String>,
+    /// NVIDIA RIM service [default: NVIDIA's].
+    #[arg(long, env = "CACHET_NVIDIA_RIM_URL", value_name = "URL")]
+    pub nvidia_rim_url: Option<String>,
+    /// NVIDIA OCSP responder [default: NVIDIA's].
+    #[arg(long, env = "CACHET_NVIDIA_OCSP_URL", value_name = "URL")]
+    pub nvidia_ocsp_url: Option<String>,
+    /// Fetch no endorsements: use only those in the store's cache (and,
+    /// for what it lacks, those the attester sends).
+    #[arg(long, env = "CACHET_OFFLINE")]
+    pub offline: bool,
     /// INSECURE, development only: trust a simulated TEE whose root key is
     /// kept in DATA_DIR/simulated-tee/ (anyone with that file can forge
     /// evidence). Its tokens are never `affirming`.
@@ -227,6 +244,11 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
     allow_verification_time: Option<bool>,
+    pcs_url: Option<String>,
+    kds_url: Option<String>,
+    nvidia_rim_url: Option<String>,
+    nvidia_ocsp_url: Option<String>,
+    offline: Option<bool>,
     insecure_simulated_tee: Option<bool>,
     log_format: Option<LogFormat>,
     kek_file: Option<PathBuf>,
@@ -285,6 +307,8 @@ pub struct Config {
     pub max_connections_per_client: usize,
     /// Whether `at` is accepted.
     pub allow_verification_time: bool,
+    /// Where the service fetches endorsements from (and whether it does).
+    pub endorsement_sources: cachet_endorse::Sources,
     /// Whether the simulated TEE root is trusted.
     pub insecure_simulated_tee: bool,
     /// Log format.
@@ -361,6 +385,22 @@ impl ServeArgs {
                 kek_label: self.pkcs11_kek_label.clone().or(file.pkcs11_kek_label).unwrap_or_else(|| "cachet-kek".into()),
             }),
         };
+        let defaults = cachet_endorse::Sources::default();
+        let source_url = |flag: &Option<String>, file: Option<String>, default: String, name: &str| -> Result<String, String> {
+            let u = flag.clone().or(file).unwrap_or(default);
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(format!("{name}: '{u}' is not an http(s) URL"));
+            }
+            Ok(u.trim_end_matches('/').to_string())
+        };
+        let endorsement_sources = cachet_endorse::Sources {
+            pcs_url: source_url(&self.pcs_url, file.pcs_url, defaults.pcs_url, "pcs_url")?,
+            kds_url: source_url(&self.kds_url, file.kds_url, defaults.kds_url, "kds_url")?,
+            nvidia_rim_url: source_url(&self.nvidia_rim_url, file.nvidia_rim_url, defaults.nvidia_rim_url, "nvidia_rim_url")?,
+            nvidia_ocsp_url: source_url(&self.nvidia_ocsp_url, file.nvidia_ocsp_url, defaults.nvidia_ocsp_url, "nvidia_ocsp_url")?,
+            offline: self.offline || file.offline.unwrap_or(false),
+            timeout: defaults.timeout,
+        };
         let signing_custody = self.signing_custody.or(file.signing_custody).unwrap_or_default();
         if signing_custody == SigningCustody::Pkcs11 && pkcs11.is_none() {
             return Err("signing_custody = pkcs11 needs pkcs11_module".into());
@@ -396,6 +436,7 @@ impl ServeArgs {
             max_connections,
             max_connections_per_client,
             allow_verification_time: self.allow_verification_time || file.allow_verification_time.unwrap_or(false),
+            endorsement_sources,
             insecure_simulated_tee: self.insecure_simulated_tee || file.insecure_simulated_tee.unwrap_or(false),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
@@ -431,6 +472,25 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(args.resolve().is_err(), "unknown keys are refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn endorsement_sources_default_to_the_vendors_and_take_flags_and_file_keys() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.endorsement_sources, cachet_endorse::Sources::default(), "the vendors' services, online");
+        let dir = std::env::temp_dir().join(format!("cachet-cfg-endorse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "pcs_url = \"http://pccs.local:8081/\"\nkds_url = \"http://kds.local\"\noffline = true\n").unwrap();
+        let args = ServeArgs { config: Some(file.clone()), kds_url: Some("https://kds.example".into()), ..Default::default() };
+        let s = args.resolve().unwrap().endorsement_sources;
+        assert_eq!(s.pcs_url, "http://pccs.local:8081");
+        assert_eq!(s.kds_url, "https://kds.example", "the flag wins over the file");
+        assert_eq!(s.nvidia_rim_url, cachet_endorse::NVIDIA_RIM_URL);
+        assert!(s.offline);
+        let bad = ServeArgs { pcs_url: Some("file:///etc/passwd".into()), ..Default::default() };
+        assert!(bad.resolve().unwrap_err().contains("pcs_url"), "only http(s) sources");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

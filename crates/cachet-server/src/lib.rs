@@ -12,6 +12,7 @@ pub mod admin;
 pub mod appraisal;
 pub mod auth;
 pub mod config;
+pub mod endorse;
 pub mod error;
 pub mod freshness;
 pub mod keys;
@@ -85,6 +86,9 @@ pub struct AppState {
     /// Certificates whose keys may sign appraisal policies; when any is
     /// configured, only signed policies are stored.
     pub policy_signers: Arc<policy_signing::PolicySigners>,
+    /// The service's own endorsements (fetched from the configured sources,
+    /// cached in the store); the attester's are only hints.
+    pub endorser: Arc<cachet_endorse::Endorser>,
 }
 
 impl AppState {
@@ -420,6 +424,10 @@ pub async fn start(config: Config) -> Result<Server, String> {
         appraiser: Arc::new(appraisal::Appraiser::new(reference_values_file(&config)?)),
         verify_cache: Arc::new(cachet_verify::cache::VerifyCache::default()),
         policy_signers: Arc::new(policy_signing::PolicySigners::load(&config.policy_signing_certs)?),
+        endorser: Arc::new(
+            cachet_endorse::Endorser::new(config.endorsement_sources.clone(), Arc::new(endorse::StoreCache(store.clone())))
+                .map_err(|e| format!("endorsement sources: {e}"))?,
+        ),
     };
     state.reload_reference_values().await.map_err(|e| format!("reference values: {}", e.message))?;
     let (router, _) = app(state);

@@ -190,7 +190,7 @@ pub async fn challenge(State(st): State<AppState>) -> Result<Json<ChallengeRespo
         (status = 400, description = "Malformed request (invalid_request, unknown_tee, nonce_unknown, nonce_expired, verification_time_not_allowed)", body = ErrorBody),
         (status = 409, description = "nonce_reused: the nonce was already consumed", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
-        (status = 422, description = "verification_failed (the failing check is named) or freshness_binding_failed", body = ErrorBody),
+        (status = 422, description = "verification_failed (the failing check is named), freshness_binding_failed or endorsement_outdated", body = ErrorBody),
         (status = 503, description = "storage_unavailable, no_signing_key, timeout", body = ErrorBody)))]
 pub async fn attest(
     State(st): State<AppState>,
@@ -211,7 +211,7 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
     let tee = parse_tee(&req.tee)?;
     let t = now();
     let at = verification_time(&st, req.at.as_deref(), t)?;
-    let (evidence, endorsements) = decode_evidence(&req.evidence, &req.endorsements)?;
+    let (evidence, attester_endorsements) = decode_evidence(&req.evidence, &req.endorsements)?;
     let runtime_data = decode_runtime_data(req.runtime_data.as_deref())?;
     let nonce = match &req.nonce {
         Some(h) => {
@@ -241,6 +241,17 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
             return Err(e);
         }
     }
+    // The service's own endorsements decide; the attester's are hints
+    // (cachet_endorse::authority), used for what the service cannot get.
+    let (endorsements, provenance, unavailable) =
+        match crate::endorse::resolve(&st.endorser, tee, &evidence, attester_endorsements, at).await {
+            Ok(r) => r,
+            Err(e) => {
+                record(&st, &actor, tee, "refused", e.check.clone(), None, json!({"message": e.message})).await;
+                st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+                return Err(e);
+            }
+        };
     let binding = (nonce.is_some() || runtime_data.is_some())
         .then(|| Binding::new(tee, nonce.as_deref().unwrap_or_default(), runtime_data.as_deref().unwrap_or_default()));
 
@@ -275,12 +286,12 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
             st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
             // The message can quote the evidence: bounded like the audit's.
             tracing::info!(tee = %tee, check = %bound_text(&e.check, MAX_FIELD), "attestation refused: {}", bound_text(&e.message, MAX_DETAIL_STRING));
-            return Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "verification_failed",
-                message: e.to_string(),
-                check: Some(e.check),
-            });
+            // Say so when the service could not get its own endorsements.
+            let message = match &unavailable {
+                Some(why) => format!("{e} (the service could not get its own endorsements: {why})"),
+                None => e.to_string(),
+            };
+            return Err(ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "verification_failed", message, check: Some(e.check) });
         }
     };
     if let Some(b) = &binding {
@@ -328,6 +339,10 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
         verification_time: at,
     };
     let mut claims = ear.to_claims();
+    if let Some(m) = claims.as_object_mut() {
+        // Which endorsements judged the evidence: the service's own, the attester's, or both.
+        m.insert("cachet.endorsements".into(), json!(provenance.as_str()));
+    }
     // Each rule's outcome, and the policy's extra claims, beside the EAR claims.
     if let (Some(sub), Value::Object(extra)) = (claims["submods"].get_mut(tee.as_str()).and_then(Value::as_object_mut), a.to_ear_submod()) {
         for (k, v) in extra {

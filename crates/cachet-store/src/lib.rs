@@ -198,6 +198,23 @@ pub struct PolicyRow {
     pub jws: Option<String>,
 }
 
+/// A fetched endorsement as stored (a cache: see `cachet-endorse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndorsementRow {
+    /// What it is (`cachet_endorse::Resource::key`), the primary key.
+    pub key: String,
+    /// Its kind (`tcb_info`, `vcek`, `rim`, ...), for listings.
+    pub kind: String,
+    /// The `cachet_endorse::Fetched` JSON.
+    pub body: String,
+    /// When it was fetched (Unix seconds).
+    pub fetched_at: i64,
+    /// The issuer's next update, when the document says.
+    pub next_update: Option<i64>,
+    /// Where it came from.
+    pub source: String,
+}
+
 /// A named reference-value set as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferenceSetRow {
@@ -345,6 +362,14 @@ pub trait Store: Send + Sync {
     /// Delete the set `(owner, name)` (`owner` `None`: the operator's) with
     /// its audit entry; `false` if there was none.
     async fn delete_reference_set(&self, owner: Option<&str>, name: &str, audit: &AuditEntry) -> StoreResult<bool>;
+
+    /// A cached endorsement by key.
+    async fn get_endorsement(&self, key: &str) -> StoreResult<Option<EndorsementRow>>;
+    /// Keep a fetched endorsement (replacing the one under the same key).
+    /// A cache, not admin state: no audit entry.
+    async fn put_endorsement(&self, row: &EndorsementRow) -> StoreResult<()>;
+    /// Every cached endorsement, by key.
+    async fn list_endorsements(&self) -> StoreResult<Vec<EndorsementRow>>;
 }
 
 /// How an owner is stored in `reference_sets.owner`: `''` is the operator.

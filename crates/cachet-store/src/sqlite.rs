@@ -16,8 +16,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, GENESIS};
 use crate::{
-    chain_json, parse_chain, ApiKeyRecord, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store, StoreError,
-    StoreResult,
+    chain_json, parse_chain, ApiKeyRecord, EndorsementRow, NonceOutcome, PolicyRow, ReferenceSetRow, SecretRow, SigningKeyRecord, Store,
+    StoreError, StoreResult,
 };
 
 /// The database file name inside a data directory.
@@ -213,6 +213,17 @@ fn policy_from(row: &SqliteRow) -> StoreResult<PolicyRow> {
         created_by: row.try_get("created_by")?,
         signer: row.try_get("signer")?,
         jws: row.try_get("jws")?,
+    })
+}
+
+fn endorsement_from(row: &SqliteRow) -> StoreResult<EndorsementRow> {
+    Ok(EndorsementRow {
+        key: row.try_get("key")?,
+        kind: row.try_get("kind")?,
+        body: row.try_get("body")?,
+        fetched_at: row.try_get("fetched_at")?,
+        next_update: row.try_get("next_update")?,
+        source: row.try_get("source")?,
     })
 }
 
@@ -673,5 +684,32 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn get_endorsement(&self, key: &str) -> StoreResult<Option<EndorsementRow>> {
+        let row = sqlx::query("SELECT * FROM endorsements WHERE key = ?").bind(key).fetch_optional(&self.pool).await?;
+        row.as_ref().map(endorsement_from).transpose()
+    }
+
+    async fn put_endorsement(&self, row: &EndorsementRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO endorsements (key, kind, body, fetched_at, next_update, source) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, fetched_at = excluded.fetched_at, \
+             next_update = excluded.next_update, source = excluded.source",
+        )
+        .bind(&row.key)
+        .bind(&row.kind)
+        .bind(&row.body)
+        .bind(row.fetched_at)
+        .bind(row.next_update)
+        .bind(&row.source)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_endorsements(&self) -> StoreResult<Vec<EndorsementRow>> {
+        let rows = sqlx::query("SELECT * FROM endorsements ORDER BY key").fetch_all(&self.pool).await?;
+        rows.iter().map(endorsement_from).collect()
     }
 }

@@ -547,3 +547,28 @@ async fn an_unknown_database_url_scheme_is_refused() {
     let e = cachet_store::open_url("mysql://u:secret@h/db").await.err().expect("refused");
     assert!(!e.to_string().contains("secret"), "{e}");
 }
+
+both!(endorsements_are_cached_by_key_replaced_and_unaudited);
+async fn endorsements_are_cached_by_key_replaced_and_unaudited(f: Fixture) {
+    let row = |key: &str, body: &str, next: Option<i64>| cachet_store::EndorsementRow {
+        key: key.into(),
+        kind: "tcb_info".into(),
+        body: body.into(),
+        fetched_at: 10,
+        next_update: next,
+        source: "https://pcs.example/tdx/certification/v4/tcb".into(),
+    };
+    assert_eq!(f.store.get_endorsement("intel/tdx/tcb/00806f050000").await.unwrap(), None);
+    f.store.put_endorsement(&row("intel/tdx/tcb/00806f050000", "{\"v\":1}", Some(100))).await.unwrap();
+    f.store.put_endorsement(&row("intel/rootcacrl", "{}", None)).await.unwrap();
+    // A refresh replaces the entry under the same key.
+    f.store.put_endorsement(&row("intel/tdx/tcb/00806f050000", "{\"v\":2}", Some(200))).await.unwrap();
+    let s = f.reopen().await;
+    assert_eq!(
+        s.get_endorsement("intel/tdx/tcb/00806f050000").await.unwrap(),
+        Some(row("intel/tdx/tcb/00806f050000", "{\"v\":2}", Some(200)))
+    );
+    let keys: Vec<String> = s.list_endorsements().await.unwrap().into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, ["intel/rootcacrl", "intel/tdx/tcb/00806f050000"]);
+    assert_eq!(verify_audit_chain(s.as_ref()).await.unwrap().0, 0, "a cache, not admin state");
+}

@@ -56,6 +56,28 @@ pub struct VerifyArgs {
     /// implies `--policy default` when no policy is given.
     #[arg(long)]
     pub refvals: Option<PathBuf>,
+    /// Without --endorsements, fetch Intel collateral from this Intel PCS
+    /// API v4 or PCCS.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::INTEL_PCS_URL)]
+    pub pcs_url: String,
+    /// Without --endorsements, fetch AMD VCEKs, chains and CRLs from this KDS.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::AMD_KDS_URL)]
+    pub kds_url: String,
+    /// Without --endorsements, fetch NVIDIA RIMs from this RIM service.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_RIM_URL)]
+    pub nvidia_rim_url: String,
+    /// NVIDIA OCSP responder.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_OCSP_URL)]
+    pub nvidia_ocsp_url: String,
+    /// Fetch nothing: use only the cache folder (or --endorsements).
+    /// Refused (exit status 2), naming what is missing, when the cache lacks
+    /// something the evidence needs.
+    #[arg(long)]
+    pub offline: bool,
+    /// Where fetched endorsements are kept
+    /// [default: $XDG_CACHE_HOME/cachet/endorsements or ~/.cache/cachet/endorsements].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +141,14 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             None => return usage_error("cannot tell which TEE produced this evidence; pass --tee"),
         },
     };
+    // No endorsements given: get what the evidence needs (cache, else the
+    // vendors). Given ones are used as they are: the CLI user is the operator.
+    if args.endorsements.is_empty() {
+        match fetch_endorsements(&args, tee, &evidence, at) {
+            Ok(fetched) => endorsements = fetched,
+            Err(e) => return usage_error(e),
+        }
+    }
     let appraiser = match load_appraiser(&args, tee) {
         Ok(a) => a,
         Err(e) => return usage_error(e),
@@ -161,6 +191,72 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// What a resource is, for the progress line and messages.
+fn describe(r: &cachet_endorse::Resource) -> String {
+    use cachet_endorse::Resource as R;
+    match r {
+        R::TcbInfo { tee, fmspc } => format!("{} TCB Info for FMSPC {fmspc}", tee.as_str().to_uppercase()),
+        R::QeIdentity { tee } => format!("{} QE Identity", tee.as_str().to_uppercase()),
+        R::PckCrl { ca } => format!("PCK CRL ({})", ca.as_str()),
+        R::RootCaCrl => "Intel SGX Root CA CRL".into(),
+        R::Vcek { product, .. } => format!("VCEK ({})", product.as_str()),
+        R::AmdChain { product, key } => format!("{} certificate chain ({})", key.as_str().to_uppercase(), product.as_str()),
+        R::AmdCrl { product, key } => format!("AMD CRL ({}, {})", product.as_str(), key.as_str().to_uppercase()),
+        R::Rim { id } => format!("NVIDIA RIM {id}"),
+    }
+}
+
+/// The endorsements `evidence` needs, from the cache folder or fetched
+/// (and cached). Errors name what is missing and what to do.
+fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64) -> Result<Vec<Endorsement>, String> {
+    use cachet_endorse::{EndorseError, Endorser, FolderCache, Resource, Sources};
+    let needed = cachet_endorse::needs(tee, evidence).map_err(|e| format!("{e}; give the endorsements with --endorsements"))?;
+    if needed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = match &args.cache_dir {
+        Some(d) => d.clone(),
+        None => FolderCache::default_dir().ok_or("no cache folder (set HOME or XDG_CACHE_HOME, or pass --cache-dir)")?,
+    };
+    let sources = Sources {
+        pcs_url: args.pcs_url.trim_end_matches('/').to_string(),
+        kds_url: args.kds_url.trim_end_matches('/').to_string(),
+        nvidia_rim_url: args.nvidia_rim_url.trim_end_matches('/').to_string(),
+        nvidia_ocsp_url: args.nvidia_ocsp_url.trim_end_matches('/').to_string(),
+        offline: args.offline,
+        ..Sources::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let endorser = Endorser::new(sources, std::sync::Arc::new(FolderCache::new(dir))).map_err(|e| e.to_string())?;
+        let (mut out, mut missing) = (Vec::new(), Vec::new());
+        for r in &needed {
+            let cached_fresh = endorser.cache().get(&r.key()).await.is_some_and(|c| c.next_update.is_none_or(|n| at < n));
+            if !cached_fresh && !args.offline {
+                let from = match r {
+                    Resource::Vcek { .. } | Resource::AmdChain { .. } | Resource::AmdCrl { .. } => &endorser.sources().kds_url,
+                    Resource::Rim { .. } => &endorser.sources().nvidia_rim_url,
+                    _ => &endorser.sources().pcs_url,
+                };
+                eprintln!("fetching {} from {from} …", describe(r));
+            }
+            match endorser.get(r, at).await {
+                Ok(f) => out.extend(f.endorsements()),
+                Err(e) if r.optional() => eprintln!("cachet verify: {} not available ({e}); going on without it", describe(r)),
+                Err(EndorseError::Offline(_)) => missing.push(describe(r)),
+                Err(e) => return Err(format!("{}: {e}", describe(r))),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "--offline and not cached: {}; fetch them without --offline, or give them with --endorsements",
+                missing.join(", ")
+            ));
+        }
+        Ok(out)
+    })
 }
 
 /// The `--format json` document: `{verified, tee, claims, checks, error}`.

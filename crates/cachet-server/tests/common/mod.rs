@@ -34,9 +34,11 @@ pub struct TestServer {
     pub client: reqwest::Client,
 }
 
-/// Default arguments: loopback, free port, a fresh data directory.
+/// Default arguments: loopback, free port, a fresh data directory, and no
+/// endorsement fetching (tests reach no vendor; the attester's endorsements
+/// are used, as when the service cannot get its own).
 pub fn args(dir: &Path) -> ServeArgs {
-    ServeArgs { listen: Some("127.0.0.1:0".parse().unwrap()), data_dir: Some(dir.to_path_buf()), ..Default::default() }
+    ServeArgs { listen: Some("127.0.0.1:0".parse().unwrap()), data_dir: Some(dir.to_path_buf()), offline: true, ..Default::default() }
 }
 
 /// Start a server with `args` adjusted by `f`.

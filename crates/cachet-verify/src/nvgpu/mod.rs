@@ -394,19 +394,87 @@ impl ReportContext<'_> {
     /// The ids of the driver and VBIOS RIMs this report names, as NVIDIA's
     /// verifier builds them to fetch the RIMs from NVIDIA's RIM service.
     fn rim_ids(&self) -> (Option<String>, Option<String>) {
-        let chip = self.chip.unwrap_or("GH100").to_ascii_uppercase();
-        let driver = self.driver_version.map(|v| match self.arch {
-            "BLACKWELL" => format!("NV_GPU_CC_DRIVER_{chip}_{v}"),
-            _ => format!("NV_GPU_DRIVER_{chip}_{v}"),
-        });
-        let vbios = match (self.project, self.project_sku, self.chip_sku, self.vbios_version) {
-            (Some(p), Some(ps), Some(cs), Some(v)) => {
-                Some(format!("NV_GPU_VBIOS_{p}_{ps}_{cs}_{}", v.replace('.', "")).to_ascii_uppercase())
-            }
-            _ => None,
-        };
-        (driver, vbios)
+        ids_of(self.chip, self.arch, self.driver_version, [self.project, self.project_sku, self.chip_sku], self.vbios_version)
     }
+}
+
+/// The driver and VBIOS RIM ids, as nvtrust builds them (one place for the
+/// verifier's `rim_ids` claim and for [`rim_ids`]).
+fn ids_of(
+    chip: Option<&str>,
+    arch: &str,
+    driver_version: Option<&str>,
+    [project, project_sku, chip_sku]: [Option<&str>; 3],
+    vbios_version: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let chip = chip.unwrap_or("GH100").to_ascii_uppercase();
+    let driver = driver_version.map(|v| match arch {
+        "BLACKWELL" => format!("NV_GPU_CC_DRIVER_{chip}_{v}"),
+        _ => format!("NV_GPU_DRIVER_{chip}_{v}"),
+    });
+    let vbios = match (project, project_sku, chip_sku, vbios_version) {
+        (Some(p), Some(ps), Some(cs), Some(v)) => Some(format!("NV_GPU_VBIOS_{p}_{ps}_{cs}_{}", v.replace('.', "")).to_ascii_uppercase()),
+        _ => None,
+    };
+    (driver, vbios)
+}
+
+/// The RIM ids NVIDIA's verifier would fetch for `evidence` (decoded, as
+/// [`verify`] takes it: one report or a JSON array of per-GPU evidence),
+/// without verifying anything: the driver RIM and each distinct VBIOS RIM,
+/// first seen first. For endorsement fetching only — the verifier still
+/// decides which RIMs apply from the authenticated report. The chip comes
+/// from the report's `CHIP_INFO`, else (JSON sets) the entry's device chain,
+/// else GH100 (nvtrust's Hopper default); the architecture from the chain's
+/// chip when the evidence carries one, else from the chip.
+pub fn rim_ids(evidence: &[u8]) -> Result<Vec<String>, String> {
+    if evidence.len() > crate::MAX_EVIDENCE_LEN {
+        return Err(format!("{} bytes exceeds the {}-byte evidence limit", evidence.len(), crate::MAX_EVIDENCE_LEN));
+    }
+    let first = evidence.iter().find(|b| !b.is_ascii_whitespace());
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |(d, v): (Option<String>, Option<String>)| {
+        for id in [d, v].into_iter().flatten() {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    };
+    if matches!(first, Some(b'[') | Some(b'{')) {
+        let list: Vec<GpuEvidence> = serde_json::from_slice(evidence).map_err(|e| format!("not a JSON array of GPU evidence: {e}"))?;
+        if list.is_empty() || list.len() > MAX_GPUS {
+            return Err(format!("{} GPUs (1..{MAX_GPUS} allowed)", list.len()));
+        }
+        for (i, g) in list.iter().enumerate() {
+            let report = decode_base64(&g.evidence).ok_or_else(|| format!("GPU {i}: evidence is not base64"))?;
+            let pem = decode_base64(&g.certificate).ok_or_else(|| format!("GPU {i}: certificate is not base64"))?;
+            let chain = strict_pem_chain(&pem).map_err(|e| format!("GPU {i}: certificate: {e}"))?;
+            add(report_ids(&report, Some(&chain)).map_err(|e| format!("GPU {i}: {e}"))?);
+        }
+    } else {
+        add(report_ids(evidence, None)?);
+    }
+    if out.is_empty() {
+        return Err("the report names no driver or VBIOS version".into());
+    }
+    Ok(out)
+}
+
+/// The ids one report names; `chain` is the device chain that came with it, if any.
+fn report_ids(report: &[u8], chain: Option<&[Vec<u8>]>) -> Result<(Option<String>, Option<String>), String> {
+    let rs = spdm::parse_report(report)?.response;
+    let text = |id| opaque::text(&rs.opaque, id);
+    let leaf_chip = || {
+        chain
+            .and_then(|c| device::leaf_candidates(c).first().and_then(|l| device::common_name(l)))
+            .and_then(|cn| cn.split_whitespace().next().map(str::to_string))
+    };
+    let chip = text(opaque::CHIP_INFO).or_else(leaf_chip);
+    let arch_chip = chain.and_then(device::chain_chip).or_else(|| chip.clone()).unwrap_or_default();
+    let arch = device::architecture(&arch_chip).unwrap_or("HOPPER");
+    let (driver, vbios) = (text(opaque::DRIVER_VERSION), opaque::vbios_version(&rs.opaque));
+    let names = [text(opaque::PROJECT), text(opaque::PROJECT_SKU), text(opaque::CHIP_SKU)];
+    Ok(ids_of(chip.as_deref(), arch, driver.as_deref(), [names[0].as_deref(), names[1].as_deref(), names[2].as_deref()], vbios.as_deref()))
 }
 
 /// The outcome of the RIM appraisal, for the claims.

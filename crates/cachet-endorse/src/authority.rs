@@ -1,0 +1,157 @@
+//! Which endorsements decide: the service's own are authoritative; the
+//! attester's are hints, accepted only when they verify and are no older than
+//! the service's (built in `merge`).
+//!
+//! The rule, piece by piece (pieces are recognised by content, as the
+//! verifier recognises them):
+//! * a TCB Info or QE Identity the attester sends for an FMSPC / identity the
+//!   service also holds is **refused** when its `tcbEvaluationDataNumber` is
+//!   lower than the service's ([`AuthorityError::Outdated`]); when it is equal
+//!   or newer it is dropped all the same: the service's copy decides;
+//! * CRLs and RIMs of a kind the service fetched are dropped (the service's decide);
+//! * everything else (certificates such as a VLEK or a PCK chain the quote does
+//!   not carry, and any piece of a kind the service could not get) is passed on
+//!   for the verifier to check against the pinned roots, as before.
+//!
+//! Nothing the attester sends is trusted for being sent: what passes here is
+//! verified again by `cachet-verify`.
+
+use cachet_verify::dcap::collateral::{add_file, Collateral, SignedJson};
+use cachet_verify::Endorsement;
+
+use crate::{Fetched, Resource};
+
+/// Why the attester's endorsements were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    /// An attester-supplied TCB Info / QE Identity is older than the service's.
+    #[error(
+        "{what} sent with the evidence has tcbEvaluationDataNumber {theirs}, older than the service's {ours}; \
+         send no endorsements (the service fetches its own) or send the current ones"
+    )]
+    Outdated {
+        /// What (e.g. `TCB Info for FMSPC 00906ed50000`).
+        what: String,
+        /// The attester's `tcbEvaluationDataNumber`.
+        theirs: u64,
+        /// The service's.
+        ours: u64,
+    },
+}
+
+impl AuthorityError {
+    /// Stable error code for API answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthorityError::Outdated { .. } => "endorsement_outdated",
+        }
+    }
+
+    /// Name of the check that failed, for verification reports.
+    pub fn check(&self) -> &'static str {
+        "Endorsement freshness"
+    }
+}
+
+/// What decides a TCB Info / QE Identity: its identity and its evaluation number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Judged {
+    /// `tcb:<id>:<fmspc>` or `qe:<id>`.
+    key: String,
+    /// Shown in messages.
+    what: String,
+    /// `tcbEvaluationDataNumber` (0 when absent).
+    eval: u64,
+}
+
+fn judged(sj: &SignedJson, tcb: bool) -> Option<Judged> {
+    let v: serde_json::Value = serde_json::from_str(&sj.body).ok()?;
+    let id = v.get("id").and_then(|x| x.as_str()).unwrap_or(if tcb { "SGX" } else { "QE" }).to_ascii_uppercase();
+    let eval = v.get("tcbEvaluationDataNumber").and_then(|x| x.as_u64()).unwrap_or(0);
+    if tcb {
+        let fmspc = v.get("fmspc")?.as_str()?.to_ascii_lowercase();
+        Some(Judged { key: format!("tcb:{id}:{fmspc}"), what: format!("TCB Info ({id}) for FMSPC {fmspc}"), eval })
+    } else {
+        Some(Judged { key: format!("qe:{id}"), what: format!("QE Identity ({id})"), eval })
+    }
+}
+
+fn classify(name: &str, bytes: &[u8]) -> Collateral {
+    let mut c = Collateral::default();
+    add_file(&mut c, name, bytes);
+    c
+}
+
+fn all_judged(c: &Collateral) -> Vec<Judged> {
+    c.tcb_infos.iter().filter_map(|s| judged(s, true)).chain(c.qe_identities.iter().filter_map(|s| judged(s, false))).collect()
+}
+
+/// The endorsements the verifier is handed: every piece the service fetched,
+/// then the attester's pieces for what the service could not get. Refuses an
+/// attester TCB Info / QE Identity older than the service's for the same
+/// FMSPC / identity.
+pub fn merge(service: &[Fetched], attester: &[Endorsement]) -> Result<Vec<Endorsement>, AuthorityError> {
+    let mut out: Vec<Endorsement> = service.iter().flat_map(Fetched::endorsements).collect();
+    if attester.is_empty() {
+        return Ok(out);
+    }
+    // What the service holds, as the verifier will read it.
+    let mut ours = Collateral::default();
+    for e in &out {
+        add_file(&mut ours, &e.name, &e.bytes);
+    }
+    let our_judged = all_judged(&ours);
+    let service_has_crls =
+        service.iter().any(|f| matches!(f.resource, Resource::PckCrl { .. } | Resource::RootCaCrl | Resource::AmdCrl { .. }))
+            || !ours.crls.is_empty();
+    let service_has_rims = service.iter().any(|f| matches!(f.resource, Resource::Rim { .. }));
+
+    for e in attester {
+        if service_has_rims && cachet_verify::nvgpu::rim::looks_like_xml(&e.bytes) {
+            tracing::info!("attester RIM {} dropped: the service fetched its own", e.name);
+            continue;
+        }
+        let c = classify(&e.name, &e.bytes);
+        let theirs = all_judged(&c);
+        for t in &theirs {
+            if let Some(o) = our_judged.iter().filter(|o| o.key == t.key).max_by_key(|o| o.eval) {
+                if t.eval < o.eval {
+                    return Err(AuthorityError::Outdated { what: t.what.clone(), theirs: t.eval, ours: o.eval });
+                }
+            }
+        }
+        let covered_json = theirs.iter().any(|t| our_judged.iter().any(|o| o.key == t.key));
+        let covered_crl = service_has_crls && !c.crls.is_empty();
+        if !covered_json && !covered_crl {
+            out.push(e.clone());
+            continue;
+        }
+        // The piece carries something the service decides; keep only what it
+        // does not: its certificates, and TCB Info / QE Identity the service lacks.
+        for (i, der) in c.certs.iter().enumerate() {
+            out.push(Endorsement { name: format!("{}#cert{i}", e.name), bytes: der.clone() });
+        }
+        if !covered_crl {
+            for (i, crl) in c.crls.iter().enumerate() {
+                out.push(Endorsement { name: format!("{}#crl{i}", e.name), bytes: crl.der.clone() });
+            }
+        }
+        // Re-stated byte for byte (the signed text and its signature): the
+        // TCB Info / QE Identity the service does not hold.
+        let ours_has = |sj: &SignedJson, tcb: bool| judged(sj, tcb).is_some_and(|j| our_judged.iter().any(|o| o.key == j.key));
+        for (i, sj) in c.tcb_infos.iter().enumerate().filter(|(_, sj)| !ours_has(sj, true)) {
+            out.push(signed_piece(&e.name, "tcbInfo", i, sj));
+        }
+        for (i, sj) in c.qe_identities.iter().enumerate().filter(|(_, sj)| !ours_has(sj, false)) {
+            out.push(signed_piece(&e.name, "enclaveIdentity", i, sj));
+        }
+        tracing::info!("attester endorsement {} used only for what the service could not get", e.name);
+    }
+    Ok(out)
+}
+
+/// A TCB Info / QE Identity as Intel PCS serves it, around the exact signed text.
+fn signed_piece(name: &str, field: &str, i: usize, sj: &SignedJson) -> Endorsement {
+    let body = format!("{{\"{field}\":{},\"signature\":\"{}\"}}", sj.body, hex::encode(&sj.signature));
+    Endorsement { name: format!("{name}#{field}{i}"), bytes: body.into_bytes() }
+}

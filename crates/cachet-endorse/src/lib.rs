@@ -1,0 +1,273 @@
+//! Endorsements from the manufacturers, owned by the service.
+//!
+//! The verifier (`cachet-verify`) is pure: it judges evidence with the
+//! endorsements it is handed. This crate decides *which* endorsements those
+//! are: from the evidence it derives what is needed ([`needs`]), fetches each
+//! piece from the vendor's service (Intel PCS or a PCCS, AMD KDS, NVIDIA's
+//! RIM service), keeps it in a [`Cache`] with its fetch time and the issuer's
+//! next update, and hands the verifier the bytes exactly as the vendor signed
+//! them. Nothing here is trusted for being fetched: every piece is verified
+//! again by `cachet-verify` against the pinned roots.
+//!
+//! Who controls what: the **operator** chooses the sources ([`Sources`]) and
+//! freshness rules; the **manufacturer** signs what they serve; the
+//! **attester** controls nothing here — endorsements it sends are hints that
+//! [`authority`] accepts only when they are no older than the service's own.
+
+pub mod authority;
+pub mod cache;
+pub mod http;
+pub mod kds;
+pub mod needs;
+pub mod nvidia;
+pub mod pcs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachet_verify::Tee;
+
+pub use cache::{Cache, CachedEntry, FolderCache, MemoryCache};
+pub use needs::{needs, Resource};
+
+/// Intel's public Provisioning Certification Service (API v4).
+pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
+/// AMD's Key Distribution Service.
+pub const AMD_KDS_URL: &str = "https://kdsintf.amd.com";
+/// NVIDIA's RIM service.
+pub const NVIDIA_RIM_URL: &str = "https://rim.attestation.nvidia.com";
+/// NVIDIA's OCSP responder.
+pub const NVIDIA_OCSP_URL: &str = "https://ocsp.ndis.nvidia.com";
+
+/// Where endorsements come from; chosen by the operator (flags / config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    /// Intel PCS API v4 or any PCCS-compatible service.
+    pub pcs_url: String,
+    /// AMD KDS.
+    pub kds_url: String,
+    /// NVIDIA RIM service (`GET /v1/rim/{id}`).
+    pub nvidia_rim_url: String,
+    /// NVIDIA OCSP responder.
+    pub nvidia_ocsp_url: String,
+    /// Fetch nothing: only what is cached (or given) is used.
+    pub offline: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            pcs_url: INTEL_PCS_URL.into(),
+            kds_url: AMD_KDS_URL.into(),
+            nvidia_rim_url: NVIDIA_RIM_URL.into(),
+            nvidia_ocsp_url: NVIDIA_OCSP_URL.into(),
+            offline: false,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One endorsement as fetched: the vendor's bytes, and what is known of its freshness.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fetched {
+    /// What it is (the cache key is [`Resource::key`]).
+    pub resource: Resource,
+    /// The pieces handed to the verifier, each as `cachet-verify` reads
+    /// endorsement files (e.g. a PCS TCB Info body and its issuer chain PEM).
+    pub parts: Vec<Part>,
+    /// When it was fetched (Unix seconds).
+    pub fetched_at: i64,
+    /// The issuer's next update (TCB Info / identity `nextUpdate`, CRL
+    /// `nextUpdate`, certificate `notAfter`), when the document says.
+    pub next_update: Option<i64>,
+    /// Where it came from (base URL and path), for listings and messages.
+    pub source: String,
+}
+
+/// One named piece of an endorsement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    /// A file-like name the verifier's messages can show (e.g. `tcb-info-00606a000000.json`).
+    pub name: String,
+    /// The bytes, exactly as the vendor sent them (after transport decoding only).
+    #[serde(with = "b64")]
+    pub bytes: Vec<u8>,
+}
+
+impl Fetched {
+    /// The pieces as the verifier takes them.
+    pub fn endorsements(&self) -> Vec<cachet_verify::Endorsement> {
+        self.parts.iter().map(|p| cachet_verify::Endorsement { name: p.name.clone(), bytes: p.bytes.clone() }).collect()
+    }
+}
+
+/// Why endorsements could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndorseError {
+    /// The evidence does not say what it needs (e.g. a quote without its PCK chain).
+    #[error("{0}")]
+    Evidence(String),
+    /// Offline, and not cached.
+    #[error("offline and not cached: {0}; import it with `cachet endorsements import` or give it with --endorsements")]
+    Offline(String),
+    /// The vendor's service answered with an error, or could not be reached.
+    #[error("{origin}: {message}")]
+    Source {
+        /// Base URL and path.
+        origin: String,
+        /// What went wrong, and what to do.
+        message: String,
+    },
+    /// The vendor has nothing for this (HTTP 404).
+    #[error("{origin}: not found ({what})")]
+    NotFound {
+        /// Base URL and path.
+        origin: String,
+        /// What was asked for.
+        what: String,
+    },
+    /// The cache held it, but past its validity, and the source cannot refresh it.
+    #[error("{what} is stale since {since} and {origin} cannot refresh it: {message}")]
+    Stale {
+        /// What is stale.
+        what: String,
+        /// RFC 3339 instant it went stale.
+        since: String,
+        /// The source.
+        origin: String,
+        /// Why the refresh failed.
+        message: String,
+    },
+}
+
+/// Gets what evidence needs: from the cache while fresh, else from the
+/// vendor; a source that is down is survived on cached endorsements until
+/// their own expiry.
+pub struct Endorser {
+    sources: Sources,
+    cache: Arc<dyn Cache>,
+    http: http::Http,
+    /// One fetch per resource at a time (cache re-check, fetch, keep): a
+    /// caller arriving between the fetch and the cache write would otherwise
+    /// ask the vendor again (AMD KDS rate-limits VCEKs hard).
+    flights: std::sync::Mutex<std::collections::HashMap<String, ResourceFlight>>,
+}
+
+type ResourceFlight = Arc<tokio::sync::OnceCell<Result<Fetched, EndorseError>>>;
+
+impl Endorser {
+    /// An endorser over `sources`, keeping what it fetches in `cache`.
+    pub fn new(sources: Sources, cache: Arc<dyn Cache>) -> Result<Self, EndorseError> {
+        let http = http::Http::new(sources.timeout, http::Retry::default())?;
+        Ok(Endorser { sources, cache, http, flights: Default::default() })
+    }
+
+    /// The sources in use.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// The cache in use.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.cache
+    }
+
+    /// Every endorsement `evidence` of family `tee` needs, at `now` (Unix
+    /// seconds). Optional resources that cannot be had are left out (the
+    /// verifier then reports what it could not check).
+    pub async fn endorsements_for(&self, tee: Tee, evidence: &[u8], now: i64) -> Result<Vec<Fetched>, EndorseError> {
+        let mut out = Vec::new();
+        for r in needs(tee, evidence)? {
+            match self.get(&r, now).await {
+                Ok(f) => out.push(f),
+                Err(e) if r.optional() => tracing::info!("optional endorsement {} not available: {e}", r.key()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One resource: cached and fresh, else fetched (and cached), else the
+    /// cached copy while it is still within its validity.
+    pub async fn get(&self, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
+        let key = r.key();
+        let cached = self.cache.get(&key).await;
+        let fresh = |f: &Fetched| f.next_update.is_none_or(|n| now < n);
+        if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
+            return Ok(c.clone());
+        }
+        if self.sources.offline {
+            return match cached {
+                Some(c) => Err(stale(&key, &c, "offline")),
+                None => Err(EndorseError::Offline(key)),
+            };
+        }
+        let flight = match self.flights.lock() {
+            Ok(mut m) => m.entry(key.clone()).or_default().clone(),
+            Err(_) => ResourceFlight::default(),
+        };
+        let out = flight.get_or_init(|| self.fetch_and_keep(r, &key, now)).await.clone();
+        if let Ok(mut m) = self.flights.lock() {
+            if m.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                m.remove(&key);
+            }
+        }
+        out
+    }
+
+    /// Inside the resource's flight: what another caller kept meanwhile, else
+    /// fetched and kept, else the cached copy's staleness.
+    async fn fetch_and_keep(&self, r: &Resource, key: &str, now: i64) -> Result<Fetched, EndorseError> {
+        let cached = self.cache.get(key).await;
+        if let Some(c) = cached.as_ref().filter(|c| c.next_update.is_none_or(|n| now < n)) {
+            return Ok(c.clone());
+        }
+        match self.fetch(r, now).await {
+            Ok(f) => {
+                self.cache.put(key, &f).await;
+                Ok(f)
+            }
+            Err(e) => match cached {
+                Some(c) => Err(stale(key, &c, &e.to_string())),
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch(&self, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
+        match r {
+            Resource::TcbInfo { .. } | Resource::QeIdentity { .. } | Resource::PckCrl { .. } | Resource::RootCaCrl => {
+                pcs::fetch(&self.http, &self.sources, r, now).await
+            }
+            Resource::Vcek { .. } | Resource::AmdChain { .. } | Resource::AmdCrl { .. } => {
+                kds::fetch(&self.http, &self.sources, r, now).await
+            }
+            Resource::Rim { .. } => nvidia::fetch(&self.http, &self.sources, r, now).await,
+        }
+    }
+}
+
+fn stale(key: &str, c: &Fetched, why: &str) -> EndorseError {
+    let since = c
+        .next_update
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "?".into());
+    EndorseError::Stale { what: key.to_string(), since, origin: c.source.clone(), message: why.to_string() }
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,70 @@
+//! `authority::merge` on real recorded collateral: FMSPC 90c06f000000 has a
+//! TCB Info with tcbEvaluationDataNumber 17 (collateral_v5_2502) and one with
+//! 18 (tdx_quote_outdated_collateral), both genuine Intel documents.
+
+#[path = "common/recorded.rs"]
+mod recorded;
+
+use cachet_endorse::authority::{merge, AuthorityError};
+use cachet_verify::dcap::collateral::from_endorsements;
+use recorded::{as_attester, intel_bundle};
+
+const EVAL_17: &str = "tdx/automata/collateral_v5_2502.derived.json";
+const EVAL_18: &str = "tdx/dcap-qvl/tdx_quote_outdated_collateral.json";
+
+fn evals(e: &[cachet_verify::Endorsement]) -> Vec<u64> {
+    from_endorsements(e)
+        .tcb_infos
+        .iter()
+        .map(|t| serde_json::from_str::<serde_json::Value>(&t.body).unwrap()["tcbEvaluationDataNumber"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_attester_tcb_info_older_than_the_services_is_refused_by_name() {
+    let service = intel_bundle(EVAL_18);
+    let err = merge(&service, &[as_attester(EVAL_17)]).unwrap_err();
+    assert!(matches!(&err, AuthorityError::Outdated { theirs: 17, ours: 18, what } if what.contains("90c06f000000")), "{err:?}");
+    assert_eq!(err.code(), "endorsement_outdated");
+    assert_eq!(err.check(), "Endorsement freshness");
+    assert!(err.to_string().contains("older than the service's 18"), "{err}");
+}
+
+#[test]
+fn an_equal_attester_tcb_info_is_accepted_and_the_services_decides() {
+    let service = intel_bundle(EVAL_18);
+    let merged = merge(&service, &[as_attester(EVAL_18)]).unwrap();
+    // One TCB Info: the service's (the attester's duplicate was not passed on).
+    assert_eq!(evals(&merged), vec![18]);
+    assert!(merged.iter().all(|e| e.name != EVAL_18), "the attester's bundle is not handed over whole");
+}
+
+#[test]
+fn a_newer_attester_tcb_info_is_accepted_but_the_services_still_decides() {
+    let service = intel_bundle(EVAL_17);
+    let merged = merge(&service, &[as_attester(EVAL_18)]).unwrap();
+    assert_eq!(evals(&merged), vec![17], "service pieces win");
+}
+
+#[test]
+fn attester_pieces_fill_only_what_the_service_could_not_get() {
+    // The service has the TCB Info only; the QE Identity comes from the attester.
+    let service: Vec<_> = intel_bundle(EVAL_18).into_iter().take(1).collect();
+    let merged = merge(&service, &[as_attester(EVAL_18)]).unwrap();
+    let c = from_endorsements(&merged);
+    assert_eq!(evals(&merged), vec![18]);
+    assert_eq!(c.qe_identities.len(), 1, "the attester's QE Identity fills the gap");
+    assert_eq!(c.crls.len(), 2, "and its CRLs (the service has none)");
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+}
+
+#[test]
+fn with_nothing_from_the_service_the_attesters_pieces_are_used_as_sent() {
+    let sent = as_attester(EVAL_17);
+    let merged = merge(&[], std::slice::from_ref(&sent)).unwrap();
+    assert_eq!(merged.len(), 1);
+    assert_eq!((&merged[0].name, &merged[0].bytes), (&sent.name, &sent.bytes));
+    let service = intel_bundle(EVAL_18);
+    let alone = merge(&service, &[]).unwrap();
+    assert_eq!(alone.len(), service.iter().map(|f| f.parts.len()).sum::<usize>());
+}

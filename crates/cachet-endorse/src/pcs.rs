@@ -100,39 +100,27 @@ pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Re
                 return Err(EndorseError::Evidence(format!("FMSPC {fmspc:?} is not 12 hex digits")));
             }
             let url = format!("{base}/{}/certification/v4/tcb?fmspc={fmspc}", tee.as_str());
-            let a = ok_answer(http, &url, &format!("{} TCB Info for FMSPC {fmspc}", tee.as_str().to_uppercase())).await?;
-            let chain = issuer_chain(&a, &["tcb-info-issuer-chain", "sgx-tcb-info-issuer-chain"], &url)?;
             let id = if *tee == IntelTee::Sgx { "SGX" } else { "TDX" };
-            let next_update = signed_json(&a.body, "tcbInfo", &[("id", id), ("fmspc", fmspc)], &url)?;
-            Ok(Fetched {
-                resource: r.clone(),
-                parts: vec![
-                    Part { name: format!("tcb-info-{}-{fmspc}.json", tee.as_str()), bytes: a.body },
-                    Part { name: "tcb-info-issuer-chain.pem".into(), bytes: chain },
-                ],
-                fetched_at: now,
-                next_update,
-                source: url,
-            })
-            .and_then(|f| accepted(f, |c| c.tcb_infos.len() == 1, "a TCB Info"))
+            let doc = SignedDoc {
+                what: format!("{} TCB Info for FMSPC {fmspc}", tee.as_str().to_uppercase()),
+                chain_headers: &["tcb-info-issuer-chain", "sgx-tcb-info-issuer-chain"],
+                member: "tcbInfo",
+                expect: &[("id", id), ("fmspc", fmspc)],
+                names: (format!("tcb-info-{}-{fmspc}.json", tee.as_str()), "tcb-info-issuer-chain.pem"),
+            };
+            signed_doc(http, r, url, doc, now).await.and_then(|f| accepted(f, |c| c.tcb_infos.len() == 1, "a TCB Info"))
         }
         Resource::QeIdentity { tee } => {
             let url = format!("{base}/{}/certification/v4/qe/identity", tee.as_str());
-            let a = ok_answer(http, &url, &format!("{} QE Identity", tee.as_str().to_uppercase())).await?;
-            let chain = issuer_chain(&a, &["sgx-enclave-identity-issuer-chain", "enclave-identity-issuer-chain"], &url)?;
             let id = if *tee == IntelTee::Sgx { "QE" } else { "TD_QE" };
-            let next_update = signed_json(&a.body, "enclaveIdentity", &[("id", id)], &url)?;
-            Ok(Fetched {
-                resource: r.clone(),
-                parts: vec![
-                    Part { name: format!("qe-identity-{}.json", tee.as_str()), bytes: a.body },
-                    Part { name: "qe-identity-issuer-chain.pem".into(), bytes: chain },
-                ],
-                fetched_at: now,
-                next_update,
-                source: url,
-            })
-            .and_then(|f| accepted(f, |c| c.qe_identities.len() == 1, "a QE Identity"))
+            let doc = SignedDoc {
+                what: format!("{} QE Identity", tee.as_str().to_uppercase()),
+                chain_headers: &["sgx-enclave-identity-issuer-chain", "enclave-identity-issuer-chain"],
+                member: "enclaveIdentity",
+                expect: &[("id", id)],
+                names: (format!("qe-identity-{}.json", tee.as_str()), "qe-identity-issuer-chain.pem"),
+            };
+            signed_doc(http, r, url, doc, now).await.and_then(|f| accepted(f, |c| c.qe_identities.len() == 1, "a QE Identity"))
         }
         Resource::PckCrl { ca } => {
             let url = format!("{base}/sgx/certification/v4/pckcrl?ca={}&encoding=der", ca.as_str());
@@ -189,6 +177,30 @@ pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Re
 }
 
 /// `GET url`: a 200 answer, 404 as [`EndorseError::NotFound`], anything else a source error.
+/// A signed JSON document of PCS (TCB Info, QE Identity): where its issuer
+/// chain travels, what it must say, and the names its parts get.
+struct SignedDoc<'a> {
+    what: String,
+    chain_headers: &'a [&'a str],
+    member: &'a str,
+    expect: &'a [(&'a str, &'a str)],
+    names: (String, &'a str),
+}
+
+/// Fetch a signed JSON document and its issuer chain, checked to be the one asked for.
+async fn signed_doc(http: &Http, r: &Resource, url: String, doc: SignedDoc<'_>, now: i64) -> Result<Fetched, EndorseError> {
+    let a = ok_answer(http, &url, &doc.what).await?;
+    let chain = issuer_chain(&a, doc.chain_headers, &url)?;
+    let next_update = signed_json(&a.body, doc.member, doc.expect, &url)?;
+    Ok(Fetched {
+        resource: r.clone(),
+        parts: vec![Part { name: doc.names.0, bytes: a.body }, Part { name: doc.names.1.into(), bytes: chain }],
+        fetched_at: now,
+        next_update,
+        source: url,
+    })
+}
+
 async fn ok_answer(http: &Http, url: &str, what: &str) -> Result<Answer, EndorseError> {
     let a = http.get(url).await?;
     match a.status {

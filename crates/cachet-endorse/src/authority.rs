@@ -37,13 +37,27 @@ pub enum AuthorityError {
         /// The service's.
         ours: u64,
     },
+    /// An attester-supplied CRL is older than the service's for the same
+    /// issuer (lower CRL number, or earlier thisUpdate).
+    #[error(
+        "the CRL of {issuer} sent with the evidence ({theirs}) is older than the service's ({ours}); \
+         send no CRLs (the service fetches its own) or send the current one"
+    )]
+    OutdatedCrl {
+        /// The CRL issuer.
+        issuer: String,
+        /// The attester's CRL number and thisUpdate.
+        theirs: String,
+        /// The service's.
+        ours: String,
+    },
 }
 
 impl AuthorityError {
     /// Stable error code for API answers.
     pub fn code(&self) -> &'static str {
         match self {
-            AuthorityError::Outdated { .. } => "endorsement_outdated",
+            AuthorityError::Outdated { .. } | AuthorityError::OutdatedCrl { .. } => "endorsement_outdated",
         }
     }
 
@@ -105,6 +119,7 @@ pub fn merge(service: &[Fetched], attester: &[Endorsement]) -> Result<Vec<Endors
         service.iter().any(|f| matches!(f.resource, Resource::PckCrl { .. } | Resource::RootCaCrl | Resource::AmdCrl { .. }))
             || !ours.crls.is_empty();
     let service_has_rims = service.iter().any(|f| matches!(f.resource, Resource::Rim { .. }));
+    let our_crls: Vec<CrlRevision> = ours.crls.iter().filter_map(|c| crl_revision(&c.der)).collect();
 
     for e in attester {
         if service_has_rims && cachet_verify::nvgpu::rim::looks_like_xml(&e.bytes) {
@@ -117,6 +132,13 @@ pub fn merge(service: &[Fetched], attester: &[Endorsement]) -> Result<Vec<Endors
             if let Some(o) = our_judged.iter().filter(|o| o.key == t.key).max_by_key(|o| o.eval) {
                 if t.eval < o.eval {
                     return Err(AuthorityError::Outdated { what: t.what.clone(), theirs: t.eval, ours: o.eval });
+                }
+            }
+        }
+        for t in c.crls.iter().filter_map(|c| crl_revision(&c.der)) {
+            for o in our_crls.iter().filter(|o| o.issuer_der == t.issuer_der) {
+                if t.older_than(o) {
+                    return Err(AuthorityError::OutdatedCrl { issuer: t.issuer.clone(), theirs: t.describe(), ours: o.describe() });
                 }
             }
         }
@@ -148,6 +170,51 @@ pub fn merge(service: &[Fetched], attester: &[Endorsement]) -> Result<Vec<Endors
         tracing::info!("attester endorsement {} used only for what the service could not get", e.name);
     }
     Ok(out)
+}
+
+/// What orders two CRLs of one issuer: the CRL number, else thisUpdate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlRevision {
+    /// The issuer's DER name (what "the same issuer" compares).
+    pub issuer_der: Vec<u8>,
+    /// The issuer, for people.
+    pub issuer: String,
+    /// The CRL number extension, when present (decimal).
+    pub number: Option<String>,
+    /// thisUpdate (Unix seconds).
+    pub this_update: i64,
+}
+
+impl CrlRevision {
+    fn older_than(&self, other: &CrlRevision) -> bool {
+        let num = |s: &Option<String>| s.as_ref().and_then(|n| n.parse::<u128>().ok());
+        match (num(&self.number), num(&other.number)) {
+            (Some(a), Some(b)) if a != b => a < b,
+            _ => self.this_update < other.this_update,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let when = time::OffsetDateTime::from_unix_timestamp(self.this_update)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| self.this_update.to_string());
+        match &self.number {
+            Some(n) => format!("CRL number {n}, thisUpdate {when}"),
+            None => format!("thisUpdate {when}"),
+        }
+    }
+}
+
+/// The revision of a DER CRL, or `None` when it does not parse.
+pub fn crl_revision(der: &[u8]) -> Option<CrlRevision> {
+    let crl = cachet_verify::x509::parse_crl(der).ok()?;
+    Some(CrlRevision {
+        issuer_der: crl.issuer().as_raw().to_vec(),
+        issuer: crl.issuer().to_string(),
+        number: crl.crl_number().map(|n| n.to_string()),
+        this_update: crl.last_update().timestamp(),
+    })
 }
 
 /// A TCB Info / QE Identity as Intel PCS serves it, around the exact signed text.

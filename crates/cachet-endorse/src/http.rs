@@ -55,6 +55,8 @@ pub struct Http {
     client: reqwest::Client,
     retry: Retry,
     inflight: Mutex<HashMap<String, Flight>>,
+    /// HTTP 429 answers seen since start (for metrics).
+    rate_limited: std::sync::atomic::AtomicU64,
 }
 
 impl Http {
@@ -67,7 +69,12 @@ impl Http {
             .user_agent(concat!("cachet/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EndorseError::Source { origin: "HTTP client".into(), message: e.to_string() })?;
-        Ok(Http { client, retry, inflight: Mutex::new(HashMap::new()) })
+        Ok(Http { client, retry, inflight: Mutex::new(HashMap::new()), rate_limited: Default::default() })
+    }
+
+    /// HTTP 429 answers seen since start.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `GET url`: 2xx and 404 are answers; 429 and 5xx are retried (after
@@ -94,6 +101,9 @@ impl Http {
             match self.get_once(url).await {
                 Ok(a) if a.status == 429 || a.status >= 500 => {
                     last = format!("HTTP {}", a.status);
+                    if a.status == 429 {
+                        self.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let asked = a.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
                     if let Some(asked) = asked {
                         if asked > self.retry.max_wait {

@@ -93,7 +93,7 @@ fn from_verify(p: VerifyProduct) -> AmdProduct {
     }
 }
 
-fn to_verify(p: AmdProduct) -> VerifyProduct {
+pub(crate) fn to_verify(p: AmdProduct) -> VerifyProduct {
     match p {
         AmdProduct::Milan => VerifyProduct::Milan,
         AmdProduct::Genoa => VerifyProduct::Genoa,

@@ -15,6 +15,7 @@
 //! [`authority`] accepts only when they are no older than the service's own.
 
 pub mod authority;
+pub mod bundle;
 pub mod cache;
 pub mod http;
 pub mod kds;
@@ -153,6 +154,37 @@ pub struct Endorser {
     /// caller arriving between the fetch and the cache write would otherwise
     /// ask the vendor again (AMD KDS rate-limits VCEKs hard).
     flights: std::sync::Mutex<std::collections::HashMap<String, ResourceFlight>>,
+    stats: Stats,
+}
+
+/// Counters since start, for metrics: cache hits, and fetches by source
+/// (`pcs`, `kds`, `nvidia`) and outcome.
+#[derive(Default)]
+struct Stats {
+    hits: std::sync::atomic::AtomicU64,
+    /// `[source][ok=0 | error=1]`.
+    fetches: [[std::sync::atomic::AtomicU64; 2]; 3],
+}
+
+/// A snapshot of an [`Endorser`]'s counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndorserStats {
+    /// Endorsements served from the cache.
+    pub cache_hits: u64,
+    /// `(source, outcome, count)`: source `pcs` / `kds` / `nvidia`, outcome `ok` / `error`.
+    pub fetches: Vec<(&'static str, &'static str, u64)>,
+    /// HTTP 429 answers seen.
+    pub rate_limited: u64,
+}
+
+const SOURCES: [&str; 3] = ["pcs", "kds", "nvidia"];
+
+fn source_index(r: &Resource) -> usize {
+    match r {
+        Resource::TcbInfo { .. } | Resource::QeIdentity { .. } | Resource::PckCrl { .. } | Resource::RootCaCrl => 0,
+        Resource::Vcek { .. } | Resource::AmdChain { .. } | Resource::AmdCrl { .. } => 1,
+        Resource::Rim { .. } => 2,
+    }
 }
 
 type ResourceFlight = Arc<tokio::sync::OnceCell<Result<Fetched, EndorseError>>>;
@@ -161,7 +193,30 @@ impl Endorser {
     /// An endorser over `sources`, keeping what it fetches in `cache`.
     pub fn new(sources: Sources, cache: Arc<dyn Cache>) -> Result<Self, EndorseError> {
         let http = http::Http::new(sources.timeout, http::Retry::default())?;
-        Ok(Endorser { sources, cache, http, flights: Default::default() })
+        Ok(Endorser { sources, cache, http, flights: Default::default(), stats: Stats::default() })
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> EndorserStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut fetches = Vec::new();
+        for (i, s) in SOURCES.iter().enumerate() {
+            fetches.push((*s, "ok", self.stats.fetches[i][0].load(Relaxed)));
+            fetches.push((*s, "error", self.stats.fetches[i][1].load(Relaxed)));
+        }
+        EndorserStats { cache_hits: self.stats.hits.load(Relaxed), fetches, rate_limited: self.http.rate_limited() }
+    }
+
+    /// Re-fetch `r` from its source now, whatever the cache holds (the
+    /// background refresh before `nextUpdate`), and keep it. A failure
+    /// leaves the cached entry as it was.
+    pub async fn refresh(&self, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
+        if self.sources.offline {
+            return Err(EndorseError::Offline(r.key()));
+        }
+        let f = self.fetch(r, now).await?;
+        self.cache.put(&r.key(), &f).await;
+        Ok(f)
     }
 
     /// The sources in use.
@@ -196,6 +251,7 @@ impl Endorser {
         let cached = self.cache.get(&key).await;
         let fresh = |f: &Fetched| f.next_update.is_none_or(|n| now < n);
         if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
+            self.stats.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(c.clone());
         }
         if self.sources.offline {
@@ -237,6 +293,13 @@ impl Endorser {
     }
 
     async fn fetch(&self, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
+        let out = self.fetch_from_source(r, now).await;
+        let outcome = usize::from(out.is_err());
+        self.stats.fetches[source_index(r)][outcome].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+
+    async fn fetch_from_source(&self, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
         match r {
             Resource::TcbInfo { .. } | Resource::QeIdentity { .. } | Resource::PckCrl { .. } | Resource::RootCaCrl => {
                 pcs::fetch(&self.http, &self.sources, r, now).await

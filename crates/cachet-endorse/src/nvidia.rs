@@ -97,7 +97,7 @@ pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Re
 
 /// Whether `id` ends with `version` as nvtrust writes it in ids (driver
 /// `_545.00`; VBIOS `_96005E0001`, dots removed, upper case).
-fn names_version(id: &str, version: &str) -> bool {
+pub(crate) fn names_version(id: &str, version: &str) -> bool {
     let up = id.to_ascii_uppercase();
     let v = version.trim().to_ascii_uppercase();
     !v.is_empty() && (up.ends_with(&format!("_{v}")) || up.ends_with(&format!("_{}", v.replace('.', ""))))

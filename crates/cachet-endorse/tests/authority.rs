@@ -68,3 +68,24 @@ fn with_nothing_from_the_service_the_attesters_pieces_are_used_as_sent() {
     let alone = merge(&service, &[]).unwrap();
     assert_eq!(alone.len(), service.iter().map(|f| f.parts.len()).sum::<usize>());
 }
+
+/// The recorded PCK CRL of a bundle, as an attester would send it alone.
+fn pck_crl(rel: &str) -> cachet_verify::Endorsement {
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(recorded::vectors().join(rel)).unwrap()).unwrap();
+    cachet_verify::Endorsement { name: "attester-pck-crl.der".into(), bytes: hex::decode(b["pck_crl"].as_str().unwrap()).unwrap() }
+}
+
+#[test]
+fn an_attester_crl_older_than_the_services_for_the_same_issuer_is_refused() {
+    // PCK Platform CA CRLs of 2025-02-13 (EVAL_17's) and 2026-02-18 (EVAL_18's), both CRL number 1.
+    let err = merge(&intel_bundle(EVAL_18), &[pck_crl(EVAL_17)]).unwrap_err();
+    assert!(matches!(&err, AuthorityError::OutdatedCrl { issuer, .. } if issuer.contains("Intel SGX PCK Platform CA")), "{err:?}");
+    assert_eq!(err.code(), "endorsement_outdated");
+    let msg = err.to_string();
+    assert!(msg.contains("thisUpdate 2025-02-13") && msg.contains("thisUpdate 2026-02-18"), "{msg}");
+
+    // The same revision, or a newer one, is not refused (the service's still decides).
+    merge(&intel_bundle(EVAL_18), &[pck_crl(EVAL_18)]).unwrap();
+    let merged = merge(&intel_bundle(EVAL_17), &[pck_crl(EVAL_18)]).unwrap();
+    assert!(merged.iter().all(|e| !e.name.starts_with("attester-pck-crl.der")), "the attester's CRL is not handed over");
+}

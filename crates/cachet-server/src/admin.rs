@@ -326,6 +326,8 @@ pub fn operator_reader_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log))
         .routes(routes!(audit_verify))
         .routes(routes!(config))
+        .routes(routes!(crate::endorse_admin::list_endorsements))
+        .routes(routes!(crate::endorse_admin::export_endorsements))
 }
 
 /// Routes that change the service: operator `admin` keys only.
@@ -335,4 +337,5 @@ pub fn operator_admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_signing_key))
         .routes(routes!(revoke_signing_key))
         .routes(routes!(prune_signing_keys))
+        .routes(routes!(crate::endorse_admin::import_endorsements))
 }

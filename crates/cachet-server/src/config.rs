@@ -126,6 +126,22 @@ pub struct ServeArgs {
     /// for what it lacks, those the attester sends).
     #[arg(long, env = "CACHET_OFFLINE")]
     pub offline: bool,
+    /// Refuse Intel collateral (the service's or the attester's) whose
+    /// `tcbEvaluationDataNumber` is below N.
+    #[arg(long, env = "CACHET_MIN_TCB_EVALUATION_NUMBER", value_name = "N")]
+    pub min_tcb_evaluation_number: Option<u64>,
+    /// Refuse collateral issued (TCB Info / QE Identity `issueDate`) or
+    /// fetched longer ago than this, e.g. `7d`, `12h`, `3600` (seconds).
+    #[arg(long, env = "CACHET_MAX_COLLATERAL_AGE", value_name = "DURATION")]
+    pub max_collateral_age: Option<String>,
+    /// Refuse SNP evidence judged without an AMD CRL, and NVIDIA evidence
+    /// without an OCSP response (instead of a warning).
+    #[arg(long, env = "CACHET_REQUIRE_REVOCATION")]
+    pub require_revocation: bool,
+    /// How often cached endorsements near their next update are re-fetched
+    /// in the background, e.g. `1h`; `0` = never [default: 1h; never when offline].
+    #[arg(long, env = "CACHET_ENDORSEMENT_REFRESH_INTERVAL", value_name = "DURATION")]
+    pub endorsement_refresh_interval: Option<String>,
     /// INSECURE, development only: trust a simulated TEE whose root key is
     /// kept in DATA_DIR/simulated-tee/ (anyone with that file can forge
     /// evidence). Its tokens are never `affirming`.
@@ -249,6 +265,10 @@ struct FileConfig {
     nvidia_rim_url: Option<String>,
     nvidia_ocsp_url: Option<String>,
     offline: Option<bool>,
+    min_tcb_evaluation_number: Option<u64>,
+    max_collateral_age: Option<String>,
+    require_revocation: Option<bool>,
+    endorsement_refresh_interval: Option<String>,
     insecure_simulated_tee: Option<bool>,
     log_format: Option<LogFormat>,
     kek_file: Option<PathBuf>,
@@ -309,6 +329,10 @@ pub struct Config {
     pub allow_verification_time: bool,
     /// Where the service fetches endorsements from (and whether it does).
     pub endorsement_sources: cachet_endorse::Sources,
+    /// The operator's freshness rules for endorsements.
+    pub endorsement_rules: crate::endorse::FreshnessRules,
+    /// Background refresh period (s); 0 = off.
+    pub endorsement_refresh_interval: u64,
     /// Whether the simulated TEE root is trusted.
     pub insecure_simulated_tee: bool,
     /// Log format.
@@ -401,6 +425,18 @@ impl ServeArgs {
             offline: self.offline || file.offline.unwrap_or(false),
             timeout: defaults.timeout,
         };
+        let endorsement_rules = crate::endorse::FreshnessRules {
+            min_tcb_evaluation_number: self.min_tcb_evaluation_number.or(file.min_tcb_evaluation_number),
+            max_collateral_age: match self.max_collateral_age.clone().or(file.max_collateral_age) {
+                Some(d) => Some(duration(&d, "max_collateral_age")?),
+                None => None,
+            },
+            require_revocation: self.require_revocation || file.require_revocation.unwrap_or(false),
+        };
+        let endorsement_refresh_interval = match self.endorsement_refresh_interval.clone().or(file.endorsement_refresh_interval) {
+            Some(d) => duration(&d, "endorsement_refresh_interval")?,
+            None => 3600,
+        };
         let signing_custody = self.signing_custody.or(file.signing_custody).unwrap_or_default();
         if signing_custody == SigningCustody::Pkcs11 && pkcs11.is_none() {
             return Err("signing_custody = pkcs11 needs pkcs11_module".into());
@@ -437,10 +473,32 @@ impl ServeArgs {
             max_connections_per_client,
             allow_verification_time: self.allow_verification_time || file.allow_verification_time.unwrap_or(false),
             endorsement_sources,
+            endorsement_rules,
+            endorsement_refresh_interval,
             insecure_simulated_tee: self.insecure_simulated_tee || file.insecure_simulated_tee.unwrap_or(false),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
+}
+
+/// A duration in seconds: `N`, `Ns`, `Nm`, `Nh` or `Nd`.
+fn duration(text: &str, name: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("{name}: '{text}' is not a duration (e.g. 7d, 12h, 30m, 3600)")),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| format!("{name}: '{text}' is not a duration (e.g. 7d, 12h, 30m, 3600)"))?;
+    let v = n.checked_mul(mult).ok_or_else(|| format!("{name}: '{text}' is too large"))?;
+    secs(v, name)?;
+    Ok(v)
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, String> {
@@ -517,6 +575,40 @@ mod tests {
         let c = ServeArgs { config: Some(file), ..Default::default() }.resolve().unwrap();
         assert_eq!((c.rate_limit, c.rate_limit_burst, c.header_read_timeout, c.idle_timeout), (0, 5, 3, 40));
         assert_eq!((c.max_connections, c.max_connections_per_client), (10, 10), "per client never above the total");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn endorsement_freshness_rules_and_refresh_interval_from_flags_and_file() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.endorsement_rules, crate::endorse::FreshnessRules::default(), "no rules unless the operator sets them");
+        assert_eq!(c.endorsement_refresh_interval, 3600);
+        assert_eq!(duration("7d", "x").unwrap(), 7 * 86_400);
+        assert_eq!(duration("12h", "x").unwrap(), 12 * 3600);
+        assert_eq!(duration("30m", "x").unwrap(), 1800);
+        assert_eq!(duration("45", "x").unwrap(), 45);
+        assert_eq!(duration("0", "x").unwrap(), 0);
+        for bad in ["", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(duration(bad, "max_collateral_age").unwrap_err().contains("max_collateral_age"), "{bad}");
+        }
+
+        let dir = std::env::temp_dir().join(format!("cachet-cfg-endorse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "min_tcb_evaluation_number = 17\nmax_collateral_age = \"7d\"\nrequire_revocation = true\nendorsement_refresh_interval = \"0\"\n",
+        )
+        .unwrap();
+        let c = ServeArgs { config: Some(file.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!(c.endorsement_rules.min_tcb_evaluation_number, Some(17));
+        assert_eq!(c.endorsement_rules.max_collateral_age, Some(7 * 86_400));
+        assert!(c.endorsement_rules.require_revocation);
+        assert_eq!(c.endorsement_refresh_interval, 0, "0 turns the refresh off");
+        let flag = ServeArgs { config: Some(file), min_tcb_evaluation_number: Some(19), ..Default::default() }.resolve().unwrap();
+        assert_eq!(flag.endorsement_rules.min_tcb_evaluation_number, Some(19), "the flag wins over the file");
+        let bad = ServeArgs { max_collateral_age: Some("soon".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(bad.contains("max_collateral_age"), "{bad}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -133,3 +133,190 @@ fn refused(e: AuthorityError) -> ApiError {
         check: Some(e.check().into()),
     }
 }
+
+/// The operator's freshness rules (`--min-tcb-evaluation-number`,
+/// `--max-collateral-age`, `--require-revocation`), applied to every
+/// endorsement that judges the evidence, the service's and the attester's alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FreshnessRules {
+    /// Lowest Intel `tcbEvaluationDataNumber` accepted.
+    pub min_tcb_evaluation_number: Option<u64>,
+    /// Oldest TCB Info / QE Identity accepted, in seconds since its `issueDate`.
+    pub max_collateral_age: Option<u64>,
+    /// SNP evidence judged without an AMD CRL, or NVIDIA evidence without any
+    /// OCSP response, is refused rather than warned about.
+    pub require_revocation: bool,
+}
+
+/// Refuse what the operator's rules refuse, naming what and why, at the
+/// verification instant `at` (Unix seconds).
+pub fn enforce(rules: &FreshnessRules, tee: Tee, endorsements: &[Endorsement], at: i64) -> Result<(), ApiError> {
+    if rules == &FreshnessRules::default() {
+        return Ok(());
+    }
+    let c = cachet_verify::dcap::collateral::from_endorsements(endorsements);
+    let signed = c.tcb_infos.iter().map(|s| ("TCB Info", s)).chain(c.qe_identities.iter().map(|s| ("QE Identity", s)));
+    for (kind, sj) in signed {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&sj.body) else { continue };
+        let id = v.get("fmspc").and_then(|x| x.as_str()).map(|f| format!("{kind} for FMSPC {f}")).unwrap_or_else(|| kind.to_string());
+        let eval = v.get("tcbEvaluationDataNumber").and_then(|x| x.as_u64()).unwrap_or(0);
+        if let Some(min) = rules.min_tcb_evaluation_number.filter(|m| eval < *m) {
+            return Err(outdated(format!(
+                "{id} has tcbEvaluationDataNumber {eval}, below the operator's minimum {min} (--min-tcb-evaluation-number); \
+                 refresh the service's collateral from Intel PCS / the PCCS"
+            )));
+        }
+        if let Some(max) = rules.max_collateral_age {
+            let issued = v.get("issueDate").and_then(|x| x.as_str()).and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .map(|t| (s.to_string(), t.unix_timestamp()))
+            });
+            match issued {
+                Some((text, t)) if at.saturating_sub(t) > i64::try_from(max).unwrap_or(i64::MAX) => {
+                    return Err(outdated(format!(
+                        "{id} was issued {text}, {} s before the verification time, older than the operator's maximum age of {max} s \
+                         (--max-collateral-age); refresh the service's collateral",
+                        at.saturating_sub(t)
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(outdated(format!("{id} has no readable issueDate, so its age cannot be checked (--max-collateral-age)")))
+                }
+            }
+        }
+    }
+    if rules.require_revocation && matches!(tee, Tee::Snp) && c.crls.is_empty() {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "revocation_unavailable",
+            message: "Revocation: no AMD CRL was available for this SNP evidence and the operator requires revocation checking \
+                      (--require-revocation); let the service reach AMD KDS or import the CRL"
+                .into(),
+            check: Some("Revocation".into()),
+        });
+    }
+    if rules.require_revocation && matches!(tee, Tee::Nvgpu) && !endorsements.iter().any(cachet_verify::nvgpu::ocsp::is_ocsp) {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "revocation_unavailable",
+            message: "Revocation: no NVIDIA OCSP response was available for this GPU evidence and the operator requires \
+                      revocation checking (--require-revocation); send the OCSP responses with the evidence"
+                .into(),
+            check: Some("Revocation".into()),
+        });
+    }
+    Ok(())
+}
+
+fn outdated(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "endorsement_outdated",
+        message: format!("Endorsement freshness: {message}"),
+        check: Some("Endorsement freshness".into()),
+    }
+}
+
+/// Entries whose next update is this close (seconds), or past, are re-fetched.
+pub const REFRESH_WINDOW: i64 = 86_400;
+/// At most this many background re-fetches at once (AMD KDS rate-limits).
+const REFRESH_CONCURRENCY: usize = 4;
+
+/// One pass of the background refresh at `now`: re-fetch every cached
+/// endorsement whose next update is within [`REFRESH_WINDOW`] or past, a few
+/// at a time. Nothing is done offline; a failure is logged and leaves the
+/// cached entry. Returns (refreshed, failed).
+pub async fn refresh_once(endorser: &Arc<Endorser>, now: i64) -> (usize, usize) {
+    if endorser.sources().offline {
+        return (0, 0);
+    }
+    let due: Vec<_> = endorser
+        .cache()
+        .list()
+        .await
+        .into_iter()
+        .filter(|f| f.next_update.is_some_and(|n| n.saturating_sub(now) <= REFRESH_WINDOW))
+        .map(|f| f.resource)
+        .collect();
+    let slots = Arc::new(tokio::sync::Semaphore::new(REFRESH_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in due {
+        let (endorser, slots) = (endorser.clone(), slots.clone());
+        tasks.spawn(async move {
+            let _permit = slots.acquire_owned().await.ok()?;
+            match endorser.refresh(&r, now).await {
+                Ok(_) => Some(true),
+                Err(e) => {
+                    tracing::warn!(endorsement = %r.key(), "background refresh failed, the cached entry stays: {e}");
+                    Some(false)
+                }
+            }
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Some(true)) => ok += 1,
+            _ => failed += 1,
+        }
+    }
+    (ok, failed)
+}
+
+/// `cachet serve`'s background refresh: every `interval` seconds (jittered
+/// by up to a tenth, so replicas do not ask the vendors in step), one
+/// [`refresh_once`]. Off when `interval` is 0 or the service is offline.
+pub async fn refresh_loop(endorser: Arc<Endorser>, interval: u64) {
+    if interval == 0 || endorser.sources().offline {
+        return;
+    }
+    loop {
+        let jitter = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0))
+            % (interval / 10 + 1);
+        tokio::time::sleep(std::time::Duration::from_secs(interval + jitter)).await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (ok, failed) = refresh_once(&endorser, now).await;
+        if ok + failed > 0 {
+            tracing::info!(refreshed = ok, failed, "endorsements refreshed in the background");
+        }
+    }
+}
+
+/// Age (s) at `now` of the oldest endorsement the service holds, by fetch time.
+pub async fn oldest_age(endorser: &Endorser, now: i64) -> Option<i64> {
+    endorser.cache().list().await.iter().map(|f| now.saturating_sub(f.fetched_at)).max()
+}
+
+/// Which revision of each endorsement judged the evidence, for the claims
+/// (`cachet.endorsement-revisions`): Intel `tcb_eval_num` (TCB Info's
+/// `tcbEvaluationDataNumber`) and each CRL's issuer, number and thisUpdate.
+/// (RIM ids are in the NVIDIA verifier claims, `rim_ids`.)
+pub fn revisions(endorsements: &[Endorsement]) -> Option<serde_json::Value> {
+    let c = cachet_verify::dcap::collateral::from_endorsements(endorsements);
+    let tcb_eval_num = c
+        .tcb_infos
+        .iter()
+        .filter_map(|s| serde_json::from_str::<serde_json::Value>(&s.body).ok()?.get("tcbEvaluationDataNumber")?.as_u64())
+        .max();
+    let mut seen = std::collections::BTreeSet::new();
+    let crls: Vec<serde_json::Value> = c
+        .crls
+        .iter()
+        .filter_map(|b| authority::crl_revision(&b.der))
+        .filter(|r| seen.insert((r.issuer_der.clone(), r.number.clone(), r.this_update)))
+        .map(|r| serde_json::json!({"issuer": r.issuer, "crl_number": r.number, "this_update": r.this_update}))
+        .collect();
+    if tcb_eval_num.is_none() && crls.is_empty() {
+        return None;
+    }
+    let mut m = serde_json::Map::new();
+    if let Some(n) = tcb_eval_num {
+        m.insert("tcb_eval_num".into(), n.into());
+    }
+    if !crls.is_empty() {
+        m.insert("crls".into(), crls.into());
+    }
+    Some(m.into())
+}

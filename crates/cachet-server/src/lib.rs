@@ -13,6 +13,7 @@ pub mod appraisal;
 pub mod auth;
 pub mod config;
 pub mod endorse;
+pub mod endorse_admin;
 pub mod error;
 pub mod freshness;
 pub mod keys;
@@ -430,6 +431,8 @@ pub async fn start(config: Config) -> Result<Server, String> {
         ),
     };
     state.reload_reference_values().await.map_err(|e| format!("reference values: {}", e.message))?;
+    let state_endorser = state.endorser.clone();
+    let config_bg = config.clone();
     let (router, _) = app(state);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
@@ -456,7 +459,10 @@ pub async fn start(config: Config) -> Result<Server, String> {
             tokio::spawn(async move { server.serve(service).await })
         }
     };
-    let background = tokio::spawn(housekeeping(store, keys, config.clone()));
+    let refresh = endorse::refresh_loop(state_endorser, config.endorsement_refresh_interval);
+    let background = tokio::spawn(async move {
+        tokio::join!(housekeeping(store, keys, config_bg), refresh);
+    });
     tracing::info!(%addr, %issuer, tls = config.tls.is_some(), "cachet serve: listening");
     Ok(Server { addr, url, issuer, handle, task, background })
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics, exposed as text at `/metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The service's metrics.
 #[derive(Clone)]
@@ -20,6 +20,15 @@ pub struct Metrics {
     /// at each scrape.
     cache_lookups: IntGaugeVec,
     cache_entries: IntGauge,
+    /// `cachet_endorsement_fetches_total{source, outcome}`: vendor fetches
+    /// (`pcs`, `kds`, `nvidia`; `ok`, `error`).
+    endorsement_fetches: IntCounterVec,
+    /// `cachet_endorsement_cache_hits_total`: endorsements served from the store's cache.
+    endorsement_cache_hits: IntCounter,
+    /// `cachet_endorsement_rate_limited_total`: HTTP 429 answers from the vendors.
+    endorsement_rate_limited: IntCounter,
+    /// `cachet_endorsement_oldest_age_seconds`: age of the oldest endorsement held, by fetch time.
+    endorsement_oldest_age: IntGauge,
 }
 
 impl Metrics {
@@ -46,7 +55,45 @@ impl Metrics {
         let cache_entries = IntGauge::new("cachet_endorsement_cache_entries", "Verified endorsements held in the cache")?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
-        Ok(Self { registry, attestations, verification_seconds, nonces_issued, http_requests, cache_lookups, cache_entries })
+        let endorsement_fetches = IntCounterVec::new(
+            Opts::new("cachet_endorsement_fetches_total", "Endorsement fetches from the vendors, by source and outcome"),
+            &["source", "outcome"],
+        )?;
+        let endorsement_cache_hits =
+            IntCounter::new("cachet_endorsement_cache_hits_total", "Endorsements served from the service's cache")?;
+        let endorsement_rate_limited =
+            IntCounter::new("cachet_endorsement_rate_limited_total", "HTTP 429 answers from the endorsement sources")?;
+        let endorsement_oldest_age =
+            IntGauge::new("cachet_endorsement_oldest_age_seconds", "Age of the oldest endorsement held, since it was fetched")?;
+        registry.register(Box::new(endorsement_fetches.clone()))?;
+        registry.register(Box::new(endorsement_cache_hits.clone()))?;
+        registry.register(Box::new(endorsement_rate_limited.clone()))?;
+        registry.register(Box::new(endorsement_oldest_age.clone()))?;
+        Ok(Self {
+            registry,
+            attestations,
+            verification_seconds,
+            nonces_issued,
+            http_requests,
+            cache_lookups,
+            cache_entries,
+            endorsement_fetches,
+            endorsement_cache_hits,
+            endorsement_rate_limited,
+            endorsement_oldest_age,
+        })
+    }
+
+    /// Bring the endorsement series up to the endorser's counters (totals
+    /// since start: each counter only moves forward) and the oldest age.
+    pub fn observe_endorsements(&self, stats: &cachet_endorse::EndorserStats, oldest_age: Option<i64>) {
+        let catch_up = |c: &IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
+        for (source, outcome, n) in &stats.fetches {
+            catch_up(&self.endorsement_fetches.with_label_values(&[source, outcome]), *n);
+        }
+        catch_up(&self.endorsement_cache_hits, stats.cache_hits);
+        catch_up(&self.endorsement_rate_limited, stats.rate_limited);
+        self.endorsement_oldest_age.set(oldest_age.unwrap_or(0));
     }
 
     /// The text exposition format, with the endorsement cache's figures.

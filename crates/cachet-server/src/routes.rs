@@ -190,7 +190,7 @@ pub async fn challenge(State(st): State<AppState>) -> Result<Json<ChallengeRespo
         (status = 400, description = "Malformed request (invalid_request, unknown_tee, nonce_unknown, nonce_expired, verification_time_not_allowed)", body = ErrorBody),
         (status = 409, description = "nonce_reused: the nonce was already consumed", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
-        (status = 422, description = "verification_failed (the failing check is named), freshness_binding_failed or endorsement_outdated", body = ErrorBody),
+        (status = 422, description = "verification_failed (the failing check is named), freshness_binding_failed, endorsement_outdated or revocation_unavailable", body = ErrorBody),
         (status = 503, description = "storage_unavailable, no_signing_key, timeout", body = ErrorBody)))]
 pub async fn attest(
     State(st): State<AppState>,
@@ -252,6 +252,12 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
                 return Err(e);
             }
         };
+    let revisions = crate::endorse::revisions(&endorsements);
+    if let Err(e) = crate::endorse::enforce(&st.config.endorsement_rules, tee, &endorsements, at) {
+        record(&st, &actor, tee, "refused", e.check.clone(), None, json!({"message": e.message})).await;
+        st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+        return Err(e);
+    }
     let binding = (nonce.is_some() || runtime_data.is_some())
         .then(|| Binding::new(tee, nonce.as_deref().unwrap_or_default(), runtime_data.as_deref().unwrap_or_default()));
 
@@ -342,6 +348,10 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
     if let Some(m) = claims.as_object_mut() {
         // Which endorsements judged the evidence: the service's own, the attester's, or both.
         m.insert("cachet.endorsements".into(), json!(provenance.as_str()));
+        // And which revision of each decided.
+        if let Some(r) = revisions {
+            m.insert("cachet.endorsement-revisions".into(), r);
+        }
     }
     // Each rule's outcome, and the policy's extra claims, beside the EAR claims.
     if let (Some(sub), Value::Object(extra)) = (claims["submods"].get_mut(tee.as_str()).and_then(Value::as_object_mut), a.to_ear_submod()) {
@@ -448,5 +458,7 @@ pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "cachet_attestations_total, cachet_verification_seconds, ...", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
+    let oldest = crate::endorse::oldest_age(&st.endorser, crate::now()).await;
+    st.metrics.observe_endorsements(&st.endorser.stats(), oldest);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render(st.verify_cache.stats())).into_response()
 }

@@ -4,6 +4,7 @@ mod admin_cmd;
 mod attest_cmd;
 mod audit_cmd;
 mod demo_cmd;
+mod endorsements_cmd;
 mod keys_cmd;
 mod policy_cmd;
 mod refvals_cmd;
@@ -30,6 +31,9 @@ enum Command {
     /// Exit status: 0 verified, 1 verification failed (the failing check is
     /// named), 2 usage or I/O error.
     Verify(verify_cmd::VerifyArgs),
+    /// The manufacturers' endorsements by hand (air-gapped): fetch into a
+    /// bundle, import, export, list.
+    Endorsements(endorsements_cmd::EndorsementsArgs),
     /// Run the attestation service (HTTP/HTTPS): challenges, attestation
     /// tokens, JWKS discovery, admin API, audit log.
     Serve(Box<serve_cmd::ServeArgs>),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Endorsements(args) => endorsements_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(*args),
         Command::Keys(args) => keys_cmd::run(args),
         Command::Admin(args) => admin_cmd::run(args),

@@ -92,7 +92,7 @@ pub enum TeeArg {
     Tee(Tee),
 }
 
-fn parse_tee(s: &str) -> Result<TeeArg, String> {
+pub(crate) fn parse_tee(s: &str) -> Result<TeeArg, String> {
     if s == "auto" {
         return Ok(TeeArg::Auto);
     }
@@ -342,7 +342,7 @@ fn collect_endorsements(path: &Path, out: &mut Vec<Endorsement>) -> Result<(), S
     Ok(())
 }
 
-fn parse_rfc3339(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_rfc3339(s: &str) -> Result<i64, String> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map(|t| t.unix_timestamp()).map_err(|e| e.to_string())
 }
 

@@ -8,7 +8,12 @@
 //!   service also holds is **refused** when its `tcbEvaluationDataNumber` is
 //!   lower than the service's ([`AuthorityError::Outdated`]); when it is equal
 //!   or newer it is dropped all the same: the service's copy decides;
-//! * CRLs and RIMs of a kind the service fetched are dropped (the service's decide);
+//! * CRLs of a kind the service fetched are dropped when no older than the
+//!   service's, refused when older ([`AuthorityError::OutdatedCrl`]);
+//! * an attester RIM for a RIM id the service fetched (its signed version names
+//!   that id) that is not the service's RIM byte for byte is **refused**
+//!   ([`AuthorityError::Contradicted`]): the RIM service decides what a driver or
+//!   VBIOS version must measure; other attester RIMs are dropped;
 //! * everything else (certificates such as a VLEK or a PCK chain the quote does
 //!   not carry, and any piece of a kind the service could not get) is passed on
 //!   for the verifier to check against the pinned roots, as before.
@@ -37,6 +42,18 @@ pub enum AuthorityError {
         /// The service's.
         ours: u64,
     },
+    /// An attester-supplied RIM contradicts the one the RIM service serves for
+    /// the same id (e.g. a test RIM of the same version).
+    #[error(
+        "the RIM {name} sent with the evidence describes {id} but is not the RIM NVIDIA's RIM service serves for it; \
+         send no RIMs (the service fetches its own)"
+    )]
+    Contradicted {
+        /// The attester's file name.
+        name: String,
+        /// The RIM id it claims to describe.
+        id: String,
+    },
     /// An attester-supplied CRL is older than the service's for the same
     /// issuer (lower CRL number, or earlier thisUpdate).
     #[error(
@@ -58,13 +75,30 @@ impl AuthorityError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthorityError::Outdated { .. } | AuthorityError::OutdatedCrl { .. } => "endorsement_outdated",
+            AuthorityError::Contradicted { .. } => "endorsement_contradicted",
         }
     }
 
     /// Name of the check that failed, for verification reports.
     pub fn check(&self) -> &'static str {
-        "Endorsement freshness"
+        match self {
+            AuthorityError::Contradicted { .. } => "Endorsement authority",
+            _ => "Endorsement freshness",
+        }
     }
+}
+
+/// An attester RIM whose signed version names a RIM id the service fetched
+/// must be that very RIM; anything else for that id is a contradiction.
+fn check_rim_hint(service: &[Fetched], e: &Endorsement) -> Result<(), AuthorityError> {
+    let Ok(theirs) = cachet_verify::nvgpu::rim::parse(&e.bytes) else { return Ok(()) };
+    for f in service {
+        let Resource::Rim { id } = &f.resource else { continue };
+        if crate::nvidia::names_version(id, &theirs.version) && !f.parts.iter().any(|p| p.bytes == e.bytes) {
+            return Err(AuthorityError::Contradicted { name: e.name.clone(), id: id.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// What decides a TCB Info / QE Identity: its identity and its evaluation number.
@@ -123,6 +157,7 @@ pub fn merge(service: &[Fetched], attester: &[Endorsement]) -> Result<Vec<Endors
 
     for e in attester {
         if service_has_rims && cachet_verify::nvgpu::rim::looks_like_xml(&e.bytes) {
+            check_rim_hint(service, e)?;
             tracing::info!("attester RIM {} dropped: the service fetched its own", e.name);
             continue;
         }

@@ -89,3 +89,41 @@ fn an_attester_crl_older_than_the_services_for_the_same_issuer_is_refused() {
     let merged = merge(&intel_bundle(EVAL_17), &[pck_crl(EVAL_18)]).unwrap();
     assert!(merged.iter().all(|e| !e.name.starts_with("attester-pck-crl.der")), "the attester's CRL is not handed over");
 }
+
+/// The two VBIOS RIMs NVIDIA signed for one version (production and a test one)
+/// and the id the 2023 report names.
+const VBIOS_ID: &str = "NV_GPU_VBIOS_1010_0200_882_96005E0001";
+const NV: &str = "nvidia/nvtrust-2023-full/";
+
+fn rim_file(name: &str) -> cachet_verify::Endorsement {
+    let path = format!("{}/../../testdata/vectors/{NV}{name}", env!("CARGO_MANIFEST_DIR"));
+    cachet_verify::Endorsement { name: name.into(), bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")) }
+}
+
+fn service_rim(name: &str) -> cachet_endorse::Fetched {
+    let e = rim_file(name);
+    cachet_endorse::Fetched {
+        resource: cachet_endorse::Resource::Rim { id: VBIOS_ID.into() },
+        parts: vec![cachet_endorse::Part { name: e.name, bytes: e.bytes }],
+        fetched_at: 0,
+        next_update: None,
+        source: "test".into(),
+    }
+}
+
+#[test]
+fn an_attester_rim_that_contradicts_the_rim_services_is_refused_by_name() {
+    let service = [service_rim("1010_0200_882_96005E0001_PROD.swidtag")];
+    // The test RIM of the same VBIOS version, genuinely NVIDIA-signed, sent to
+    // replace the production one the RIM service serves for that id.
+    let e = merge(&service, &[rim_file("1010_0200_882_96005E0001_test_no_gpu.swidtag")]).unwrap_err();
+    assert!(matches!(&e, AuthorityError::Contradicted { id, .. } if id == VBIOS_ID), "{e}");
+    assert_eq!((e.code(), e.check()), ("endorsement_contradicted", "Endorsement authority"));
+    // The same RIM as the service's is no contradiction (dropped: the service's copy decides),
+    // and a RIM for another id (the driver's) is dropped, not refused.
+    let same = merge(&service, &[rim_file("1010_0200_882_96005E0001_PROD.swidtag")]).unwrap();
+    let other = merge(&service, &[rim_file("Driver_RIM_test_no_gpu.swidtag")]).unwrap();
+    for out in [same, other] {
+        assert_eq!(out.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["1010_0200_882_96005E0001_PROD.swidtag"]);
+    }
+}

@@ -190,7 +190,7 @@ pub async fn challenge(State(st): State<AppState>) -> Result<Json<ChallengeRespo
         (status = 400, description = "Malformed request (invalid_request, unknown_tee, nonce_unknown, nonce_expired, verification_time_not_allowed)", body = ErrorBody),
         (status = 409, description = "nonce_reused: the nonce was already consumed", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
-        (status = 422, description = "verification_failed (the failing check is named), freshness_binding_failed, endorsement_outdated or revocation_unavailable", body = ErrorBody),
+        (status = 422, description = "verification_failed (the failing check is named), freshness_binding_failed, endorsement_outdated, endorsement_contradicted or revocation_unavailable", body = ErrorBody),
         (status = 503, description = "storage_unavailable, no_signing_key, timeout", body = ErrorBody)))]
 pub async fn attest(
     State(st): State<AppState>,

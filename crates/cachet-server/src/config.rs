@@ -592,7 +592,7 @@ mod tests {
             assert!(duration(bad, "max_collateral_age").unwrap_err().contains("max_collateral_age"), "{bad}");
         }
 
-        let dir = std::env::temp_dir().join(format!("cachet-cfg-endorse-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("cachet-cfg-freshness-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(

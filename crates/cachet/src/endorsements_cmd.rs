@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cachet_endorse::bundle::{self, Bundle};
-use cachet_endorse::{Cache, Endorser, FolderCache, Sources};
+use cachet_endorse::{Cache, Endorser, FolderCache};
 use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::verify_cmd::{parse_rfc3339, parse_tee, read_limited, TeeArg};
+use crate::verify_cmd::{parse_rfc3339, parse_tee, read_limited, SourceArgs, TeeArg};
 
 #[derive(Args)]
 pub struct EndorsementsArgs {
@@ -22,23 +22,6 @@ pub struct EndorsementsArgs {
     pub store: StoreArgs,
     #[command(subcommand)]
     pub command: EndorsementsCommand,
-}
-
-/// The vendors' services, as `cachet verify` takes them.
-#[derive(Args)]
-pub struct SourceArgs {
-    /// Intel PCS API v4 or PCCS.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::INTEL_PCS_URL)]
-    pub pcs_url: String,
-    /// AMD KDS.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::AMD_KDS_URL)]
-    pub kds_url: String,
-    /// NVIDIA RIM service.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_RIM_URL)]
-    pub nvidia_rim_url: String,
-    /// NVIDIA OCSP responder.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_OCSP_URL)]
-    pub nvidia_ocsp_url: String,
 }
 
 #[derive(Subcommand)]
@@ -144,13 +127,7 @@ async fn run_async(args: EndorsementsArgs) -> Result<ExitCode, String> {
                 Some(s) => parse_rfc3339(&s).map_err(|e| format!("--at {s:?}: {e}"))?,
                 None => now,
             };
-            let sources = Sources {
-                pcs_url: sources.pcs_url.trim_end_matches('/').to_string(),
-                kds_url: sources.kds_url.trim_end_matches('/').to_string(),
-                nvidia_rim_url: sources.nvidia_rim_url.trim_end_matches('/').to_string(),
-                nvidia_ocsp_url: sources.nvidia_ocsp_url.trim_end_matches('/').to_string(),
-                ..Sources::default()
-            };
+            let sources = sources.to_sources(false);
             let endorser = Endorser::new(sources, Arc::new(FolderCache::new(folder(cache_dir.as_ref())?))).map_err(|e| e.to_string())?;
             let mut entries = std::collections::BTreeMap::new();
             for path in &evidence {

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Verify attestation evidence offline and print its claims.
+    /// Verify attestation evidence and print its claims (the endorsements it needs are fetched from the manufacturers and cached, unless given with -e or --offline).
     ///
     /// Exit status: 0 verified, 1 verification failed (the failing check is
     /// named), 2 usage or I/O error.

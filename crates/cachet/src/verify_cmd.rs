@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cachet_appraise::{Appraisal, AppraisalInput, Policy, PolicyError, ReferenceValues, Status};
+use cachet_endorse::Sources;
 use cachet_verify::{encoding, Endorsement, Tee, TrustAnchors, Verification, VerifyRequest};
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -56,19 +57,9 @@ pub struct VerifyArgs {
     /// implies `--policy default` when no policy is given.
     #[arg(long)]
     pub refvals: Option<PathBuf>,
-    /// Without --endorsements, fetch Intel collateral from this Intel PCS
-    /// API v4 or PCCS.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::INTEL_PCS_URL)]
-    pub pcs_url: String,
-    /// Without --endorsements, fetch AMD VCEKs, chains and CRLs from this KDS.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::AMD_KDS_URL)]
-    pub kds_url: String,
-    /// Without --endorsements, fetch NVIDIA RIMs from this RIM service.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_RIM_URL)]
-    pub nvidia_rim_url: String,
-    /// NVIDIA OCSP responder.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_OCSP_URL)]
-    pub nvidia_ocsp_url: String,
+    /// Without --endorsements, the vendors' services the endorsements come from.
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Fetch nothing: use only the cache folder (or --endorsements).
     /// Refused (exit status 2), naming what is missing, when the cache lacks
     /// something the evidence needs.
@@ -78,6 +69,39 @@ pub struct VerifyArgs {
     /// [default: $XDG_CACHE_HOME/cachet/endorsements or ~/.cache/cachet/endorsements].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// The vendors' services endorsements are fetched from (`cachet verify`,
+/// `cachet endorsements fetch`); `cachet serve` takes the same in its config.
+#[derive(Args)]
+pub struct SourceArgs {
+    /// Intel collateral from this Intel PCS API v4 or PCCS.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::INTEL_PCS_URL)]
+    pub pcs_url: String,
+    /// AMD VCEKs, chains and CRLs from this KDS.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::AMD_KDS_URL)]
+    pub kds_url: String,
+    /// NVIDIA RIMs from this RIM service.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_RIM_URL)]
+    pub nvidia_rim_url: String,
+    /// NVIDIA OCSP responder.
+    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_OCSP_URL)]
+    pub nvidia_ocsp_url: String,
+}
+
+impl SourceArgs {
+    /// The sources as `cachet-endorse` takes them.
+    pub fn to_sources(&self, offline: bool) -> Sources {
+        let url = |u: &str| u.trim_end_matches('/').to_string();
+        Sources {
+            pcs_url: url(&self.pcs_url),
+            kds_url: url(&self.kds_url),
+            nvidia_rim_url: url(&self.nvidia_rim_url),
+            nvidia_ocsp_url: url(&self.nvidia_ocsp_url),
+            offline,
+            ..Sources::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,7 +235,7 @@ fn describe(r: &cachet_endorse::Resource) -> String {
 /// The endorsements `evidence` needs, from the cache folder or fetched
 /// (and cached). Errors name what is missing and what to do.
 fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64) -> Result<Vec<Endorsement>, String> {
-    use cachet_endorse::{EndorseError, Endorser, FolderCache, Resource, Sources};
+    use cachet_endorse::{EndorseError, Endorser, FolderCache, Resource};
     let needed = cachet_endorse::needs(tee, evidence).map_err(|e| format!("{e}; give the endorsements with --endorsements"))?;
     if needed.is_empty() {
         return Ok(Vec::new());
@@ -220,14 +244,7 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64) -> 
         Some(d) => d.clone(),
         None => FolderCache::default_dir().ok_or("no cache folder (set HOME or XDG_CACHE_HOME, or pass --cache-dir)")?,
     };
-    let sources = Sources {
-        pcs_url: args.pcs_url.trim_end_matches('/').to_string(),
-        kds_url: args.kds_url.trim_end_matches('/').to_string(),
-        nvidia_rim_url: args.nvidia_rim_url.trim_end_matches('/').to_string(),
-        nvidia_ocsp_url: args.nvidia_ocsp_url.trim_end_matches('/').to_string(),
-        offline: args.offline,
-        ..Sources::default()
-    };
+    let sources = args.sources.to_sources(args.offline);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let endorser = Endorser::new(sources, std::sync::Arc::new(FolderCache::new(dir))).map_err(|e| e.to_string())?;

@@ -17,13 +17,12 @@
 use aws_lc_rs::signature::{UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED};
 use cachet_verify::dcap::collateral::{from_endorsements, SignedJson};
 use cachet_verify::nvgpu::rim;
-use cachet_verify::snp::certs::{common_name, vek_cert};
-use cachet_verify::snp::SigningKey;
+use cachet_verify::snp::certs::common_name;
 use cachet_verify::x509::{certs_from_pem, parse_cert, parse_crl, verify_chain, verify_crl};
 use cachet_verify::{AnchorKind, Checks, TrustAnchors};
 use serde::{Deserialize, Serialize};
 
-use crate::needs::{AmdKey, AmdProduct, IntelTee, PckCa};
+use crate::needs::{AmdKey, IntelTee, PckCa};
 use crate::{Fetched, Resource};
 
 /// The format tag of a bundle.
@@ -137,24 +136,7 @@ pub fn check_entry(f: &Fetched) -> Result<(), String> {
         Resource::RootCaCrl => one_crl(f, "Intel SGX Root CA", AnchorKind::IntelSgxRoot),
         Resource::Vcek { product, hwid, tcb } => {
             let [p] = f.parts.as_slice() else { return Err("a VCEK entry has one part".into()) };
-            let vek = vek_cert(&p.bytes).map_err(|e| format!("the VCEK: {e}"))?.ok_or("not a VCEK (no AMD hwID)")?;
-            let got = vek.hwid.as_deref().map(hex::encode).unwrap_or_default();
-            if vek.kind != SigningKey::Vcek || !got.eq_ignore_ascii_case(hwid) {
-                return Err("the VCEK is for another chip than its key names".into());
-            }
-            let s = &vek.spl;
-            let tcb_ok = s.bootloader == Some(tcb.bl)
-                && s.tee == Some(tcb.tee)
-                && s.snp == Some(tcb.snp)
-                && s.microcode == Some(tcb.ucode)
-                && (*product != AmdProduct::Turin || s.fmc == tcb.fmc);
-            if !tcb_ok {
-                return Err("the VCEK certifies another TCB than its key names".into());
-            }
-            let issuer = format!("SEV-{}", product.as_str());
-            if vek.issuer_cn != issuer {
-                return Err(format!("the VCEK is issued by '{}', not '{issuer}'", vek.issuer_cn));
-            }
+            crate::kds::check_vcek(&p.bytes, *product, hwid, tcb)?;
             Ok(())
         }
         Resource::AmdChain { product, key } => {

@@ -129,6 +129,31 @@ fn reported_tcb(rep: &Report, product: AmdProduct) -> AmdTcb {
     AmdTcb { bl: p.bootloader, tee: p.tee, snp: p.snp, ucode: p.microcode, fmc: p.fmc }
 }
 
+/// Whether `der` is the VCEK `Resource::Vcek { product, hwid, tcb }` names: a
+/// VCEK of that chip, certifying that TCB, issued by that product's ASK. The
+/// one check applied to what KDS answers and to what a bundle brings.
+pub(crate) fn check_vcek(der: &[u8], product: AmdProduct, hwid: &str, tcb: &AmdTcb) -> Result<(), String> {
+    let vek = vek_cert(der).map_err(|e| format!("the VCEK: {e}"))?.ok_or("not a VCEK (no AMD hwID)")?;
+    let got = vek.hwid.as_deref().map(hex::encode).unwrap_or_default();
+    if vek.kind != SigningKey::Vcek || !got.eq_ignore_ascii_case(hwid) {
+        return Err("the VCEK is for another chip (its hwID differs from the report's CHIP_ID)".into());
+    }
+    let s = &vek.spl;
+    let tcb_ok = s.bootloader == Some(tcb.bl)
+        && s.tee == Some(tcb.tee)
+        && s.snp == Some(tcb.snp)
+        && s.microcode == Some(tcb.ucode)
+        && (product != AmdProduct::Turin || s.fmc == tcb.fmc);
+    if !tcb_ok {
+        return Err("the VCEK certifies another TCB than the report's REPORTED_TCB".into());
+    }
+    let issuer = format!("SEV-{}", product.as_str());
+    if vek.issuer_cn != issuer {
+        return Err(format!("the VCEK is issued by '{}', not '{issuer}'", vek.issuer_cn));
+    }
+    Ok(())
+}
+
 /// Fetch one AMD resource.
 pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
     let base = sources.kds_url.trim_end_matches('/');
@@ -158,27 +183,8 @@ pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Re
             );
             let a = ok_answer(http, &url, &what).await?;
             let der = der_from_pem_or_der(&a.body).map_err(|e| bad(&url, &format!("the VCEK is not a certificate: {e}")))?;
-            let vek = vek_cert(&der)
-                .map_err(|e| bad(&url, &format!("the VCEK: {e}")))?
-                .ok_or_else(|| bad(&url, "the answer is not a VCEK (no AMD hwID)"))?;
             // A mirror answering with another chip's or TCB's VCEK is not cached.
-            let got_hwid = vek.hwid.as_deref().map(hex::encode).unwrap_or_default();
-            if vek.kind != SigningKey::Vcek || got_hwid != hwid {
-                return Err(bad(&url, "the VCEK served is for another chip (its hwID differs from the report's CHIP_ID)"));
-            }
-            let s = &vek.spl;
-            let tcb_ok = s.bootloader == Some(tcb.bl)
-                && s.tee == Some(tcb.tee)
-                && s.snp == Some(tcb.snp)
-                && s.microcode == Some(tcb.ucode)
-                && (*product != AmdProduct::Turin || s.fmc == tcb.fmc);
-            if !tcb_ok {
-                return Err(bad(&url, "the VCEK served certifies another TCB than the report's REPORTED_TCB"));
-            }
-            let issuer = format!("SEV-{}", product.as_str());
-            if vek.issuer_cn != issuer {
-                return Err(bad(&url, &format!("the VCEK is issued by '{}', not '{issuer}'", vek.issuer_cn)));
-            }
+            check_vcek(&der, *product, &hwid, tcb).map_err(|m| bad(&url, &m))?;
             let next_update = not_after(&der);
             Ok(Fetched {
                 resource: r.clone(),

@@ -231,17 +231,31 @@ impl Endorser {
 
     /// Every endorsement `evidence` of family `tee` needs, at `now` (Unix
     /// seconds). Optional resources that cannot be had are left out (the
-    /// verifier then reports what it could not check).
+    /// verifier then reports what it could not check); a required one that
+    /// cannot be had is the error.
     pub async fn endorsements_for(&self, tee: Tee, evidence: &[u8], now: i64) -> Result<Vec<Fetched>, EndorseError> {
-        let mut out = Vec::new();
+        let (got, mut missing) = self.available(tee, evidence, now).await?;
+        if missing.is_empty() {
+            Ok(got)
+        } else {
+            Err(missing.swap_remove(0))
+        }
+    }
+
+    /// What the service can get of what `evidence` needs, and why each
+    /// required piece it cannot get is missing: the service's own pieces
+    /// still decide when another is unavailable (only the gaps are left to
+    /// the attester). An error only when the evidence does not say what it needs.
+    pub async fn available(&self, tee: Tee, evidence: &[u8], now: i64) -> Result<(Vec<Fetched>, Vec<EndorseError>), EndorseError> {
+        let (mut got, mut missing) = (Vec::new(), Vec::new());
         for r in needs(tee, evidence)? {
             match self.get(&r, now).await {
-                Ok(f) => out.push(f),
+                Ok(f) => got.push(f),
                 Err(e) if r.optional() => tracing::info!("optional endorsement {} not available: {e}", r.key()),
-                Err(e) => return Err(e),
+                Err(e) => missing.push(e),
             }
         }
-        Ok(out)
+        Ok((got, missing))
     }
 
     /// One resource: cached and fresh, else fetched (and cached), else the

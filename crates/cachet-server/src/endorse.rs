@@ -107,13 +107,16 @@ pub async fn resolve(
     attester: Vec<Endorsement>,
     at: i64,
 ) -> Result<(Vec<Endorsement>, Provenance, Option<String>), ApiError> {
-    let (service, unavailable) = match endorser.endorsements_for(tee, evidence, at).await {
-        Ok(s) => (s, None),
-        Err(e) => {
-            tracing::info!(tee = %tee, "service endorsements unavailable, using the attester's: {e}");
-            (Vec::new(), Some(e.to_string()))
-        }
+    // Per piece: what the service got decides even when another piece is
+    // unavailable; only the gaps are left to the attester's pieces.
+    let (service, missing) = match endorser.available(tee, evidence, at).await {
+        Ok(got) => got,
+        Err(e) => (Vec::new(), vec![e]),
     };
+    let unavailable = (!missing.is_empty()).then(|| missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    if let Some(why) = &unavailable {
+        tracing::info!(tee = %tee, "service endorsements unavailable, the attester's may fill the gap: {why}");
+    }
     let provenance = match (service.is_empty(), attester.is_empty()) {
         (false, true) => Provenance::Service,
         (false, false) => Provenance::ServiceAndAttester,

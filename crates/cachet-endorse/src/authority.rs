@@ -257,3 +257,69 @@ fn signed_piece(name: &str, field: &str, i: usize, sj: &SignedJson) -> Endorseme
     let body = format!("{{\"{field}\":{},\"signature\":\"{}\"}}", sj.body, hex::encode(&sj.signature));
     Endorsement { name: format!("{name}#{field}{i}"), bytes: body.into_bytes() }
 }
+
+/// Whether endorsements an operator handed over (`cachet verify -e`) already
+/// hold resource `r`, so that only the rest is fetched: pieces are recognised
+/// by content, as the verifier recognises them (a TCB Info by its FMSPC, a CRL
+/// by its issuer, a certificate by its subject, a RIM by the version it
+/// signs). A wrong "covered" only leaves the verifier short of a piece, which
+/// it then refuses by name; it never widens what is trusted.
+pub fn covered(r: &Resource, given: &[Endorsement]) -> bool {
+    let mut c = Collateral::default();
+    let mut rim_versions = Vec::new();
+    for e in given {
+        if cachet_verify::nvgpu::rim::looks_like_xml(&e.bytes) {
+            if let Ok(rim) = cachet_verify::nvgpu::rim::parse(&e.bytes) {
+                rim_versions.push(rim.version);
+            }
+            continue;
+        }
+        add_file(&mut c, &e.name, &e.bytes);
+    }
+    let crl_issuers: Vec<String> = c.crls.iter().filter_map(|x| crl_revision(&x.der)).map(|x| x.issuer).collect();
+    let subjects: Vec<String> = c.certs.iter().filter_map(|d| subject_cn(d)).collect();
+    let judged = all_judged(&c);
+    match r {
+        Resource::TcbInfo { tee, fmspc } => {
+            let key = format!("tcb:{}:{}", tee.as_str().to_ascii_uppercase(), fmspc.to_ascii_lowercase());
+            // A v2 TCB Info carries no id: `judged` reads it as SGX's.
+            judged.iter().any(|j| j.key == key)
+        }
+        Resource::QeIdentity { tee } => {
+            let id = match tee {
+                crate::needs::IntelTee::Sgx => "QE",
+                crate::needs::IntelTee::Tdx => "TD_QE",
+            };
+            judged.iter().any(|j| j.key == format!("qe:{id}"))
+        }
+        Resource::PckCrl { ca } => crl_issuers.iter().any(|i| i.contains(&format!("PCK {} CA", title(ca.as_str())))),
+        Resource::RootCaCrl => crl_issuers.iter().any(|i| i.contains("Intel SGX Root CA")),
+        Resource::Vcek { .. } => subjects.iter().any(|s| s == "SEV-VCEK"),
+        Resource::AmdChain { product, key } => {
+            let ask = match key {
+                crate::needs::AmdKey::Vcek => format!("SEV-{}", title(product.as_str())),
+                crate::needs::AmdKey::Vlek => format!("SEV-VLEK-{}", title(product.as_str())),
+            };
+            subjects.contains(&ask)
+        }
+        Resource::AmdCrl { product, .. } => crl_issuers.iter().any(|i| i.contains(&format!("ARK-{}", title(product.as_str())))),
+        Resource::Rim { id } => rim_versions.iter().any(|v| crate::nvidia::names_version(id, v)),
+    }
+}
+
+/// `milan` → `Milan`, `processor` → `Processor`.
+fn title(s: &str) -> String {
+    let mut out = s.to_string();
+    if let Some(f) = out.get_mut(0..1) {
+        f.make_ascii_uppercase();
+    }
+    out
+}
+
+/// A certificate's subject common name.
+fn subject_cn(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
+}

@@ -192,7 +192,13 @@ type ResourceFlight = Arc<tokio::sync::OnceCell<Result<Fetched, EndorseError>>>;
 impl Endorser {
     /// An endorser over `sources`, keeping what it fetches in `cache`.
     pub fn new(sources: Sources, cache: Arc<dyn Cache>) -> Result<Self, EndorseError> {
-        let http = http::Http::new(sources.timeout, http::Retry::default())?;
+        Self::with_retry(sources, cache, http::Retry::default())
+    }
+
+    /// The same with its own retry policy (one attempt where a failure only
+    /// means going on without the piece).
+    pub fn with_retry(sources: Sources, cache: Arc<dyn Cache>, retry: http::Retry) -> Result<Self, EndorseError> {
+        let http = http::Http::new(sources.timeout, retry)?;
         Ok(Endorser { sources, cache, http, flights: Default::default(), stats: Stats::default() })
     }
 

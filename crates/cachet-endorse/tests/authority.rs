@@ -127,3 +127,55 @@ fn an_attester_rim_that_contradicts_the_rim_services_is_refused_by_name() {
         assert_eq!(out.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["1010_0200_882_96005E0001_PROD.swidtag"]);
     }
 }
+
+/// The given files of every accepted real case hold every required piece its
+/// evidence needs (so `cachet verify -e` with complete files fetches nothing),
+/// and pieces of another platform or an empty set hold none.
+#[test]
+fn given_files_cover_what_their_evidence_needs_and_nothing_else() {
+    use cachet_endorse::authority::covered;
+    let v = recorded::vectors();
+    let cases: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("cases.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for c in cases["cases"].as_array().or(cases.as_array()).unwrap() {
+        let Some(tee) = c["tee"].as_str().and_then(cachet_verify::Tee::parse) else { continue };
+        if c["expect"] != "accept"
+            || !matches!(tee, cachet_verify::Tee::Sgx | cachet_verify::Tee::Tdx | cachet_verify::Tee::Snp | cachet_verify::Tee::Nvgpu)
+        {
+            continue;
+        }
+        let raw = std::fs::read(v.join(c["evidence"].as_str().unwrap())).unwrap();
+        let (_, evidence) = cachet_verify::encoding::decode_evidence(&raw);
+        let Ok(needed) = cachet_endorse::needs(tee, &evidence) else { continue };
+        let given: Vec<cachet_verify::Endorsement> = c["endorsements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let p = p.as_str().unwrap();
+                cachet_verify::Endorsement { name: p.into(), bytes: std::fs::read(v.join(p)).unwrap() }
+            })
+            .collect();
+        // A RIM is covered when given (nvgpu-h100-head's are not recorded anywhere).
+        for r in needed.iter().filter(|r| !r.optional()) {
+            let rim_given = given.iter().any(|e| e.name.ends_with(".swidtag"));
+            if matches!(r, cachet_endorse::Resource::Rim { .. }) && !rim_given {
+                assert!(!covered(r, &given), "{}: {} is not in its files", c["id"], r.key());
+                continue;
+            }
+            assert!(covered(r, &given), "{}: {} is in its files", c["id"], r.key());
+            assert!(!covered(r, &[]), "nothing covers {}", r.key());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} cases checked");
+
+    // Another platform's TCB Info does not hold this one's; an SGX QE Identity is not TDX's.
+    let tdx = as_attester(EVAL_17);
+    let other = cachet_endorse::Resource::TcbInfo { tee: cachet_endorse::needs::IntelTee::Tdx, fmspc: "00606a000000".into() };
+    assert!(!covered(&other, std::slice::from_ref(&tdx)));
+    let own = cachet_endorse::Resource::TcbInfo { tee: cachet_endorse::needs::IntelTee::Tdx, fmspc: "90c06f000000".into() };
+    assert!(covered(&own, std::slice::from_ref(&tdx)));
+    let sgx_qe = cachet_endorse::Resource::QeIdentity { tee: cachet_endorse::needs::IntelTee::Sgx };
+    assert!(!covered(&sgx_qe, &[tdx]));
+}

@@ -349,3 +349,41 @@ async fn the_background_refresh_refetches_what_nears_its_next_update_and_keeps_i
     assert_eq!(cachet_server::endorse::refresh_once(&Arc::new(offline), later).await, (0, 0));
     store.close().await;
 }
+
+/// The service's own pieces decide even when another piece is unavailable:
+/// a server holding only the TCB Info (rev 18) of an FMSPC — its CRLs and QE
+/// Identity not cached, offline — still refuses an attester's older TCB Info
+/// (rev 17) sent with a full collateral set, rather than falling back to the
+/// attester's set whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_tcb_info_decides_when_its_other_pieces_are_unavailable() {
+    let c = case("tdx-dcapqvl-v5-outdated");
+    let dir = temp_dir("endorse-partial");
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(&dir).await.expect("store"));
+        let cache = StoreCache(store.clone());
+        for f in recorded::intel_bundle("tdx/dcap-qvl/tdx_quote_outdated_collateral.json") {
+            if matches!(f.resource, cachet_endorse::Resource::TcbInfo { .. }) {
+                cache.put(&f.resource.key(), &f).await;
+            }
+        }
+        assert_eq!(cache.list().await.len(), 1, "only the TCB Info is held");
+        store.close().await;
+    }
+    let mut a = args(&dir);
+    a.allow_verification_time = true;
+    assert!(a.offline);
+    let server = cachet_server::start(a.resolve().expect("config")).await.expect("server starts");
+    let srv = TestServer { url: server.url.clone(), server: Some(server), dir, client: http_client() };
+
+    let old = recorded::as_attester("tdx/automata/collateral_v5_2502.derived.json");
+    let body = json!({
+        "tee": c.tee,
+        "evidence": b64(&c.evidence_bytes()),
+        "at": c.verify_at,
+        "endorsements": [{"name": old.name, "data": b64(&old.bytes)}],
+    });
+    let (status, refused) = srv.post("/v1/attest", &body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "endorsement_outdated", "{refused}");
+}

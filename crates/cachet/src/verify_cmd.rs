@@ -165,13 +165,12 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             None => return usage_error("cannot tell which TEE produced this evidence; pass --tee"),
         },
     };
-    // No endorsements given: get what the evidence needs (cache, else the
-    // vendors). Given ones are used as they are: the CLI user is the operator.
-    if args.endorsements.is_empty() {
-        match fetch_endorsements(&args, tee, &evidence, at) {
-            Ok(fetched) => endorsements = fetched,
-            Err(e) => return usage_error(e),
-        }
+    // Get what the evidence needs and the given files do not hold (cache,
+    // else the vendors). Given ones are used as they are: the CLI user is the
+    // operator (e.g. a GPU's device certificates with fetched RIMs).
+    match fetch_endorsements(&args, tee, &evidence, at, &endorsements) {
+        Ok(fetched) => endorsements.extend(fetched),
+        Err(e) => return usage_error(e),
     }
     let appraiser = match load_appraiser(&args, tee) {
         Ok(a) => a,
@@ -232,11 +231,19 @@ fn describe(r: &cachet_endorse::Resource) -> String {
     }
 }
 
-/// The endorsements `evidence` needs, from the cache folder or fetched
-/// (and cached). Errors name what is missing and what to do.
-fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64) -> Result<Vec<Endorsement>, String> {
+/// The endorsements `evidence` needs that `given` does not hold, from the
+/// cache folder or fetched (and cached). Errors name what is missing and what
+/// to do. With files given, what cannot be had is a warning: the verifier
+/// then refuses by name whatever is still short, and optional pieces (AMD
+/// CRLs) are not fetched at all, so that complete files never wait on a vendor.
+fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, given: &[Endorsement]) -> Result<Vec<Endorsement>, String> {
     use cachet_endorse::{EndorseError, Endorser, FolderCache, Resource};
-    let needed = cachet_endorse::needs(tee, evidence).map_err(|e| format!("{e}; give the endorsements with --endorsements"))?;
+    let needed = match cachet_endorse::needs(tee, evidence) {
+        Ok(n) if given.is_empty() => n,
+        Ok(n) => n.into_iter().filter(|r| !r.optional() && !cachet_endorse::authority::covered(r, given)).collect(),
+        Err(_) if !given.is_empty() => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{e}; give the endorsements with --endorsements")),
+    };
     if needed.is_empty() {
         return Ok(Vec::new());
     }
@@ -247,7 +254,10 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64) -> 
     let sources = args.sources.to_sources(args.offline);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let endorser = Endorser::new(sources, std::sync::Arc::new(FolderCache::new(dir))).map_err(|e| e.to_string())?;
+        // With files given, a piece that cannot be had is only a warning:
+        // one attempt, no back-off.
+        let retry = if given.is_empty() { Default::default() } else { cachet_endorse::http::Retry { attempts: 1, ..Default::default() } };
+        let endorser = Endorser::with_retry(sources, std::sync::Arc::new(FolderCache::new(dir)), retry).map_err(|e| e.to_string())?;
         let (mut out, mut missing) = (Vec::new(), Vec::new());
         for r in &needed {
             let cached_fresh = endorser.cache().get(&r.key()).await.is_some_and(|c| c.next_update.is_none_or(|n| at < n));
@@ -261,7 +271,9 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64) -> 
             }
             match endorser.get(r, at).await {
                 Ok(f) => out.extend(f.endorsements()),
-                Err(e) if r.optional() => eprintln!("cachet verify: {} not available ({e}); going on without it", describe(r)),
+                Err(e) if r.optional() || !given.is_empty() => {
+                    eprintln!("cachet verify: {} not available ({e}); going on without it", describe(r))
+                }
                 Err(EndorseError::Offline(_)) => missing.push(describe(r)),
                 Err(e) => return Err(format!("{}: {e}", describe(r))),
             }

@@ -68,3 +68,70 @@ fn offline_with_the_recorded_collateral_cached_verifies_as_with_the_files() {
     assert_eq!(a["verified"], true);
     assert_eq!(a["claims"], b["claims"], "same claims as with the files");
 }
+
+/// Given files and fetched pieces mix: a GPU's device certificates (evidence
+/// the SDK collects from the GPU, which no NVIDIA service serves) are given
+/// with `-e`, the RIMs the report names come from the cache, and the verdict
+/// and claims are those of the run with every file given.
+#[test]
+fn given_device_certificates_mix_with_cached_rims_and_verify_as_with_every_file() {
+    let v = recorded::vectors();
+    let dir = v.join("nvidia/nvtrust-2023-full");
+    let evidence = dir.join("attestationReport.txt");
+    let certs = dir.join("gpuAkCertChain.txt");
+    let at = "2024-06-24T07:54:33Z";
+    let ids: Vec<String> = cachet_endorse::nvidia::needs(&std::fs::read(&evidence).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|r| match r {
+            cachet_endorse::Resource::Rim { id } => id,
+            other => panic!("an NVIDIA report needs RIMs only, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tmp.path().join("cache");
+    let run = |extra: &[&std::path::Path], offline: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cachet"));
+        c.arg("verify").arg(&evidence).args(["--tee", "nvgpu", "--at", at, "--format", "json", "--cache-dir"]).arg(&cache_dir);
+        for e in extra {
+            c.arg("-e").arg(e);
+        }
+        if offline {
+            c.arg("--offline");
+        }
+        c.output().unwrap()
+    };
+
+    // Nothing cached: the report verifies but its measurements go unappraised,
+    // and the warning names the RIMs that could not be had.
+    let short = run(&[&certs], true);
+    assert_eq!(json(&short)["claims"]["rim_appraisal"], "none");
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(err.contains("NVIDIA RIM") && err.contains("not available"), "names the RIMs it could not get: {err}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let cache = FolderCache::new(&cache_dir);
+    rt.block_on(async {
+        for id in &ids {
+            let file = if id.contains("DRIVER") { "Driver_RIM_test_no_gpu.swidtag" } else { "1010_0200_882_96005E0001_PROD.swidtag" };
+            let f = cachet_endorse::Fetched {
+                resource: cachet_endorse::Resource::Rim { id: id.clone() },
+                parts: vec![cachet_endorse::Part { name: file.into(), bytes: std::fs::read(dir.join(file)).unwrap() }],
+                fetched_at: 0,
+                next_update: None,
+                source: "test".into(),
+            };
+            cache.put(&f.resource.key(), &f).await;
+        }
+    });
+    let mixed = run(&[&certs], true);
+    assert_eq!(mixed.status.code(), Some(0), "{}", String::from_utf8_lossy(&mixed.stderr));
+    let all = run(&[&certs, &dir.join("Driver_RIM_test_no_gpu.swidtag"), &dir.join("1010_0200_882_96005E0001_PROD.swidtag")], true);
+    assert_eq!(all.status.code(), Some(0), "{}", String::from_utf8_lossy(&all.stderr));
+    let (a, b) = (json(&mixed), json(&all));
+    assert_eq!(a["verified"], true);
+    assert_eq!(a["claims"]["rim_appraisal"], "driver+vbios", "the cached RIMs judged the measurements");
+    assert_eq!(a["claims"], b["claims"], "same claims as with every file");
+}

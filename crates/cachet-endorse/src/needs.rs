@@ -195,6 +195,40 @@ pub fn needs(tee: Tee, evidence: &[u8]) -> Result<Vec<Resource>, EndorseError> {
         Tee::Sgx | Tee::Tdx => crate::pcs::needs(tee, evidence),
         Tee::Snp => crate::kds::needs(evidence),
         Tee::Nvgpu => crate::nvidia::needs(evidence),
+        Tee::AzSnpVtpm | Tee::AzTdxVtpm => azure_needs(tee, evidence),
         _ => Ok(Vec::new()),
     }
+}
+
+/// What Azure CVM evidence needs: for TDX, the Intel collateral of the TD
+/// quote it embeds; for SNP, AMD's chain for the product of the VCEK the
+/// evidence carries (its issuer, `SEV-Milan` / `SEV-Genoa` / `SEV-Turin`,
+/// names the product even where the report does not), and the VCEK itself
+/// only when the evidence lacks it.
+fn azure_needs(tee: Tee, evidence: &[u8]) -> Result<Vec<Resource>, EndorseError> {
+    let (_, raw) = cachet_verify::encoding::decode_evidence(evidence);
+    let ev = cachet_verify::azure::evidence::parse(&raw)
+        .map_err(|e| EndorseError::Evidence(format!("cannot read the Azure CVM evidence to tell what it needs: {e}")))?;
+    if tee == Tee::AzTdxVtpm {
+        let quote = ev.td_quote.ok_or_else(|| EndorseError::Evidence("the Azure TDX evidence carries no td_quote".into()))?;
+        return crate::pcs::needs(Tee::Tdx, &quote);
+    }
+    let hcl = cachet_verify::azure::hcl::parse(&ev.hcl_report)
+        .map_err(|e| EndorseError::Evidence(format!("cannot read the Azure HCL report to tell what it needs: {e}")))?;
+    let product = ev.certs.iter().find_map(|der| amd_product_of(der));
+    let mut out = crate::kds::needs_for(hcl.hw_report, product)?;
+    if !ev.certs.is_empty() {
+        out.retain(|r| !matches!(r, Resource::Vcek { .. }));
+    }
+    Ok(out)
+}
+
+/// The product an AMD VCEK / VLEK certificate belongs to, from its issuer
+/// (`SEV-Milan`, `SEV-VLEK-Genoa`, …). Unsigned as read here: the verifier
+/// checks the chain, and a wrong product only fetches a chain that fails it.
+fn amd_product_of(der: &[u8]) -> Option<AmdProduct> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let cn = cert.issuer().iter_common_name().next()?.as_str().ok()?;
+    [AmdProduct::Milan, AmdProduct::Genoa, AmdProduct::Turin].into_iter().find(|p| cn.ends_with(p.as_str()))
 }

@@ -387,3 +387,84 @@ async fn the_services_tcb_info_decides_when_its_other_pieces_are_unavailable() {
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["error"]["code"], "endorsement_outdated", "{refused}");
 }
+
+/// What the service would have fetched for case `c`, built from the case's
+/// recorded vendor files (each resource from the file that holds it), put into
+/// the store cache of `dir`.
+async fn seed_from_case_files(dir: &std::path::Path, c: &Case, evidence: &[u8]) -> usize {
+    use cachet_endorse::{authority::covered, Fetched, Part};
+    let tee = cachet_verify::Tee::parse(&c.tee).expect("tee");
+    let files = c.endorsement_files();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir).await.expect("store"));
+    let cache = StoreCache(store.clone());
+    let mut n = 0;
+    for r in cachet_endorse::needs(tee, evidence).expect("needs") {
+        if r.optional() {
+            continue;
+        }
+        let Some(file) = files.iter().find(|f| covered(&r, std::slice::from_ref(f))) else {
+            continue; // e.g. the Intel pieces: seeded from the bundle below
+        };
+        let f = Fetched {
+            resource: r.clone(),
+            parts: vec![Part { name: file.name.clone(), bytes: file.bytes.clone() }],
+            fetched_at: 0,
+            next_update: None,
+            source: "recorded".into(),
+        };
+        cache.put(&r.key(), &f).await;
+        n += 1;
+    }
+    store.close().await;
+    n
+}
+
+/// Evidence alone (`{tee, evidence}`) is attested from the service's own
+/// endorsements for SNP, both Azure families and NVIDIA (with the GPU's
+/// device certificates, which are evidence, sent beside it), and the token
+/// says whose endorsements decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_is_attested_from_the_services_cache() {
+    for (id, intel_bundle, send_certs) in [
+        ("snp-virtee-milan", None, false),
+        ("az-snp-vtpm-genoa", None, false),
+        ("az-tdx-vtpm-v0", Some("tdx/automata/collateral_2507.derived.json"), false),
+        ("nvgpu-h100-2023", None, true),
+    ] {
+        let c = case(id);
+        let raw = c.evidence_bytes();
+        let dir = temp_dir(&format!("endorse-family-{id}"));
+        let seeded = match intel_bundle {
+            Some(rel) => {
+                seed(&dir, rel).await;
+                4
+            }
+            None => seed_from_case_files(&dir, &c, &raw).await,
+        };
+        assert!(seeded >= 1, "{id}: something seeded");
+        let mut a = args(&dir);
+        a.allow_verification_time = true;
+        let server = cachet_server::start(a.resolve().expect("config")).await.expect("server starts");
+        let srv = TestServer { url: server.url.clone(), server: Some(server), dir, client: http_client() };
+        let mut body = json!({"tee": c.tee, "evidence": b64(&raw), "at": c.verify_at});
+        if send_certs {
+            let certs: Vec<Value> = c
+                .endorsement_files()
+                .iter()
+                .filter(|e| e.name.ends_with("gpuAkCertChain.txt"))
+                .map(|e| json!({"name": e.name, "data": b64(&e.bytes)}))
+                .collect();
+            assert_eq!(certs.len(), 1);
+            body["endorsements"] = Value::Array(certs);
+        }
+        let (status, ok) = srv.post("/v1/attest", &body).await;
+        assert_eq!(status, 200, "{id}: {ok}");
+        let t = srv.verify_token(ok["token"].as_str().unwrap()).await;
+        let want = if send_certs { "service+attester" } else { "service" };
+        assert_eq!(t["cachet.endorsements"], want, "{id}");
+        if send_certs {
+            let claims = &t["submods"]["nvgpu"]["ear.veraison.annotated-evidence"];
+            assert_eq!(claims["rim_appraisal"], "driver+vbios", "the service's RIMs judged the measurements: {claims}");
+        }
+    }
+}

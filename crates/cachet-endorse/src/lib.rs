@@ -154,8 +154,18 @@ pub struct Endorser {
     /// caller arriving between the fetch and the cache write would otherwise
     /// ask the vendor again (AMD KDS rate-limits VCEKs hard).
     flights: std::sync::Mutex<std::collections::HashMap<String, ResourceFlight>>,
+    /// Recent "the vendor has nothing for this" answers, by key, with when
+    /// they were had: asked again only after [`NOT_FOUND_TTL`] (an unknown
+    /// chip attesting in a loop must not spend the KDS rate limit).
+    not_found: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, EndorseError)>>,
     stats: Stats,
 }
+
+/// How long a vendor's 404 is remembered before the resource is asked for again.
+pub const NOT_FOUND_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Most 404s remembered at once (oldest forgotten first).
+const MAX_NOT_FOUND: usize = 10_000;
 
 /// Counters since start, for metrics: cache hits, and fetches by source
 /// (`pcs`, `kds`, `nvidia`) and outcome.
@@ -199,7 +209,7 @@ impl Endorser {
     /// means going on without the piece).
     pub fn with_retry(sources: Sources, cache: Arc<dyn Cache>, retry: http::Retry) -> Result<Self, EndorseError> {
         let http = http::Http::new(sources.timeout, retry)?;
-        Ok(Endorser { sources, cache, http, flights: Default::default(), stats: Stats::default() })
+        Ok(Endorser { sources, cache, http, flights: Default::default(), not_found: Default::default(), stats: Stats::default() })
     }
 
     /// Counters since start.
@@ -280,6 +290,9 @@ impl Endorser {
                 None => Err(EndorseError::Offline(key)),
             };
         }
+        if let Some(e) = self.recently_not_found(&key) {
+            return Err(e);
+        }
         let flight = match self.flights.lock() {
             Ok(mut m) => m.entry(key.clone()).or_default().clone(),
             Err(_) => ResourceFlight::default(),
@@ -305,10 +318,42 @@ impl Endorser {
                 self.cache.put(key, &f).await;
                 Ok(f)
             }
-            Err(e) => match cached {
-                Some(c) => Err(stale(key, &c, &e.to_string())),
-                None => Err(e),
-            },
+            Err(e) => {
+                if matches!(e, EndorseError::NotFound { .. }) {
+                    self.remember_not_found(key, &e);
+                }
+                match cached {
+                    Some(c) => Err(stale(key, &c, &e.to_string())),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The vendor's 404 for `key`, while it is recent.
+    fn recently_not_found(&self, key: &str) -> Option<EndorseError> {
+        let mut m = self.not_found.lock().ok()?;
+        match m.get(key) {
+            Some((at, e)) if at.elapsed() < NOT_FOUND_TTL => Some(e.clone()),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_not_found(&self, key: &str, e: &EndorseError) {
+        if let Ok(mut m) = self.not_found.lock() {
+            if m.len() >= MAX_NOT_FOUND {
+                m.retain(|_, (at, _)| at.elapsed() < NOT_FOUND_TTL);
+                if m.len() >= MAX_NOT_FOUND {
+                    if let Some(oldest) = m.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                        m.remove(&oldest);
+                    }
+                }
+            }
+            m.insert(key.to_string(), (std::time::Instant::now(), e.clone()));
         }
     }
 

@@ -228,12 +228,12 @@ async fn fetched_endorsements_give_the_same_verdict_and_claims_as_the_recorded_f
             let claims = online.result.as_ref().unwrap();
             assert_eq!(claims.get("crl_checked"), Some(&serde_json::Value::Bool(false)), "{}: no CRL recorded", c.id);
         }
-        // Asked again: the VCEK and chain come from the cache (only the
-        // CRL, which KDS did not have, is asked for again).
+        // Asked again: the VCEK and chain come from the cache, and the CRL's
+        // 404 is remembered: KDS is not asked at all.
         let before = server.requests.load(Ordering::SeqCst);
         let again = e.endorsements_for(Tee::Snp, &evidence, at).await.unwrap();
         assert_eq!(again, fetched, "{}", c.id);
-        assert_eq!(server.requests.load(Ordering::SeqCst), before + 1, "{}: only the missing CRL is asked again", c.id);
+        assert_eq!(server.requests.load(Ordering::SeqCst), before, "{}: nothing is asked again", c.id);
     }
     for p in [AmdProduct::Milan, AmdProduct::Genoa, AmdProduct::Turin] {
         assert!(products.contains(&p), "a {p:?} case");
@@ -395,12 +395,18 @@ async fn a_cached_vcek_is_served_when_kds_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vcek_for_another_chip_or_tcb_is_not_found() {
-    let (url, _) = serve(Mode::Normal, Duration::ZERO).await;
+    let (url, server) = serve(Mode::Normal, Duration::ZERO).await;
     let c = snp_cases().into_iter().find(|c| c.id == "snp-virtee-milan").unwrap();
     let Resource::Vcek { product, hwid, mut tcb } = vcek_of(&c) else { unreachable!() };
     tcb.snp = tcb.snp.wrapping_add(1);
-    let err = endorser(&url).get(&Resource::Vcek { product, hwid: hwid.clone(), tcb }, c.verify_at()).await.unwrap_err();
+    let e = endorser(&url);
+    let unknown = Resource::Vcek { product, hwid: hwid.clone(), tcb };
+    let err = e.get(&unknown, c.verify_at()).await.unwrap_err();
     assert!(matches!(&err, EndorseError::NotFound { origin, .. } if origin.contains(&format!("/vcek/v1/Milan/{hwid}?"))), "{err:?}");
+    // The 404 is remembered: asked again, the answer is the same and KDS is not asked.
+    let asked = server.vcek_requests.load(Ordering::SeqCst);
+    assert_eq!(e.get(&unknown, c.verify_at()).await.unwrap_err(), err);
+    assert_eq!(server.vcek_requests.load(Ordering::SeqCst), asked, "a remembered 404 is not asked for again");
     // A malformed hwid is not sent at all.
     let err = endorser(&url).get(&Resource::Vcek { product, hwid: "zz".into(), tcb }, c.verify_at()).await.unwrap_err();
     assert!(matches!(err, EndorseError::Evidence(_)), "{err:?}");

@@ -73,34 +73,40 @@ pub struct VerifyArgs {
 
 /// The vendors' services endorsements are fetched from (`cachet verify`,
 /// `cachet endorsements fetch`); `cachet serve` takes the same in its config.
+/// Unset, each is the vendor's public service.
 #[derive(Args)]
 pub struct SourceArgs {
-    /// Intel collateral from this Intel PCS API v4 or PCCS.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::INTEL_PCS_URL)]
-    pub pcs_url: String,
-    /// AMD VCEKs, chains and CRLs from this KDS.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::AMD_KDS_URL)]
-    pub kds_url: String,
-    /// NVIDIA RIMs from this RIM service.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_RIM_URL)]
-    pub nvidia_rim_url: String,
-    /// NVIDIA OCSP responder.
-    #[arg(long, value_name = "URL", default_value = cachet_endorse::NVIDIA_OCSP_URL)]
-    pub nvidia_ocsp_url: String,
+    /// Intel collateral from this Intel PCS API v4 or PCCS [default: https://api.trustedservices.intel.com].
+    #[arg(long, value_name = "URL")]
+    pub pcs_url: Option<String>,
+    /// AMD VCEKs, chains and CRLs from this KDS [default: https://kdsintf.amd.com].
+    #[arg(long, value_name = "URL")]
+    pub kds_url: Option<String>,
+    /// NVIDIA RIMs from this RIM service [default: https://rim.attestation.nvidia.com].
+    #[arg(long, value_name = "URL")]
+    pub nvidia_rim_url: Option<String>,
+    /// NVIDIA OCSP responder [default: https://ocsp.ndis.nvidia.com].
+    #[arg(long, value_name = "URL")]
+    pub nvidia_ocsp_url: Option<String>,
 }
 
 impl SourceArgs {
     /// The sources as `cachet-endorse` takes them.
     pub fn to_sources(&self, offline: bool) -> Sources {
-        let url = |u: &str| u.trim_end_matches('/').to_string();
+        let url = |u: &Option<String>, default: &str| u.as_deref().unwrap_or(default).trim_end_matches('/').to_string();
         Sources {
-            pcs_url: url(&self.pcs_url),
-            kds_url: url(&self.kds_url),
-            nvidia_rim_url: url(&self.nvidia_rim_url),
-            nvidia_ocsp_url: url(&self.nvidia_ocsp_url),
+            pcs_url: url(&self.pcs_url, cachet_endorse::INTEL_PCS_URL),
+            kds_url: url(&self.kds_url, cachet_endorse::AMD_KDS_URL),
+            nvidia_rim_url: url(&self.nvidia_rim_url, cachet_endorse::NVIDIA_RIM_URL),
+            nvidia_ocsp_url: url(&self.nvidia_ocsp_url, cachet_endorse::NVIDIA_OCSP_URL),
             offline,
             ..Sources::default()
         }
+    }
+
+    /// Whether any source was named on the command line.
+    pub fn any_named(&self) -> bool {
+        self.pcs_url.is_some() || self.kds_url.is_some() || self.nvidia_rim_url.is_some() || self.nvidia_ocsp_url.is_some()
     }
 }
 
@@ -251,7 +257,10 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
         Some(d) => d.clone(),
         None => FolderCache::default_dir().ok_or("no cache folder (set HOME or XDG_CACHE_HOME, or pass --cache-dir)")?,
     };
-    let sources = args.sources.to_sources(args.offline);
+    // With files given, the vendors are asked only when a source is named:
+    // the files are the operator's choice, and an air-gapped run of complete
+    // files must never wait on a network (the cache is still read).
+    let sources = args.sources.to_sources(args.offline || (!given.is_empty() && !args.sources.any_named()));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         // With files given, a piece that cannot be had is only a warning:
@@ -261,7 +270,7 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
         let (mut out, mut missing) = (Vec::new(), Vec::new());
         for r in &needed {
             let cached_fresh = endorser.cache().get(&r.key()).await.is_some_and(|c| c.next_update.is_none_or(|n| at < n));
-            if !cached_fresh && !args.offline {
+            if !cached_fresh && !endorser.sources().offline {
                 let from = match r {
                     Resource::Vcek { .. } | Resource::AmdChain { .. } | Resource::AmdCrl { .. } => &endorser.sources().kds_url,
                     Resource::Rim { .. } => &endorser.sources().nvidia_rim_url,

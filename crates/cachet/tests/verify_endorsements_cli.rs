@@ -111,6 +111,16 @@ fn given_device_certificates_mix_with_cached_rims_and_verify_as_with_every_file(
     let err = String::from_utf8_lossy(&short.stderr);
     assert!(err.contains("NVIDIA RIM") && err.contains("not available"), "names the RIMs it could not get: {err}");
 
+    // With files given, the vendors are asked only when a source is named.
+    let quiet = run(&[&certs], false);
+    let err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!err.contains("fetching") && err.contains("not cached"), "no source named, nothing fetched: {err}");
+    let mut named = Command::new(env!("CARGO_BIN_EXE_cachet"));
+    named.arg("verify").arg(&evidence).args(["--tee", "nvgpu", "--at", at, "--format", "json", "--cache-dir"]).arg(&cache_dir);
+    let asked = named.arg("-e").arg(&certs).args(["--nvidia-rim-url", "http://127.0.0.1:9"]).output().unwrap();
+    let err = String::from_utf8_lossy(&asked.stderr);
+    assert!(err.contains("fetching NVIDIA RIM") && err.contains("http://127.0.0.1:9"), "the named source is asked: {err}");
+
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let cache = FolderCache::new(&cache_dir);
     rt.block_on(async {

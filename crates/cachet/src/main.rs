@@ -4,6 +4,7 @@ mod admin_cmd;
 mod attest_cmd;
 mod audit_cmd;
 mod demo_cmd;
+mod dist_cmd;
 mod endorsements_cmd;
 mod keys_cmd;
 mod policy_cmd;
@@ -13,12 +14,12 @@ mod selftest_cmd;
 mod serve_cmd;
 mod verify_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Remote attestation and key release for confidential computing.
 #[derive(Parser)]
-#[command(name = "cachet", version, about, long_about = None)]
+#[command(name = "cachet", version = dist_cmd::VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,6 +64,10 @@ enum Command {
     /// Mutation self-test over the real vectors: every forgery must be
     /// refused by name (exit 1 if one is accepted or panics).
     Selftest(selftest_cmd::SelftestArgs),
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions(dist_cmd::CompletionsArgs),
+    /// Print a manual page (roff) on stdout: `cachet man | man -l -`.
+    Man(dist_cmd::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +88,8 @@ fn main() -> ExitCode {
         Command::FetchSecret(args) => attest_cmd::run_fetch(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Selftest(args) => selftest_cmd::run(args),
+        Command::Completions(args) => dist_cmd::completions(args, Cli::command()),
+        Command::Man(args) => dist_cmd::man(args, Cli::command()),
     }
 }
 

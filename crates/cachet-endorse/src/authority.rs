@@ -304,6 +304,10 @@ pub fn covered(r: &Resource, given: &[Endorsement]) -> bool {
         }
         Resource::AmdCrl { product, .. } => crl_issuers.iter().any(|i| i.contains(&format!("ARK-{}", title(product.as_str())))),
         Resource::Rim { id } => rim_versions.iter().any(|v| crate::nvidia::names_version(id, v)),
+        Resource::Ocsp { .. } => given
+            .iter()
+            .filter_map(|e| cachet_verify::nvgpu::ocsp::recognise(&e.bytes))
+            .any(|der| crate::nvidia::check_ocsp_answer(r, &der, 0).is_ok()),
     }
 }
 

@@ -168,6 +168,10 @@ pub fn check_entry(f: &Fetched) -> Result<(), String> {
             }
             Ok(())
         }
+        Resource::Ocsp { .. } => {
+            let [p] = f.parts.as_slice() else { return Err("an OCSP entry has one part".into()) };
+            crate::nvidia::check_ocsp_answer(&f.resource, &p.bytes, f.fetched_at).map(|_| ())
+        }
     }
 }
 

@@ -81,24 +81,38 @@ impl Http {
     /// `Retry-After` when given, else with exponential back-off); concurrent
     /// calls for the same URL share one request.
     pub async fn get(&self, url: &str) -> Result<Answer, EndorseError> {
+        self.send(url, None).await
+    }
+
+    /// `POST url` with `body` of `content_type` (an OCSP request): as [`Http::get`],
+    /// one request per URL and body at a time.
+    pub async fn post(&self, url: &str, content_type: &'static str, body: Vec<u8>) -> Result<Answer, EndorseError> {
+        self.send(url, Some((content_type, body))).await
+    }
+
+    async fn send(&self, url: &str, body: Option<(&'static str, Vec<u8>)>) -> Result<Answer, EndorseError> {
+        let key = match &body {
+            None => url.to_string(),
+            Some((_, b)) => format!("POST {url} {}", hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b))),
+        };
         let flight = {
             let mut m = self.inflight.lock().map_err(|_| source_err(url, "client state poisoned"))?;
-            m.entry(url.to_string()).or_default().clone()
+            m.entry(key.clone()).or_default().clone()
         };
-        let out = flight.get_or_init(|| self.get_with_retry(url)).await.clone();
+        let out = flight.get_or_init(|| self.send_with_retry(url, body.as_ref())).await.clone();
         if let Ok(mut m) = self.inflight.lock() {
-            if m.get(url).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                m.remove(url);
+            if m.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                m.remove(&key);
             }
         }
         out
     }
 
-    async fn get_with_retry(&self, url: &str) -> Result<Answer, EndorseError> {
+    async fn send_with_retry(&self, url: &str, body: Option<&(&'static str, Vec<u8>)>) -> Result<Answer, EndorseError> {
         let mut wait = self.retry.backoff;
         let mut last = String::new();
         for attempt in 1..=self.retry.attempts.max(1) {
-            match self.get_once(url).await {
+            match self.send_once(url, body).await {
                 Ok(a) if a.status == 429 || a.status >= 500 => {
                     last = format!("HTTP {}", a.status);
                     if a.status == 429 {
@@ -131,8 +145,12 @@ impl Http {
         Err(source_err(url, &format!("{last} after {} attempts", self.retry.attempts)))
     }
 
-    async fn get_once(&self, url: &str) -> Result<Answer, String> {
-        let mut resp = self.client.get(url).send().await.map_err(|e| describe(&e))?;
+    async fn send_once(&self, url: &str, body: Option<&(&'static str, Vec<u8>)>) -> Result<Answer, String> {
+        let request = match body {
+            None => self.client.get(url),
+            Some((content_type, b)) => self.client.post(url).header(reqwest::header::CONTENT_TYPE, *content_type).body(b.clone()),
+        };
+        let mut resp = request.send().await.map_err(|e| describe(&e))?;
         let status = resp.status().as_u16();
         let headers =
             resp.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string()))).collect();

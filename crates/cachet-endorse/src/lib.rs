@@ -155,14 +155,24 @@ pub struct Endorser {
     /// ask the vendor again (AMD KDS rate-limits VCEKs hard).
     flights: std::sync::Mutex<std::collections::HashMap<String, ResourceFlight>>,
     /// Recent "the vendor has nothing for this" answers, by key, with when
-    /// they were had: asked again only after [`NOT_FOUND_TTL`] (an unknown
-    /// chip attesting in a loop must not spend the KDS rate limit).
-    not_found: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, EndorseError)>>,
+    /// they were had and how long they hold: asked again only after
+    /// [`NOT_FOUND_TTL`] (an unknown chip attesting in a loop must not spend
+    /// the KDS rate limit), or [`OPTIONAL_FAILURE_TTL`] for any failure to
+    /// get an optional piece (a responder that is down must not slow every
+    /// attestation by its timeout).
+    not_found: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, std::time::Duration, EndorseError)>>,
     stats: Stats,
 }
 
+/// OCSP requests in flight at once for one verification.
+const OCSP_CONCURRENCY: usize = 8;
+
 /// How long a vendor's 404 is remembered before the resource is asked for again.
 pub const NOT_FOUND_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long a failure to get an optional piece (an OCSP answer, an AMD CRL)
+/// is remembered: it is then asked for again on the next request that needs it.
+pub const OPTIONAL_FAILURE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most 404s remembered at once (oldest forgotten first).
 const MAX_NOT_FOUND: usize = 10_000;
@@ -193,7 +203,7 @@ fn source_index(r: &Resource) -> usize {
     match r {
         Resource::TcbInfo { .. } | Resource::QeIdentity { .. } | Resource::PckCrl { .. } | Resource::RootCaCrl => 0,
         Resource::Vcek { .. } | Resource::AmdChain { .. } | Resource::AmdCrl { .. } => 1,
-        Resource::Rim { .. } => 2,
+        Resource::Rim { .. } | Resource::Ocsp { .. } => 2,
     }
 }
 
@@ -274,6 +284,29 @@ impl Endorser {
         Ok((got, missing))
     }
 
+    /// NVIDIA's OCSP answers for the certificates among `endorsements` (the
+    /// GPU's device chain, the RIMs' signer chains) that `endorsements` does
+    /// not already answer for; nothing for other families. Revocation is
+    /// optional: what cannot be had is logged and left "not checked" (the
+    /// claims say so, and `--require-revocation` refuses).
+    pub async fn revocation(&self, tee: Tee, endorsements: &[cachet_verify::Endorsement], now: i64) -> Vec<Fetched> {
+        if tee != Tee::Nvgpu {
+            return Vec::new();
+        }
+        use futures_util::StreamExt;
+        let needs: Vec<Resource> = nvidia::ocsp_needs(endorsements).into_iter().filter(|r| !authority::covered(r, endorsements)).collect();
+        // A few at a time: one slow certificate must not hold up the others.
+        let answers: Vec<_> = futures_util::stream::iter(&needs).map(|r| self.get(r, now)).buffered(OCSP_CONCURRENCY).collect().await;
+        let mut out = Vec::new();
+        for (r, answer) in needs.iter().zip(answers) {
+            match answer {
+                Ok(f) => out.push(f),
+                Err(e) => tracing::info!("NVIDIA OCSP answer {} not available: {e}", r.key()),
+            }
+        }
+        out
+    }
+
     /// One resource: cached and fresh, else fetched (and cached), else the
     /// cached copy while it is still within its validity.
     pub async fn get(&self, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
@@ -320,7 +353,9 @@ impl Endorser {
             }
             Err(e) => {
                 if matches!(e, EndorseError::NotFound { .. }) {
-                    self.remember_not_found(key, &e);
+                    self.remember_not_found(key, &e, NOT_FOUND_TTL);
+                } else if r.optional() {
+                    self.remember_not_found(key, &e, OPTIONAL_FAILURE_TTL);
                 }
                 match cached {
                     Some(c) => Err(stale(key, &c, &e.to_string())),
@@ -334,7 +369,7 @@ impl Endorser {
     fn recently_not_found(&self, key: &str) -> Option<EndorseError> {
         let mut m = self.not_found.lock().ok()?;
         match m.get(key) {
-            Some((at, e)) if at.elapsed() < NOT_FOUND_TTL => Some(e.clone()),
+            Some((at, ttl, e)) if at.elapsed() < *ttl => Some(e.clone()),
             Some(_) => {
                 m.remove(key);
                 None
@@ -343,17 +378,17 @@ impl Endorser {
         }
     }
 
-    fn remember_not_found(&self, key: &str, e: &EndorseError) {
+    fn remember_not_found(&self, key: &str, e: &EndorseError, ttl: std::time::Duration) {
         if let Ok(mut m) = self.not_found.lock() {
             if m.len() >= MAX_NOT_FOUND {
-                m.retain(|_, (at, _)| at.elapsed() < NOT_FOUND_TTL);
+                m.retain(|_, (at, ttl, _)| at.elapsed() < *ttl);
                 if m.len() >= MAX_NOT_FOUND {
-                    if let Some(oldest) = m.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) {
+                    if let Some(oldest) = m.iter().min_by_key(|(_, (at, _, _))| *at).map(|(k, _)| k.clone()) {
                         m.remove(&oldest);
                     }
                 }
             }
-            m.insert(key.to_string(), (std::time::Instant::now(), e.clone()));
+            m.insert(key.to_string(), (std::time::Instant::now(), ttl, e.clone()));
         }
     }
 
@@ -373,6 +408,7 @@ impl Endorser {
                 kds::fetch(&self.http, &self.sources, r, now).await
             }
             Resource::Rim { .. } => nvidia::fetch(&self.http, &self.sources, r, now).await,
+            Resource::Ocsp { .. } => nvidia::fetch_ocsp(&self.http, &self.sources, r, now).await,
         }
     }
 }

@@ -156,6 +156,17 @@ pub enum Resource {
         /// RIM id as NVIDIA's verifier derives it.
         id: String,
     },
+    /// NVIDIA's OCSP answer for one certificate (a GPU's device chain, a RIM
+    /// signer chain), by its CertID: SHA-384 of the issuer's name and key, as
+    /// NVIDIA's verifier asks.
+    Ocsp {
+        /// SHA-384 of the issuer's DER subject, lowercase hex.
+        issuer_name_hash: String,
+        /// SHA-384 of the issuer's public key bits, lowercase hex.
+        issuer_key_hash: String,
+        /// The certificate's serial number (DER INTEGER contents), lowercase hex.
+        serial: String,
+    },
 }
 
 impl Resource {
@@ -178,13 +189,14 @@ impl Resource {
             Resource::AmdChain { product, key } => format!("amd/{}/{}/cert_chain", product.as_str(), key.as_str()),
             Resource::AmdCrl { product, key } => format!("amd/{}/{}/crl", product.as_str(), key.as_str()),
             Resource::Rim { id } => format!("nvidia/rim/{id}"),
+            Resource::Ocsp { issuer_key_hash, serial, .. } => format!("nvidia/ocsp/{issuer_key_hash}/{serial}"),
         }
     }
 
     /// Whether the verifier can do without it (revocation lists that the vendor
     /// may not publish): a failure to get it is reported, not fatal.
     pub fn optional(&self) -> bool {
-        matches!(self, Resource::AmdCrl { .. })
+        matches!(self, Resource::AmdCrl { .. } | Resource::Ocsp { .. })
     }
 }
 

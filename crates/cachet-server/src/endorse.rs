@@ -117,13 +117,17 @@ pub async fn resolve(
     if let Some(why) = &unavailable {
         tracing::info!(tee = %tee, "service endorsements unavailable, the attester's may fill the gap: {why}");
     }
-    let provenance = match (service.is_empty(), attester.is_empty()) {
+    let mut merged = authority::merge(&service, &attester).map_err(refused)?;
+    // Revocation of the certificates now known (a GPU's device chain comes
+    // with the evidence, the RIM signer chains with the RIMs).
+    let revocation = endorser.revocation(tee, &merged, at).await;
+    merged.extend(revocation.iter().flat_map(cachet_endorse::Fetched::endorsements));
+    let provenance = match (service.is_empty() && revocation.is_empty(), attester.is_empty()) {
         (false, true) => Provenance::Service,
         (false, false) => Provenance::ServiceAndAttester,
         (true, false) => Provenance::Attester,
         (true, true) => Provenance::None,
     };
-    let merged = authority::merge(&service, &attester).map_err(refused)?;
     Ok((merged, provenance, unavailable))
 }
 
@@ -205,7 +209,8 @@ pub fn enforce(rules: &FreshnessRules, tee: Tee, endorsements: &[Endorsement], a
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "revocation_unavailable",
             message: "Revocation: no NVIDIA OCSP response was available for this GPU evidence and the operator requires \
-                      revocation checking (--require-revocation); send the OCSP responses with the evidence"
+                      revocation checking (--require-revocation); let the service reach NVIDIA's OCSP responder \
+                      (--nvidia-ocsp-url) or send the OCSP responses with the evidence"
                 .into(),
             check: Some("Revocation".into()),
         });

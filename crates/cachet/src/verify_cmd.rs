@@ -234,6 +234,7 @@ fn describe(r: &cachet_endorse::Resource) -> String {
         R::AmdChain { product, key } => format!("{} certificate chain ({})", key.as_str().to_uppercase(), product.as_str()),
         R::AmdCrl { product, key } => format!("AMD CRL ({}, {})", product.as_str(), key.as_str().to_uppercase()),
         R::Rim { id } => format!("NVIDIA RIM {id}"),
+        R::Ocsp { serial, .. } => format!("NVIDIA OCSP answer for certificate {serial}"),
     }
 }
 
@@ -250,7 +251,8 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
         Err(_) if !given.is_empty() => return Ok(Vec::new()),
         Err(e) => return Err(format!("{e}; give the endorsements with --endorsements")),
     };
-    if needed.is_empty() {
+    // NVIDIA: revocation (OCSP) of the certificates known once the rest is had.
+    if needed.is_empty() && tee != Tee::Nvgpu {
         return Ok(Vec::new());
     }
     let dir = match &args.cache_dir {
@@ -292,6 +294,21 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
                 "--offline and not cached: {}; fetch them without --offline, or give them with --endorsements",
                 missing.join(", ")
             ));
+        }
+        let known: Vec<Endorsement> = given.iter().chain(&out).cloned().collect();
+        let asked = cachet_endorse::nvidia::ocsp_needs(&known).iter().filter(|r| !cachet_endorse::authority::covered(r, &known)).count();
+        if asked > 0 {
+            if !endorser.sources().offline {
+                eprintln!("fetching NVIDIA OCSP answers for {asked} certificates from {} …", endorser.sources().nvidia_ocsp_url);
+            }
+            let answers = endorser.revocation(tee, &known, at).await;
+            if answers.len() < asked {
+                eprintln!(
+                    "cachet verify: NVIDIA OCSP answers for {} of {asked} certificates not available; their revocation is not checked",
+                    asked - answers.len()
+                );
+            }
+            out.extend(answers.iter().flat_map(|f| f.endorsements()));
         }
         Ok(out)
     })

@@ -219,6 +219,8 @@ async fn guard(store: Arc<dyn Store>, need: Role, operator: bool, mut req: Reque
     if operator && !principal.is_operator() {
         return Err(operator_only());
     }
+    // The key's id and tenant (never the key) for the access log.
+    crate::tracing_mw::record_caller(&principal);
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

@@ -26,6 +26,7 @@ pub mod refvals;
 pub mod routes;
 pub mod secrets;
 pub mod secrets_client;
+pub mod tracing_mw;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -172,12 +173,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn_with_state(timeout, timeout_layer))
-        .layer(from_fn_with_state(metrics, status_layer))
-        // Request spans (debug level) quote the URI bounded, like every caller-supplied log field.
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let uri = req.uri().to_string();
-            tracing::debug_span!("request", method = %req.method(), uri = %cachet_store::audit::bound_text(&uri, 1024), version = ?req.version())
-        }));
+        // Outermost: the request id, its span, the access log and the HTTP
+        // metrics cover every response, timeouts and errors included. It
+        // logs the route template, never the raw URI (a path can name a secret).
+        .layer(from_fn_with_state(metrics, tracing_mw::trace_request));
     // Served over HTTPS: browsers and HTTP clients that honour HSTS never
     // fall back to plain HTTP for this host (a year, the usual minimum).
     let router = if https {
@@ -199,14 +198,6 @@ async fn timeout_layer(State(secs): State<u64>, req: Request, next: Next) -> Res
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {secs} s")).into_response()
         }
     }
-}
-
-/// Count responses by status class.
-async fn status_layer(State(m): State<Metrics>, req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let class = format!("{}xx", resp.status().as_u16() / 100);
-    m.http_requests.with_label_values(&[class.as_str()]).inc();
-    resp
 }
 
 /// A running server.

@@ -1,6 +1,15 @@
 //! Prometheus metrics, exposed as text at `/metrics`.
+//!
+//! Each series has the type of what it measures: a total since start that
+//! only grows is a counter (`_total`), even when it is copied from another
+//! component's running total at scrape time; a level that can go down
+//! (entries held, an age) is a gauge; a latency is a histogram.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use axum::http::StatusCode;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Buckets of `cachet_http_request_duration_seconds`: 0.5 ms to 10 s.
+pub const HTTP_DURATION_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The service's metrics.
 #[derive(Clone)]
@@ -13,12 +22,15 @@ pub struct Metrics {
     pub verification_seconds: HistogramVec,
     /// `cachet_nonces_issued_total{}`.
     pub nonces_issued: IntCounterVec,
-    /// `cachet_http_requests_total{status}` by status class.
-    pub http_requests: IntCounterVec,
-    /// `cachet_endorsement_cache_lookups{result="hit"|"miss"}` and
-    /// `cachet_endorsement_cache_entries`: read from the verifier's cache
-    /// at each scrape.
-    cache_lookups: IntGaugeVec,
+    /// `cachet_http_requests_total{method, route, status}`: responses by
+    /// method, route template (`unmatched` for none) and status code.
+    http_requests: IntCounterVec,
+    /// `cachet_http_request_duration_seconds{method, route}`.
+    http_duration: HistogramVec,
+    /// `cachet_endorsement_cache_lookups_total{result="hit"|"miss"}` and
+    /// `cachet_endorsement_cache_entries`: brought up to the verifier's
+    /// cache figures at each scrape.
+    cache_lookups: IntCounterVec,
     cache_entries: IntGauge,
     /// `cachet_endorsement_fetches_total{source, outcome}`: vendor fetches
     /// (`pcs`, `kds`, `nvidia`; `ok`, `error`).
@@ -43,13 +55,22 @@ impl Metrics {
             &["tee"],
         )?;
         let nonces_issued = IntCounterVec::new(Opts::new("cachet_nonces_issued_total", "Challenge nonces issued"), &[])?;
-        let http_requests = IntCounterVec::new(Opts::new("cachet_http_requests_total", "HTTP responses by status class"), &["status"])?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("cachet_http_requests_total", "HTTP responses by method, route template and status"),
+            &["method", "route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("cachet_http_request_duration_seconds", "HTTP request latency by method and route template")
+                .buckets(HTTP_DURATION_BUCKETS.to_vec()),
+            &["method", "route"],
+        )?;
         registry.register(Box::new(attestations.clone()))?;
         registry.register(Box::new(verification_seconds.clone()))?;
         registry.register(Box::new(nonces_issued.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
-        let cache_lookups = IntGaugeVec::new(
-            Opts::new("cachet_endorsement_cache_lookups", "Endorsement cache lookups since start, by result"),
+        registry.register(Box::new(http_duration.clone()))?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new("cachet_endorsement_cache_lookups_total", "Endorsement cache lookups since start, by result"),
             &["result"],
         )?;
         let cache_entries = IntGauge::new("cachet_endorsement_cache_entries", "Verified endorsements held in the cache")?;
@@ -75,6 +96,7 @@ impl Metrics {
             verification_seconds,
             nonces_issued,
             http_requests,
+            http_duration,
             cache_lookups,
             cache_entries,
             endorsement_fetches,
@@ -84,10 +106,16 @@ impl Metrics {
         })
     }
 
+    /// Count one HTTP response. `route` is the matched route template (or
+    /// `unmatched`) and `method` a bounded label, so the series stay few.
+    pub fn observe_http(&self, method: &str, route: &str, status: StatusCode, seconds: f64) {
+        self.http_requests.with_label_values(&[method, route, status.as_str()]).inc();
+        self.http_duration.with_label_values(&[method, route]).observe(seconds);
+    }
+
     /// Bring the endorsement series up to the endorser's counters (totals
     /// since start: each counter only moves forward) and the oldest age.
     pub fn observe_endorsements(&self, stats: &cachet_endorse::EndorserStats, oldest_age: Option<i64>) {
-        let catch_up = |c: &IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
         for (source, outcome, n) in &stats.fetches {
             catch_up(&self.endorsement_fetches.with_label_values(&[source, outcome]), *n);
         }
@@ -98,9 +126,8 @@ impl Metrics {
 
     /// The text exposition format, with the endorsement cache's figures.
     pub fn render(&self, cache: cachet_verify::cache::CacheStats) -> String {
-        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.cache_lookups.with_label_values(&["hit"]).set(clamp(cache.hits));
-        self.cache_lookups.with_label_values(&["miss"]).set(clamp(cache.misses));
+        catch_up(&self.cache_lookups.with_label_values(&["hit"]), cache.hits);
+        catch_up(&self.cache_lookups.with_label_values(&["miss"]), cache.misses);
         self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
         let mut buf = Vec::new();
         if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
@@ -108,4 +135,10 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Move a counter up to `total`, another component's running total since
+/// start (a counter never goes down: a smaller total leaves it as it is).
+fn catch_up(c: &IntCounter, total: u64) {
+    c.inc_by(total.saturating_sub(c.get()));
 }

@@ -109,7 +109,7 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(s, 200, "{v}");
     let cache_hits = |text: &str| -> u64 {
         text.lines()
-            .find_map(|l| l.strip_prefix("cachet_endorsement_cache_lookups{result=\"hit\"} "))
+            .find_map(|l| l.strip_prefix("cachet_endorsement_cache_lookups_total{result=\"hit\"} "))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no cache hit figure: {text}"))
     };

@@ -153,6 +153,37 @@ impl AuditEntry {
     }
 }
 
+tokio::task_local! {
+    /// The id of the HTTP request being served, set by the server around
+    /// each request (`x-request-id`). Every entry appended while it is set
+    /// records it as `detail.request_id` ([`AuditEntry::stored`]), so an
+    /// audit entry leads to that request's log lines.
+    pub static REQUEST_ID: String;
+}
+
+impl AuditEntry {
+    /// The entry as it is stored: [`Self::bounded`], then stamped with the
+    /// current [`REQUEST_ID`] (if any) as `detail.request_id` (a `null`
+    /// detail becomes an object, any other non-object is kept under
+    /// `detail.detail`). Stamped after bounding so the id is never cut; it
+    /// is itself bounded to [`MAX_FIELD`]. Applied by every backend when
+    /// appending, so every entry written during a request carries its id.
+    pub fn stored(&self) -> Cow<'_, AuditEntry> {
+        let bounded = self.bounded();
+        let Ok(id) = REQUEST_ID.try_with(|id| bound_text(id, MAX_FIELD).into_owned()) else { return bounded };
+        let mut e = bounded.into_owned();
+        e.detail = match std::mem::take(&mut e.detail) {
+            Value::Object(mut m) => {
+                m.insert("request_id".into(), Value::String(id));
+                Value::Object(m)
+            }
+            Value::Null => json!({ "request_id": id }),
+            other => json!({ "request_id": id, "detail": other }),
+        };
+        Cow::Owned(e)
+    }
+}
+
 /// Whether `v` has an array or object wider than [`MAX_DETAIL_ITEMS`] or
 /// nested deeper than [`MAX_DETAIL_DEPTH`] (a small detail can still be).
 fn too_wide(v: &Value, depth: usize) -> bool {
@@ -357,6 +388,29 @@ mod tests {
         let text = wide.detail.to_string();
         assert_eq!(b.detail["truncated"], format!("detail of {} bytes, sha256:{}", text.len(), sha256_hex(text.as_bytes())));
         assert!(b.detail.to_string().len() <= MAX_DETAIL);
+    }
+
+    #[test]
+    fn entries_written_during_a_request_carry_its_id() {
+        let e = AuditEntry { action: "attest".into(), detail: json!({"status": "affirming"}), ..Default::default() };
+        assert!(matches!(e.stored(), Cow::Borrowed(_)), "outside a request: as bounded");
+        REQUEST_ID.sync_scope("req-1".to_string(), || {
+            assert_eq!(e.stored().detail, json!({"status": "affirming", "request_id": "req-1"}));
+            let null = AuditEntry::default();
+            assert_eq!(null.stored().detail, json!({"request_id": "req-1"}));
+            let list = AuditEntry { detail: json!([1, 2]), ..Default::default() };
+            assert_eq!(list.stored().detail, json!({"request_id": "req-1", "detail": [1, 2]}));
+            // A detail naming its own request_id does not override the service's.
+            let forged = AuditEntry { detail: json!({"request_id": "forged"}), ..Default::default() };
+            assert_eq!(forged.stored().detail["request_id"], "req-1");
+        });
+        // Stamped after bounding: a summarised detail still carries the id.
+        let wide = AuditEntry { detail: json!({"secrets": vec!["B".repeat(2000); 60]}), ..Default::default() };
+        REQUEST_ID.sync_scope("req-2".to_string(), || {
+            let s = wide.stored();
+            assert_eq!(s.detail["request_id"], "req-2");
+            assert!(s.detail["truncated"].is_string());
+        });
     }
 
     #[test]

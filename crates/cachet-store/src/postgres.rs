@@ -102,8 +102,9 @@ fn page_end_of(sizes: &[PgRow]) -> StoreResult<Option<i64>> {
 
 /// Append an audit entry inside a [`PostgresStore::writer`] transaction.
 async fn append_in(tx: &mut Transaction<'static, Postgres>, e: &AuditEntry) -> StoreResult<AuditRecord> {
-    // Entries record what callers sent: stored within the audit limits.
-    let bounded = e.bounded();
+    // Entries record what callers sent: stored within the audit limits,
+    // with the id of the request that wrote them.
+    let bounded = e.stored();
     let e: &AuditEntry = &bounded;
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let (seq, prev_hash) = match last {

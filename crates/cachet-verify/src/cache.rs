@@ -224,13 +224,8 @@ pub fn verify_chain<'a>(
         let problems: Vec<String> = windows
             .iter()
             .filter_map(|w| {
-                if at < w.not_before {
-                    Some(format!("'{}' is not valid before {}", w.subject, x509::fmt_time(w.not_before)))
-                } else if at > w.not_after {
-                    Some(format!("'{}' expired at {}", w.subject, x509::fmt_time(w.not_after)))
-                } else {
-                    None
-                }
+                x509::check_window(&format!("certificate '{}'", w.subject), ("notBefore", w.not_before), ("notAfter", w.not_after), at)
+                    .err()
             })
             .collect();
         let validity = format!("{name} validity");
@@ -238,7 +233,7 @@ pub fn verify_chain<'a>(
             checks.pass(&validity, format!("all {n} certificates valid at {}", x509::fmt_time(at)));
             Ok(chain)
         } else {
-            Err(checks.fail(&validity, problems.join("; ")))
+            Err(checks.fail(&validity, x509::stale_chain_message(&problems)))
         };
     }
     let chain = x509::verify_chain(name, leaf, pool, anchors, at, checks)?;
@@ -267,11 +262,8 @@ pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, c
     };
     let k = key("crl", &[crl_der, issuer_der]);
     if let Some(Entry::Crl(v)) = cache.get(&k) {
-        if at < v.this_update {
-            return Err(checks.fail(name, format!("CRL not yet valid (thisUpdate {})", x509::fmt_time(v.this_update))));
-        }
-        if at > v.next_update {
-            return Err(checks.fail(name, format!("CRL expired (nextUpdate {})", x509::fmt_time(v.next_update))));
+        if let Err(e) = x509::check_crl_window(v.this_update, v.next_update, at) {
+            return Err(checks.fail(name, e));
         }
         checks.pass(name, format!("signed by issuer, current; {} revoked serials (cached)", v.revoked.len()));
         return Ok(v);

@@ -188,13 +188,49 @@ pub fn validity_window(cert: &X509Certificate<'_>) -> (UnixTime, UnixTime) {
 /// Check a certificate is valid at `at` (both bounds inclusive, per RFC 5280).
 pub fn check_validity(cert: &X509Certificate<'_>, at: UnixTime) -> Result<(), String> {
     let (nb, na) = validity_window(cert);
-    if at < nb {
-        return Err(format!("'{}' is not valid before {}", cert.subject(), fmt_time(nb)));
+    check_window(&format!("certificate '{}'", cert.subject()), ("notBefore", nb), ("notAfter", na), at)
+}
+
+/// What to do about endorsements out of their validity window (collateral,
+/// CRLs, endorsement certificates), appended to those failures.
+pub const REFRESH_ENDORSEMENTS: &str = "get current endorsements: `cachet verify` fetches what -e does not give \
+     (unless --offline), `cachet endorsements fetch` writes a bundle for `cachet endorsements import`, and \
+     `cachet serve` refreshes its own";
+
+/// The one rule for validity windows (certificates, TCB Info, QE Identity,
+/// CRLs): `start <= at <= end`, both inclusive. `start` and `end` are the
+/// bounds with their field names (e.g. `("nextUpdate", t)`). A failure says
+/// which bound was crossed, when that was, and the verification instant.
+pub fn check_window(what: &str, start: (&str, UnixTime), end: (&str, UnixTime), at: UnixTime) -> Result<(), String> {
+    if at < start.1 {
+        return Err(format!(
+            "{what} is not yet valid: its {} is {}, after the verification instant {}",
+            start.0,
+            fmt_time(start.1),
+            fmt_time(at)
+        ));
     }
-    if at > na {
-        return Err(format!("'{}' expired at {}", cert.subject(), fmt_time(na)));
+    if at > end.1 {
+        return Err(format!("{what} expired at {} (its {}), before the verification instant {}", fmt_time(end.1), end.0, fmt_time(at)));
     }
     Ok(())
+}
+
+/// A CRL is current at `at` (`thisUpdate <= at <= nextUpdate`); a stale
+/// one says so with both instants and what to do.
+pub fn check_crl_window(this_update: UnixTime, next_update: UnixTime, at: UnixTime) -> Result<(), String> {
+    check_window("the CRL", ("thisUpdate", this_update), ("nextUpdate", next_update), at)
+        .map_err(|e| format!("{e}; {REFRESH_ENDORSEMENTS}"))
+}
+
+/// The message of a chain whose certificates are not all valid at the
+/// verification instant: each problem, then what to do.
+pub fn stale_chain_message(problems: &[String]) -> String {
+    format!(
+        "{}; a certificate that came with the endorsements (VCEK, PCK, RIM signer) is renewed when you {REFRESH_ENDORSEMENTS}; \
+         one inside the evidence means collecting the evidence again",
+        problems.join("; ")
+    )
 }
 
 /// RFC 3339 rendering of Unix seconds (UTC), for messages and claims.
@@ -317,7 +353,7 @@ pub fn verify_chain<'a>(
                 checks.pass(&validity, format!("all {n} certificates valid at {}", fmt_time(at)));
                 Ok(chain)
             } else {
-                Err(checks.fail(&validity, problems.join("; ")))
+                Err(checks.fail(&validity, stale_chain_message(&problems)))
             }
         }
         Err(e) => Err(checks.fail(name, e)),
@@ -531,12 +567,7 @@ pub fn verify_crl(name: &str, crl_der: &[u8], issuer_der: &[u8], at: UnixTime, c
         let next_update = crl.next_update().map(|t| t.timestamp()).ok_or(
             "the CRL has no nextUpdate, so nothing says when it stops being current; use the issuer's current CRL (it carries a nextUpdate)",
         )?;
-        if at < this_update {
-            return Err(format!("CRL not yet valid (thisUpdate {})", fmt_time(this_update)));
-        }
-        if at > next_update {
-            return Err(format!("CRL expired (nextUpdate {})", fmt_time(next_update)));
-        }
+        check_crl_window(this_update, next_update, at)?;
         let revoked = crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect();
         Ok(VerifiedCrl { revoked, this_update, next_update })
     })();

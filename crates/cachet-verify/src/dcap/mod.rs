@@ -424,16 +424,14 @@ fn verify_raw_p256(checks: &mut Checks, name: &str, key: &[u8], msg: &[u8], sig:
     checks.require(name, r.is_ok(), ok, "signature does not verify")
 }
 
-/// `issue <= at <= next` (both inclusive).
+/// `issue <= at <= next` (both inclusive); `name` is the check, e.g.
+/// "TCB Info validity" for the document "TCB Info".
 fn window_check(checks: &mut Checks, name: &str, issue: UnixTime, next: UnixTime, at: UnixTime) -> VResult<()> {
-    let span = format!("issued {}, next update {}", fmt_time(issue), fmt_time(next));
-    if at < issue {
-        return Err(checks.fail(name, format!("not yet valid at {} ({span})", fmt_time(at))));
+    let what = name.strip_suffix(" validity").unwrap_or(name);
+    if let Err(e) = x509::check_window(what, ("issueDate", issue), ("nextUpdate", next), at) {
+        return Err(checks.fail(name, format!("{e}; {}", x509::REFRESH_ENDORSEMENTS)));
     }
-    if at > next {
-        return Err(checks.fail(name, format!("expired at {} ({span})", fmt_time(at))));
-    }
-    checks.pass(name, span);
+    checks.pass(name, format!("issued {}, next update {}", fmt_time(issue), fmt_time(next)));
     Ok(())
 }
 

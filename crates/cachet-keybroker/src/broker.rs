@@ -203,6 +203,11 @@ impl KeyBroker {
         }
     }
 
+    /// The release-policy validator and cache.
+    pub fn release_policies(&self) -> &ReleasePolicies {
+        &self.policies
+    }
+
     /// The KEK in use (its `kind` and `key_id`).
     pub fn kek(&self) -> &dyn KeyEncryptionKey {
         self.kek.as_ref()

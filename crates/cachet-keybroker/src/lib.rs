@@ -55,6 +55,10 @@ pub enum BrokerError {
     /// A release policy does not compile or fails on a sample token.
     #[error("release policy refused: {0}")]
     Policy(String),
+    /// A release policy never sets `status` (nor any AR4SI claim or
+    /// reason), so it would refuse every release (e.g. OPA's `allow := true`).
+    #[error("release policy refused: {0}")]
+    PolicyNoStatus(String),
     /// A cryptographic primitive failed (random generation, key setup).
     #[error("cryptography: {0}")]
     Crypto(String),
@@ -106,6 +110,7 @@ impl BrokerError {
         match self {
             BrokerError::Invalid(_) => "invalid_request",
             BrokerError::Policy(_) => "policy_invalid",
+            BrokerError::PolicyNoStatus(_) => "policy_no_status",
             BrokerError::Crypto(_) => "crypto_failed",
             BrokerError::Integrity(_) => "secret_record_altered",
             BrokerError::WrongKek { .. } => "wrong_kek",

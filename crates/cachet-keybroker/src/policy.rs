@@ -80,6 +80,69 @@ fn sample_claims() -> Value {
     })
 }
 
+/// The rules an appraisal is read from (`cachet_appraise::policy`).
+const DECIDING_RULES: [&str; 10] = [
+    "status",
+    "reasons",
+    "instance_identity",
+    "configuration",
+    "executables",
+    "file_system",
+    "hardware",
+    "runtime_opaque",
+    "storage_opaque",
+    "sourced_data",
+];
+
+/// Whether the text has a rule head (`status := …`, `default status := …`,
+/// `reasons contains …`, `hardware = … if …`) for one of [`DECIDING_RULES`].
+fn defines_a_deciding_rule(text: &str) -> bool {
+    text.lines().any(|line| {
+        let l = line.trim_start();
+        let l = l.strip_prefix("default ").map(str::trim_start).unwrap_or(l);
+        DECIDING_RULES.iter().any(|rule| {
+            l.strip_prefix(rule).is_some_and(|rest| {
+                let rest = rest.trim_start();
+                rest.starts_with(":=")
+                    || (rest.starts_with('=') && !rest.starts_with("=="))
+                    || rest.starts_with("if ")
+                    || rest.starts_with("if{")
+                    || rest.starts_with('{')
+                    || rest.starts_with("contains ")
+                    || rest.starts_with('[')
+            })
+        })
+    })
+}
+
+fn check_len(text: &str) -> Result<(), BrokerError> {
+    if text.len() > MAX_RELEASE_POLICY_LEN {
+        return Err(BrokerError::Policy(format!("a release policy is at most {MAX_RELEASE_POLICY_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// Run the policy on a sample token: it must evaluate, and it must be able
+/// to decide (define `status`, an AR4SI claim or `reasons`), since only
+/// `status` "affirming" releases.
+fn check_decides(p: &Policy) -> Result<(), BrokerError> {
+    let a = p.evaluate(&release_input(&sample_claims()), &ReferenceValues::new(), 0).map_err(|e| BrokerError::Policy(e.to_string()))?;
+    let decided = a.status != Status::None || !a.trustworthiness_vector.is_empty() || !a.reasons.is_empty();
+    if decided || defines_a_deciding_rule(p.text()) {
+        return Ok(());
+    }
+    let allow = if p.text().lines().any(|l| l.trim_start().starts_with("allow")) {
+        " (it defines `allow`, which Cachet does not read: OPA's `allow := true` convention is not a release decision)"
+    } else {
+        ""
+    };
+    Err(BrokerError::PolicyNoStatus(format!(
+        "the policy never sets `status`{allow}, so it would refuse every release: a secret is released only when the \
+         policy sets `status := \"affirming\"`, e.g. `status := \"affirming\" if {{ <your conditions> }}` \
+         (the release-policy contract is in the API description, crates/cachet-server/src/api.md)"
+    )))
+}
+
 /// Compiled release policies, cached by text hash.
 pub struct ReleasePolicies {
     cache: PolicyCache,
@@ -95,13 +158,24 @@ impl ReleasePolicies {
     /// Compile `text` and run it once on a sample token, so a policy that
     /// does not parse, does not compile or fails at evaluation is refused
     /// before it is stored.
+    /// A policy that never sets `status` (nor an AR4SI claim or a reason)
+    /// would refuse every release, and is refused too
+    /// ([`BrokerError::PolicyNoStatus`]).
     pub fn validate(&self, text: &str) -> Result<Arc<Policy>, BrokerError> {
-        if text.len() > MAX_RELEASE_POLICY_LEN {
-            return Err(BrokerError::Policy(format!("a release policy is at most {MAX_RELEASE_POLICY_LEN} bytes")));
-        }
+        check_len(text)?;
         let p = self.cache.get_or_compile("release", text).map_err(|e| BrokerError::Policy(e.to_string()))?;
-        p.evaluate(&release_input(&sample_claims()), &ReferenceValues::new(), 0).map_err(|e| BrokerError::Policy(e.to_string()))?;
+        check_decides(&p)?;
         Ok(p)
+    }
+
+    /// [`ReleasePolicies::validate`], with errors naming the policy's file
+    /// (`label`, e.g. `bad.rego`, as uploaded) instead of `release.rego`.
+    /// Not cached: it runs once per upload.
+    pub fn validate_named(&self, label: &str, text: &str) -> Result<(), BrokerError> {
+        check_len(text)?;
+        let name = label.strip_suffix(".rego").unwrap_or(label);
+        let p = Policy::compile(name, text).map_err(|e| BrokerError::Policy(e.to_string()))?;
+        check_decides(&p)
     }
 
     /// Decide whether a policy releases a secret to the workload these

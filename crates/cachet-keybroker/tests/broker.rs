@@ -182,15 +182,18 @@ async fn a_broken_policy_is_refused_and_does_not_replace_a_working_one() {
     }
     let m = f.broker.get_secret("bank-a", "fraud-model-key").await.unwrap().unwrap();
     assert_eq!((m.version, m.policy.as_str()), (1, policy_for(GOOD).as_str()));
-    // A policy that decides nothing refuses every release.
-    f.broker
+    // A policy that decides nothing would refuse every release: refused at upload.
+    let e = f
+        .broker
         .put_secret("bank-a", "silent", &SecretValue::from_slice(b"x"), "package s\nimport rego.v1\nhelper := true", NOW)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(e.code(), "policy_no_status", "{e}");
+    assert!(e.to_string().contains("never sets `status`"), "{e}");
     let (_, pk) = workload_key();
     let c = claims(GOOD, Some(runtime_data(&pk)), Freshness::Nonce, NOW + 60);
     let out = f.broker.release(&req(c, &["bank-a/silent", "bank-a/none", "no-slash"], None), NOW).await.unwrap();
-    assert!(!out.results[0].released && out.results[0].reason.contains("status is none"), "{}", out.results[0].reason);
+    assert_eq!(out.results[0].reason, "no such secret");
     assert_eq!(out.results[1].reason, "no such secret");
     assert!(out.results[2].reason.contains("owner/name"));
 }

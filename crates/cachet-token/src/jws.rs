@@ -114,8 +114,12 @@ pub fn verify(token: &str, keys: &[PublicKey], want: &Expectations<'_>) -> Resul
         }
     }
     if let Some(iss) = want.issuer {
-        if d.claims.get("iss").and_then(Value::as_str) != Some(iss) {
-            return Err(TokenError::Refused("wrong issuer".into()));
+        let actual = d.claims.get("iss").and_then(Value::as_str);
+        if actual != Some(iss) {
+            let actual = actual.map(|a| format!("{a:?}")).unwrap_or_else(|| "absent".into());
+            return Err(TokenError::Refused(format!(
+                "wrong issuer: expected {iss:?}, the token's is {actual} (a token from another service, or from this one before its --issuer changed)"
+            )));
         }
     }
     Ok(d.claims)

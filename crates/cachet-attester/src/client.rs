@@ -58,11 +58,11 @@ pub enum AttestError {
         check: Option<String>,
     },
     /// The service could not be reached or the exchange broke off.
-    #[error("{endpoint}: {message}")]
+    #[error("{message}")]
     Transport {
         /// The endpoint called.
         endpoint: &'static str,
-        /// What happened.
+        /// What happened: the full URL and the cause ([`describe_http_error`]).
         message: String,
     },
     /// The service answered something this client cannot use.
@@ -109,6 +109,49 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self { ca_pem: Vec::new(), timeout: Duration::from_secs(60), max_response: MAX_RESPONSE, allow_insecure_http: false }
     }
+}
+
+/// Why an HTTP request to `url` failed, for people: the URL, then the
+/// cause found by walking the error's source chain (connection refused,
+/// timeout, TLS, DNS), then what to check. Shared by every Cachet HTTP
+/// client (`cachet attest`, `fetch-secret`, `secrets`, `refvals push`).
+pub fn describe_http_error(method: &str, url: &str, e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut io_kind = None;
+    let mut tls = None;
+    // reqwest's own message names the URL ("… for url (URL)"); ours names it once.
+    let mut deepest = match e.url() {
+        Some(u) => e.to_string().replace(&format!(" for url ({u})"), ""),
+        None => e.to_string(),
+    };
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        if let Some(t) = cause.downcast_ref::<rustls::Error>() {
+            tls.get_or_insert_with(|| t.to_string());
+        }
+        deepest = cause.to_string();
+        source = cause.source();
+    }
+    let host = reqwest::Url::parse(url).ok().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+    let host = host.as_deref().unwrap_or(url);
+    let why = if e.is_timeout() {
+        format!("timed out ({deepest}): the service at {host} did not answer in time; check that it is up and reachable")
+    } else if let Some(t) = tls {
+        format!("TLS handshake failed: {t}; for a service with a private CA pass its certificate with --ca-cert")
+    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        format!("connection refused: nothing is listening at {host}; check --server and that the service is running")
+    } else if deepest.contains("dns error") || deepest.contains("failed to lookup address") || deepest.contains("Name or service not known")
+    {
+        format!("DNS lookup failed ({deepest}): check the host name in --server")
+    } else if e.is_connect() {
+        format!("cannot connect to {host} ({deepest}); check --server and that the service is running")
+    } else {
+        format!("the exchange broke off: {deepest}")
+    };
+    format!("{method} {url}: {why}")
 }
 
 /// Whether `url` (`http://host[:port]…`) names a loopback host.
@@ -370,16 +413,17 @@ impl Attester {
 
     /// POST a JSON body, returning the JSON answer or the service's error.
     async fn post(&self, endpoint: &'static str, body: &Value) -> Result<Value, AttestError> {
-        self.send(endpoint, self.http.post(format!("{}{endpoint}", self.base)).json(body)).await
+        self.send("POST", endpoint, self.http.post(format!("{}{endpoint}", self.base)).json(body)).await
     }
 
     /// GET a JSON document.
     async fn get(&self, endpoint: &'static str) -> Result<Value, AttestError> {
-        self.send(endpoint, self.http.get(format!("{}{endpoint}", self.base))).await
+        self.send("GET", endpoint, self.http.get(format!("{}{endpoint}", self.base))).await
     }
 
-    async fn send(&self, endpoint: &'static str, req: reqwest::RequestBuilder) -> Result<Value, AttestError> {
-        let transport = |e: reqwest::Error| AttestError::Transport { endpoint, message: e.without_url().to_string() };
+    async fn send(&self, method: &str, endpoint: &'static str, req: reqwest::RequestBuilder) -> Result<Value, AttestError> {
+        let url = format!("{}{endpoint}", self.base);
+        let transport = |e: reqwest::Error| AttestError::Transport { endpoint, message: describe_http_error(method, &url, &e) };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let mut bytes = Vec::new();

@@ -349,6 +349,55 @@ pub struct Config {
     pub policy_signing_certs: Vec<PathBuf>,
 }
 
+impl Config {
+    /// Check the files the configuration names before any state is touched
+    /// (data directory, database, keys): the TLS certificate chain and key
+    /// exist, parse and belong together, and the reference-value and
+    /// policy-signing files exist. `start` calls it first, so a mistyped
+    /// path leaves nothing behind.
+    pub fn check_files(&self) -> Result<(), String> {
+        if let Some((cert, key)) = &self.tls {
+            check_tls_files(cert, key)?;
+        }
+        let named = self.reference_values.iter().map(|p| ("--reference-values", p));
+        for (flag, path) in named.chain(self.policy_signing_certs.iter().map(|p| ("--policy-signing-cert", p))) {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(format!("{flag} {}: {e}; check the path", path.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TLS certificate chain and private key (PEM) load into a rustls
+/// server configuration.
+fn check_tls_files(cert: &Path, key: &Path) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |flag: &str, path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| format!("{flag} {}: {e}; give the {what} (PEM) the service presents", path.display()))
+    };
+    let cert_pem = read("--tls-cert", cert, "certificate chain")?;
+    let key_pem = read("--tls-key", key, "private key")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert {}: not a PEM certificate chain: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("--tls-cert {}: no CERTIFICATE block; give the certificate chain in PEM, leaf first", cert.display()));
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("--tls-key {}: no usable PEM private key ({e}); give the key of the --tls-cert certificate", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            format!("--tls-cert {} / --tls-key {}: {e}; give a certificate and the key it certifies", cert.display(), key.display())
+        })?;
+    Ok(())
+}
+
 fn secs(v: u64, name: &str) -> Result<i64, String> {
     i64::try_from(v).ok().filter(|s| *s <= 10 * 365 * 86_400).ok_or_else(|| format!("{name}: {v} seconds is too large"))
 }

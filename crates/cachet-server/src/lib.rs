@@ -356,6 +356,8 @@ pub fn reference_values_file(config: &Config) -> Result<Option<cachet_appraise::
 /// Open the store, make sure a signing key exists, bind, and serve.
 pub async fn start(config: Config) -> Result<Server, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Named files first: a bad path must not leave a data directory behind.
+    config.check_files()?;
     let store: Arc<dyn Store> = open_store(&config).await?;
     let broker = Arc::new(key_broker(&config, store.clone())?);
     let keys = Arc::new(key_service(&config, store.clone()));

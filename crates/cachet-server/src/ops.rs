@@ -57,8 +57,28 @@ impl Opened {
     }
 }
 
-/// Open the store selected by `args`.
+/// Open the store selected by `args`. With the embedded store, a data
+/// directory that does not exist is refused (a mistyped `--data-dir` would
+/// otherwise become a new, empty store): only `cachet serve` and
+/// [`open_or_create`] make one.
 pub async fn open(args: &StoreArgs) -> Result<Opened, String> {
+    let config = args.resolve()?;
+    if config.database_url.is_none() && !config.data_dir.is_dir() {
+        let d = config.data_dir.display();
+        return Err(format!(
+            "no Cachet data directory at {d}: run `cachet serve --data-dir {d}` once to create it \
+             (or `cachet admin create-key --data-dir {d}`), or check the path (--data-dir, CACHET_DATA_DIR, \
+             or data_dir in --config)"
+        ));
+    }
+    let store = crate::open_store(&config).await?;
+    Ok(Opened { config, store })
+}
+
+/// Open the store selected by `args`, creating the data directory and its
+/// database when they do not exist yet (`cachet admin create-key`, the
+/// first step before `cachet serve`).
+pub async fn open_or_create(args: &StoreArgs) -> Result<Opened, String> {
     let config = args.resolve()?;
     let store = crate::open_store(&config).await?;
     Ok(Opened { config, store })

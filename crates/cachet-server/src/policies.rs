@@ -478,9 +478,8 @@ pub async fn evaluate(
     ApiJson(req): ApiJson<EvaluateRequest>,
 ) -> Result<Json<EvaluateResponse>, ApiError> {
     check_name(&name)?;
-    let tee = routes::parse_tee(&req.tee)?;
     let at = routes::verification_time(&st, req.at.as_deref(), now())?;
-    let (evidence, endorsements) = routes::decode_evidence(&req.evidence, &req.endorsements)?;
+    let (tee, evidence, endorsements) = routes::decode_evidence(&req.tee, &req.evidence, &req.endorsements)?;
     let runtime_data = routes::decode_runtime_data(req.runtime_data.as_deref())?;
     let policy: Arc<Policy> = match &req.policy {
         Some(text) => {

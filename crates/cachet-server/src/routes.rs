@@ -53,9 +53,12 @@ pub struct EndorsementIn {
 #[serde(deny_unknown_fields)]
 pub struct AttestRequest {
     /// Evidence family: sgx, tdx, snp, az-snp-vtpm, az-tdx-vtpm, nitro,
-    /// nitro-tpm, tpm, nvgpu (and sim when the server trusts the simulated TEE).
+    /// nitro-tpm, tpm, nvgpu (and sim when the server trusts the simulated
+    /// TEE), or auto: recognised from the evidence, as `cachet verify --tee auto`.
     pub tee: String,
     /// The evidence bytes, base64 (JSON evidence: base64 of the JSON text).
+    /// Base64 of hex or base64 text is decoded once more, as `cachet verify`
+    /// reads files; text that only looks encoded is `evidence_encoding`.
     pub evidence: String,
     /// Endorsements the verifier needs (collateral, certificates, CRLs).
     #[serde(default)]
@@ -90,12 +93,61 @@ fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
     cachet_verify::encoding::decode_base64(s).ok_or_else(|| ApiError::invalid(format!("'{field}' is not base64")))
 }
 
-/// The family named by a request (`unknown_tee` otherwise).
-pub(crate) fn parse_tee(name: &str) -> Result<Tee, ApiError> {
+/// The family of a request's (decoded) evidence: the one it names, or with
+/// `auto` the one recognised from the evidence's structure, as
+/// `cachet verify --tee auto` does (`cachet_verify::detect_tee`).
+/// `unknown_tee` for another name, `tee_undetected` when `auto` does not
+/// recognise the evidence.
+pub(crate) fn parse_tee(name: &str, evidence: &[u8]) -> Result<Tee, ApiError> {
+    if name == "auto" {
+        return cachet_verify::detect_tee(evidence).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "tee_undetected",
+                "tee \"auto\": the evidence is not a format Cachet recognises (SGX/TDX quote, SNP report, Nitro document, \
+                 NVIDIA report, TPM or Azure JSON); name its family in 'tee', and check that 'evidence' is base64 of the raw evidence",
+            )
+        });
+    }
     Tee::parse(name).ok_or_else(|| {
         let names: Vec<_> = Tee::ALL.iter().map(|t| t.as_str()).collect();
-        ApiError::new(StatusCode::BAD_REQUEST, "unknown_tee", format!("unknown tee {name:?}; expected one of {}", names.join(", ")))
+        ApiError::new(StatusCode::BAD_REQUEST, "unknown_tee", format!("unknown tee {name:?}; expected auto or one of {}", names.join(", ")))
     })
+}
+
+/// The evidence bytes of a request's `evidence` (base64). Evidence that
+/// decodes to hex or base64 text (sent encoded twice) is decoded once more,
+/// as `cachet verify` reads evidence files (`cachet_verify::encoding`); text
+/// that only looks encoded is `400 evidence_encoding`, rather than reaching
+/// the verifier as garbage ("unsupported quote version 13360").
+fn evidence_bytes(evidence: &str) -> Result<Vec<u8>, ApiError> {
+    use cachet_verify::encoding::{decode_evidence, Encoding};
+    let raw = decode_b64("evidence", evidence)?;
+    let refuse = |message: String| Err(ApiError::new(StatusCode::BAD_REQUEST, "evidence_encoding", message));
+    // Printable text (not JSON): hex or base64 sent inside the base64.
+    let text =
+        std::str::from_utf8(&raw).ok().filter(|t| !t.trim().is_empty() && t.chars().all(|c| !c.is_control() || c.is_ascii_whitespace()));
+    if let Some(text) = text {
+        let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let digits = compact.strip_prefix("0x").unwrap_or(&compact);
+        // Every hex digit is base64 too: an odd count is hex cut short, not base64.
+        if digits.bytes().all(|b| b.is_ascii_hexdigit()) && digits.len() % 2 == 1 {
+            return refuse(format!(
+                "the evidence looks hex-encoded but has an odd number of hex digits ({}), so it is cut short or altered; \
+                 send 'evidence' as base64 of the raw evidence bytes",
+                digits.len()
+            ));
+        }
+    }
+    let (encoding, bytes) = decode_evidence(&raw);
+    if encoding != Encoding::Binary || text.is_none() {
+        return Ok(bytes);
+    }
+    refuse(
+        "the evidence decodes to text that is neither JSON, hex nor base64; send 'evidence' as base64 of the raw evidence \
+         bytes (JSON evidence: base64 of the JSON text)"
+            .to_string(),
+    )
 }
 
 /// The verification instant of a request: now, or its `at` when the server
@@ -112,12 +164,21 @@ pub(crate) fn verification_time(st: &AppState, at: Option<&str>, now: i64) -> Re
     }
 }
 
-/// Decode the evidence and endorsements of a request, within the size limits.
-pub(crate) fn decode_evidence(evidence: &str, endorsements: &[EndorsementIn]) -> Result<(Vec<u8>, Vec<Endorsement>), ApiError> {
-    let evidence = decode_b64("evidence", evidence)?;
+/// Decode the evidence and endorsements of a request, within the size
+/// limits, and find its family (`tee`, or `auto`; see [`parse_tee`]).
+pub(crate) fn decode_evidence(
+    tee: &str,
+    evidence: &str,
+    endorsements: &[EndorsementIn],
+) -> Result<(Tee, Vec<u8>, Vec<Endorsement>), ApiError> {
+    if tee != "auto" {
+        parse_tee(tee, &[])?;
+    }
+    let evidence = evidence_bytes(evidence)?;
     if evidence.len() > cachet_verify::MAX_EVIDENCE_LEN {
         return Err(ApiError::invalid("evidence exceeds the size limit"));
     }
+    let tee = parse_tee(tee, &evidence)?;
     if endorsements.len() > MAX_ENDORSEMENTS {
         return Err(ApiError::invalid(format!("at most {MAX_ENDORSEMENTS} endorsements")));
     }
@@ -131,7 +192,7 @@ pub(crate) fn decode_evidence(evidence: &str, endorsements: &[EndorsementIn]) ->
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok((evidence, endorsements))
+    Ok((tee, evidence, endorsements))
 }
 
 /// Decode optional runtime data (base64, at most [`MAX_RUNTIME_DATA`]).
@@ -187,7 +248,7 @@ pub async fn challenge(State(st): State<AppState>) -> Result<Json<ChallengeRespo
 #[utoipa::path(post, path = "/v1/attest", tag = "attestation", request_body = AttestRequest,
     responses(
         (status = 200, description = "Verified: the EAR token (its ear.status says how it was appraised)", body = AttestResponse),
-        (status = 400, description = "Malformed request (invalid_request, unknown_tee, nonce_unknown, nonce_expired, verification_time_not_allowed)", body = ErrorBody),
+        (status = 400, description = "Malformed request (invalid_request, unknown_tee, tee_undetected, evidence_encoding, nonce_unknown, nonce_expired, verification_time_not_allowed)", body = ErrorBody),
         (status = 409, description = "nonce_reused: the nonce was already consumed", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 422, description = "verification_failed (the failing check is named), freshness_binding_failed, endorsement_outdated, endorsement_contradicted or revocation_unavailable", body = ErrorBody),
@@ -208,10 +269,9 @@ pub async fn attest(
 pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) -> Result<(String, Value), ApiError> {
     let st = st.clone();
     let actor = actor.to_string();
-    let tee = parse_tee(&req.tee)?;
     let t = now();
     let at = verification_time(&st, req.at.as_deref(), t)?;
-    let (evidence, attester_endorsements) = decode_evidence(&req.evidence, &req.endorsements)?;
+    let (tee, evidence, attester_endorsements) = decode_evidence(&req.tee, &req.evidence, &req.endorsements)?;
     let runtime_data = decode_runtime_data(req.runtime_data.as_deref())?;
     let nonce = match &req.nonce {
         Some(h) => {

@@ -103,6 +103,7 @@ fn broker_error(e: BrokerError) -> ApiError {
     match e {
         BrokerError::Invalid(m) => ApiError::invalid(m),
         BrokerError::Policy(m) => ApiError::new(StatusCode::BAD_REQUEST, "policy_invalid", m),
+        BrokerError::PolicyNoStatus(m) => ApiError::new(StatusCode::BAD_REQUEST, "policy_no_status", m),
         BrokerError::Store(m) => ApiError::storage(m),
         e @ (BrokerError::PolicyAltered(_) | BrokerError::Conflict(_)) => ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string()),
         e @ (BrokerError::Unavailable(_) | BrokerError::Hsm(_)) => custody_unavailable(e),
@@ -136,6 +137,10 @@ pub struct PutSecret {
     /// The release policy: Rego over the attestation token's claims; the
     /// secret is released only when its status is `affirming`.
     pub policy: String,
+    /// The policy's file name (e.g. `fraud.rego`), for error messages
+    /// (default `release.rego`).
+    #[serde(default)]
+    pub policy_name: Option<String>,
 }
 
 impl std::fmt::Debug for PutSecret {
@@ -210,11 +215,18 @@ pub async fn put_secret(
     let t = now();
     let broker = st.broker.clone();
     let (o, n, policy, prev) = (owner.to_string(), name.clone(), req.policy.clone(), previous.clone());
+    let label = req.policy_name.clone().filter(|l| !l.is_empty() && l.len() <= 256 && !l.chars().any(char::is_control));
     // Policy compilation and sealing (possibly in an HSM) block: off the async threads.
-    let mut record = tokio::task::spawn_blocking(move || broker.prepare_secret(&o, &n, &value, &policy, prev.as_ref(), t))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(broker_error)?;
+    let mut record = tokio::task::spawn_blocking(move || {
+        // Errors name the uploaded file when the client says which it is.
+        if let Some(label) = &label {
+            broker.release_policies().validate_named(label, &policy)?;
+        }
+        broker.prepare_secret(&o, &n, &value, &policy, prev.as_ref(), t)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(broker_error)?;
     // A compare-and-swap on the version: a concurrent PUT that wrote first
     // makes this one the next version (the sealed value does not change).
     let mut attempts = 0;
@@ -437,7 +449,10 @@ pub async fn release(
             match verified {
                 Ok(c) => (c, None),
                 Err(e) => {
-                    let reason = format!("attestation token {e}");
+                    let reason = match e {
+                        cachet_token::TokenError::Refused(why) => format!("attestation token refused: {why}"),
+                        other => format!("attestation token: {other}"),
+                    };
                     audit_refusal(&st, &actor, &req.secrets, "token_refused", &reason).await;
                     return Err(ApiError::new(StatusCode::FORBIDDEN, "token_refused", reason));
                 }

@@ -296,7 +296,8 @@ impl Endorser {
         use futures_util::StreamExt;
         let needs: Vec<Resource> = nvidia::ocsp_needs(endorsements).into_iter().filter(|r| !authority::covered(r, endorsements)).collect();
         // A few at a time: one slow certificate must not hold up the others.
-        let answers: Vec<_> = futures_util::stream::iter(&needs).map(|r| self.get(r, now)).buffered(OCSP_CONCURRENCY).collect().await;
+        let asks: Vec<_> = needs.iter().map(|r| self.get(r, now)).collect();
+        let answers: Vec<_> = futures_util::stream::iter(asks).buffered(OCSP_CONCURRENCY).collect().await;
         let mut out = Vec::new();
         for (r, answer) in needs.iter().zip(answers) {
             match answer {

@@ -68,3 +68,61 @@ async fn a_challenge_from_replica_a_is_redeemed_once_at_replica_b_and_refused_as
     a.stop().await;
     b.stop().await;
 }
+
+#[path = "../../cachet-endorse/tests/common/recorded.rs"]
+mod recorded;
+
+/// The endorsement cache is the shared database's: a bundle an operator
+/// imports through replica A judges evidence sent alone to replica B (both
+/// offline), and B lists what A imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endorsements_imported_at_one_replica_judge_evidence_at_the_other() {
+    let Some(cluster) = pg::PgCluster::start("serve-endorse") else { return };
+    let url = cluster.create_database();
+    let mut a = start("replica-endorse-a", |x| {
+        x.database_url = Some(url.clone());
+        x.allow_verification_time = true;
+    })
+    .await;
+    let shared = a.dir.clone();
+    let mut b = start("replica-endorse-b", |x| {
+        x.database_url = Some(url.clone());
+        x.data_dir = Some(shared);
+        x.allow_verification_time = true;
+    })
+    .await;
+    // An operator key, in the shared database.
+    let store = PostgresStore::open(&url).await.unwrap();
+    let k = cachet_server::auth::new_tenant_api_key("test", cachet_server::auth::Role::Admin, None, cachet_server::now()).unwrap();
+    let created =
+        cachet_store::AuditEntry { actor: "test".into(), action: "api_key.create".into(), outcome: "ok".into(), ..Default::default() };
+    store.insert_api_key(&k.record, &created).await.unwrap();
+
+    let c = cases().into_iter().find(|c| c.id == "tdx-automata-2510").expect("case");
+    let attest = json!({"tee": c.tee, "evidence": b64(&c.evidence_bytes()), "at": c.verify_at});
+    let (s, v) = b.post("/v1/attest", &attest).await;
+    assert_eq!(s, 422, "nothing held yet, offline: {v}");
+
+    let bundle: serde_json::Value = serde_json::from_slice(
+        &cachet_endorse::bundle::Bundle::new(recorded::intel_bundle("tdx/automata/collateral_2510.derived.json")).to_json(),
+    )
+    .unwrap();
+    let r = a.client.post(a.at("/v1/admin/endorsements/import")).bearer_auth(&k.key).json(&bundle).send().await.unwrap();
+    let (s, v) = status_json(r).await;
+    assert_eq!((s, v["imported"].as_u64()), (200, Some(4)), "{v}");
+
+    // B holds what A imported...
+    let r = b.client.get(b.at("/v1/admin/endorsements")).bearer_auth(&k.key).send().await.unwrap();
+    let (s, held) = status_json(r).await;
+    assert_eq!(s, 200, "{held}");
+    let keys: Vec<&str> = held.as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert!(keys.contains(&"intel/tdx/tcb/00806f050000") && keys.contains(&"intel/rootcacrl"), "{keys:?}");
+    assert_eq!(store.list_endorsements().await.unwrap().len(), 4, "kept once, in the shared table");
+    // ...and judges the evidence alone with it.
+    let (s, v) = b.post("/v1/attest", &attest).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(b.verify_token(v["token"].as_str().unwrap()).await["cachet.endorsements"], "service");
+    store.close().await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use cachet_server::auth::{format_time, new_expiring_api_key, parse_expiry, Role};
-use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
+use cachet_server::ops::{block_on, cli_actor, open, open_or_create, StoreArgs};
 use cachet_store::AuditEntry;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -58,15 +58,16 @@ pub fn run(args: AdminArgs) -> ExitCode {
     };
     match block_on(run_async(args)) {
         Ok(Ok(code)) => code,
-        Ok(Err(e)) | Err(e) => {
-            eprintln!("cachet admin: {e}");
-            ExitCode::from(2)
-        }
+        Ok(Err(e)) | Err(e) => crate::exit::usage("admin", e),
     }
 }
 
 async fn run_async(args: AdminArgs) -> Result<ExitCode, String> {
-    let opened = open(&args.store).await?;
+    // Creating the first key may come before the first `cachet serve`.
+    let opened = match args.command {
+        AdminCommand::CreateKey { .. } => open_or_create(&args.store).await?,
+        _ => open(&args.store).await?,
+    };
     let store = opened.store.clone();
     let now = cachet_server::now();
     let audit = |action: &str, detail: serde_json::Value| AuditEntry {

@@ -38,10 +38,7 @@ pub enum AuditCommand {
 pub fn run(args: AuditArgs) -> ExitCode {
     match block_on(run_async(args)) {
         Ok(Ok(code)) => code,
-        Ok(Err(e)) | Err(e) => {
-            eprintln!("cachet audit: {e}");
-            ExitCode::from(2)
-        }
+        Ok(Err(e)) | Err(e) => crate::exit::usage("audit", e),
     }
 }
 

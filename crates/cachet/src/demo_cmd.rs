@@ -300,6 +300,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             if temp.is_some() {
                 println!("(The temporary data folder is deleted now; use --data-dir DIR to keep it.)");
             }
+            print_next_steps();
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -307,6 +308,34 @@ pub fn run(args: DemoArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The commands to try next (each one works as printed, from one folder).
+pub const NEXT_STEPS: [(&str, &str); 3] = [
+    (
+        "cachet serve --data-dir cachet-data --insecure-simulated-tee",
+        "the service on http://127.0.0.1:8700, trusting the INSECURE simulated TEE (leave it running)",
+    ),
+    (
+        "cachet attest --server http://127.0.0.1:8700 --tee sim --sim-dir cachet-data/simulated-tee > token.jwt",
+        "in another terminal: attest as a workload; the EAR token is printed",
+    ),
+    (
+        "curl -s http://127.0.0.1:8700/.well-known/jwks.json",
+        "the keys that verify token.jwt's signature (any JWT library; iss http://127.0.0.1:8700)",
+    ),
+];
+
+fn print_next_steps() {
+    println!();
+    println!("Next, try it by hand (development only: the simulated TEE proves nothing about hardware):");
+    for (cmd, what) in NEXT_STEPS {
+        println!("  {cmd}");
+        println!("      # {what}");
+    }
+    println!(
+        "On real hardware: `cachet attest --server URL` (--tee auto finds the TEE), and `cachet verify EVIDENCE` checks evidence offline."
+    );
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use cachet_endorse::bundle::{self, Bundle};
 use cachet_endorse::{Cache, Endorser, FolderCache};
-use cachet_server::ops::{block_on, cli_actor, open, StoreArgs};
+use cachet_server::ops::{block_on, cli_actor, open, open_or_create, StoreArgs};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::verify_cmd::{parse_rfc3339, parse_tee, read_limited, SourceArgs, TeeArg};
@@ -84,8 +84,7 @@ pub enum ListFormat {
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("cachet endorsements: {msg}");
-    ExitCode::from(2)
+    crate::exit::usage("endorsements", msg)
 }
 
 pub fn run(args: EndorsementsArgs) -> ExitCode {
@@ -104,11 +103,17 @@ fn folder(dir: Option<&PathBuf>) -> Result<PathBuf, String> {
 
 /// The cache named: the folder, else the server store when one is named,
 /// else the default folder. The second value is the store, when it is one
-/// (imports into it are audited; it is closed when done).
-async fn cache_of(store: &StoreArgs, dir: Option<&PathBuf>) -> Result<(Arc<dyn Cache>, Option<Arc<dyn cachet_store::Store>>), String> {
+/// (imports into it are audited; it is closed when done). `create`: an
+/// import may prepare a new server's data directory (air-gapped, before its
+/// first start); export and list refuse one that does not exist.
+async fn cache_of(
+    store: &StoreArgs,
+    dir: Option<&PathBuf>,
+    create: bool,
+) -> Result<(Arc<dyn Cache>, Option<Arc<dyn cachet_store::Store>>), String> {
     let store_named = store.data_dir.is_some() || store.database_url.is_some() || store.config.is_some();
     if dir.is_none() && store_named {
-        let opened = open(store).await?;
+        let opened = if create { open_or_create(store).await? } else { open(store).await? };
         let s = opened.store.clone();
         return Ok((Arc::new(cachet_server::endorse::StoreCache(opened.store)), Some(s)));
     }
@@ -154,7 +159,7 @@ async fn run_async(args: EndorsementsArgs) -> Result<ExitCode, String> {
             let bytes = read_limited(&path, bundle::MAX_BUNDLE_LEN as u64)?;
             // Checked before the cache is opened: a bad bundle touches nothing.
             Bundle::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            let (cache, store) = cache_of(&args.store, cache_dir.as_ref()).await?;
+            let (cache, store) = cache_of(&args.store, cache_dir.as_ref(), true).await?;
             let kept = bundle::import(cache.as_ref(), &bytes).await.map_err(|e| format!("{}: {e}", path.display()))?;
             if let Some(store) = &store {
                 let keys: Vec<String> = kept.iter().map(|f| f.resource.key()).collect();
@@ -173,7 +178,7 @@ async fn run_async(args: EndorsementsArgs) -> Result<ExitCode, String> {
             eprintln!("imported {} endorsement(s)", kept.len());
         }
         EndorsementsCommand::Export { out, cache_dir } => {
-            let (cache, store) = cache_of(&args.store, cache_dir.as_ref()).await?;
+            let (cache, store) = cache_of(&args.store, cache_dir.as_ref(), false).await?;
             let b = bundle::export(cache.as_ref()).await;
             if let Some(store) = store {
                 store.close().await;
@@ -182,7 +187,7 @@ async fn run_async(args: EndorsementsArgs) -> Result<ExitCode, String> {
             eprintln!("wrote {} endorsement(s) to {}", b.entries.len(), out.display());
         }
         EndorsementsCommand::List { cache_dir, format } => {
-            let (cache, store) = cache_of(&args.store, cache_dir.as_ref()).await?;
+            let (cache, store) = cache_of(&args.store, cache_dir.as_ref(), false).await?;
             let mut list = cache.list().await;
             if let Some(store) = store {
                 store.close().await;

@@ -56,8 +56,7 @@ pub enum KeysCommand {
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("cachet keys: {msg}");
-    ExitCode::from(2)
+    crate::exit::usage("keys", msg)
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, String> {

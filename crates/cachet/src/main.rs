@@ -6,6 +6,7 @@ mod audit_cmd;
 mod demo_cmd;
 mod dist_cmd;
 mod endorsements_cmd;
+mod exit;
 mod keys_cmd;
 mod policy_cmd;
 mod refvals_cmd;

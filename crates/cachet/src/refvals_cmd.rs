@@ -112,26 +112,23 @@ enum ListFormat {
     Json,
 }
 
-/// A failure: a message and the exit status (1 refused content, 2 usage or I/O).
-struct Failure(u8, String);
+use crate::exit::Failure;
 
 fn usage(msg: impl Into<String>) -> Failure {
-    Failure(2, msg.into())
+    Failure::usage(msg)
 }
 
 fn refused(msg: impl Into<String>) -> Failure {
-    Failure(1, msg.into())
+    Failure::refused(msg)
 }
 
 /// Run `cachet refvals`. Exit status: 0 done, 1 a source or the store was
-/// refused (invalid content), 2 usage or I/O error.
+/// refused (invalid content, or the service refused a push), 2 usage, I/O
+/// or connection error.
 pub fn run(args: RefvalsArgs) -> ExitCode {
     match dispatch(args.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(code, msg)) => {
-            eprintln!("cachet refvals: {msg}");
-            ExitCode::from(code)
-        }
+        Err(f) => f.exit("refvals"),
     }
 }
 
@@ -190,7 +187,10 @@ fn dispatch(cmd: RefvalsCommand) -> Result<(), Failure> {
                 for (set_name, set) in rv.sets().iter().filter(|(n, _)| name.is_empty() || name.contains(n)) {
                     let body = serde_json::to_value(set).map_err(|e| usage(e.to_string()))?;
                     let path = format!("/v1/admin/reference-values/{set_name}");
-                    client.request(reqwest_put(), &path, Some(&body)).await.map_err(|e| refused(format!("{set_name}: {e}")))?;
+                    client.request(reqwest_put(), &path, Some(&body)).await.map_err(|e| {
+                        let f = Failure::from(e);
+                        Failure { message: format!("{set_name}: {}", f.message), ..f }
+                    })?;
                     println!("{set_name}: {} value(s) pushed to {server}", set.values.len());
                 }
                 Ok(())

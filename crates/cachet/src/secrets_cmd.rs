@@ -11,6 +11,8 @@ use cachet_server::ops::block_on;
 use cachet_server::secrets_client::SecretsClient;
 use clap::{Args, Subcommand};
 
+use crate::exit::Failure;
+
 /// Largest secret value read (bytes).
 const MAX_VALUE: u64 = 64 * 1024;
 
@@ -78,18 +80,23 @@ fn read_limited(mut r: impl Read, what: &str) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
+/// Exit status: 0 done, 1 the service refused, 2 usage, I/O or connection
+/// error (`crate::exit`).
 pub fn run(args: SecretsArgs) -> ExitCode {
     match block_on(run_async(args)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) | Err(e) => {
-            eprintln!("cachet secrets: {e}");
-            ExitCode::from(1)
-        }
+        Ok(Err(e)) => e.exit("secrets"),
+        Err(e) => Failure::usage(e).exit("secrets"),
     }
 }
 
-async fn run_async(args: SecretsArgs) -> Result<(), String> {
-    let key = args.api_key.ok_or("an API key is required (--api-key or CACHET_API_KEY)")?;
+async fn run_async(args: SecretsArgs) -> Result<(), Failure> {
+    let key = args.api_key.ok_or_else(|| {
+        Failure::usage(
+            "an API key is required: pass --api-key KEY or set CACHET_API_KEY \
+             (an operator makes one with `cachet admin create-key --role admin --tenant NAME`)",
+        )
+    })?;
     let ca = match &args.ca_cert {
         Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => None,
@@ -103,10 +110,11 @@ async fn run_async(args: SecretsArgs) -> Result<(), String> {
                     read_limited(std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?, &p.display().to_string())?
                 }
                 (None, true) => read_limited(std::io::stdin(), "stdin")?,
-                (None, false) => return Err("give --value-file or --value-stdin".into()),
+                (None, false) => return Err(Failure::usage("give --value-file or --value-stdin")),
             };
             let policy = std::fs::read_to_string(&policy_file).map_err(|e| format!("{}: {e}", policy_file.display()))?;
-            let r = client.put(&name, &value, &policy).await;
+            let label = policy_file.file_name().map(|f| f.to_string_lossy().into_owned());
+            let r = client.put(&name, &value, &policy, label.as_deref()).await;
             value.iter_mut().for_each(|b| *b = 0);
             print(r?);
         }

@@ -17,6 +17,9 @@ use cachet_verify::selftest::{parse_cases, Engine, Subject};
 use cachet_verify::{Endorsement, TrustAnchors};
 use clap::Args;
 
+/// The vectors folder when none is given: the repository's, from its root.
+const DEFAULT_VECTORS: &str = "testdata/vectors";
+
 /// Largest file read from the vectors folder (bytes).
 const MAX_FILE_LEN: u64 = 16 << 20;
 
@@ -28,8 +31,9 @@ pub struct SelftestArgs {
     /// Seed: the same seed gives the same mutations.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Folder with `cases.json` and the evidence it names.
-    #[arg(long, default_value = "testdata/vectors", env = "CACHET_VECTORS")]
+    /// Folder with `cases.json` and the evidence it names (the repository's
+    /// testdata/vectors).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_VECTORS, env = "CACHET_VECTORS")]
     pub vectors: PathBuf,
     /// Only these cases (by id; may be repeated).
     #[arg(long = "case")]
@@ -48,8 +52,7 @@ pub struct SelftestArgs {
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("cachet selftest: {msg}");
-    ExitCode::from(2)
+    crate::exit::usage("selftest", msg)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -75,8 +78,16 @@ fn endorsement_files(root: &Path, rel: &str) -> Result<Vec<Endorsement>, String>
 }
 
 fn subjects(args: &SelftestArgs) -> Result<Vec<Subject>, String> {
-    let text = std::fs::read_to_string(args.vectors.join("cases.json"))
-        .map_err(|e| format!("{}: {e}", args.vectors.join("cases.json").display()))?;
+    let cases = args.vectors.join("cases.json");
+    let text = std::fs::read_to_string(&cases).map_err(|e| {
+        let default = args.vectors == Path::new(DEFAULT_VECTORS);
+        format!(
+            "no test vectors at {} ({e}){}: pass --vectors DIR (or set CACHET_VECTORS) to the folder holding cases.json, \
+             testdata/vectors in the Cachet repository",
+            cases.display(),
+            if default { ", the default, read relative to the current directory" } else { "" }
+        )
+    })?;
     let mut out = Vec::new();
     for c in parse_cases(&text)? {
         if !args.cases.is_empty() && !args.cases.contains(&c.id) {

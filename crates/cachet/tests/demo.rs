@@ -29,6 +29,16 @@ fn demo_releases_to_the_approved_workload_only() {
     let modified = stdout.find("4. A modified workload").expect("section 4");
     assert!(!stdout[modified..].contains("RELEASED"), "{stdout}");
     assert!(stderr.contains("INSECURE SIMULATED TEE"), "{stderr}");
+    // It ends with what to run next: serve, attest, and the keys that verify the token.
+    let next = stdout.find("Next, try it by hand").expect("next steps after the result");
+    assert!(next > stdout.find("DEMO OK:").unwrap(), "{stdout}");
+    for cmd in [
+        "cachet serve --data-dir cachet-data --insecure-simulated-tee",
+        "cachet attest --server http://127.0.0.1:8700 --tee sim --sim-dir cachet-data/simulated-tee > token.jwt",
+        "curl -s http://127.0.0.1:8700/.well-known/jwks.json",
+    ] {
+        assert!(stdout[next..].lines().any(|l| l.trim() == cmd), "missing {cmd:?} in:\n{stdout}");
+    }
 }
 
 #[test]

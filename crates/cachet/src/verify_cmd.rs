@@ -442,6 +442,9 @@ fn load_appraiser(args: &VerifyArgs, tee: Tee) -> Result<Option<Appraiser>, Stri
         cachet_appraise::defaults::default_policy(tee.as_str()).map_err(|e| format!("--policy default: {e}"))?
     } else {
         let path = Path::new(&spec);
+        if !path.exists() {
+            return Err(format!("no policy file '{spec}': give a Rego file, or `default` for the family's built-in policy"));
+        }
         let bytes = read_limited(path, cachet_appraise::policy::MAX_POLICY_LEN as u64).map_err(|e| format!("--policy {e}"))?;
         let text = String::from_utf8(bytes).map_err(|_| format!("--policy {spec}: not UTF-8 text"))?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| spec.clone());

@@ -209,3 +209,15 @@ fn release_policy_errors_name_the_file_and_the_missing_status() {
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("policy_invalid") && e.contains("bad.rego") && !e.contains("release.rego"), "{e}");
 }
+
+/// `--policy` with a name that is not a file says so and offers `default`
+/// (exit 2). Was "No such file or directory".
+#[test]
+fn verify_with_an_unknown_policy_offers_default() {
+    let quote = vectors().join("tdx/dcap-qvl/tdx_quote");
+    let collateral = vectors().join("tdx/dcap-qvl/tdx_quote_collateral.json");
+    let o = cachet(&["verify", s(&quote), "-e", s(&collateral), "--at", "2025-07-04T10:16:31Z", "--offline", "--policy", "no-such-policy"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("no policy file 'no-such-policy'") && e.contains("`default`"), "{e}");
+}

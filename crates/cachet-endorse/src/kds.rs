@@ -31,6 +31,13 @@ pub fn needs(evidence: &[u8]) -> Result<Vec<Resource>, EndorseError> {
     needs_for(evidence, None)
 }
 
+/// Whether the report leaves its product to be assumed (a version 2 report
+/// has no CPUID fields); false for what is not an SNP report.
+pub fn product_assumed(evidence: &[u8]) -> bool {
+    let (_, raw) = decode_evidence(evidence);
+    raw.get(..REPORT_LEN).and_then(|b| Report::parse(b).ok()).is_some_and(|r| r.cpuid.is_none())
+}
+
 /// What an SNP report needs, with the product given by the operator when
 /// known (it must agree with the report's CPUID on version 3+ reports). The
 /// report may be raw, hex or base64, optionally followed by an extended

@@ -273,15 +273,36 @@ impl Endorser {
     /// still decide when another is unavailable (only the gaps are left to
     /// the attester). An error only when the evidence does not say what it needs.
     pub async fn available(&self, tee: Tee, evidence: &[u8], now: i64) -> Result<(Vec<Fetched>, Vec<EndorseError>), EndorseError> {
+        let (got, missing) = self.get_all(&needs(tee, evidence)?, now).await;
+        // A version 2 SNP report does not name its product and Milan is
+        // assumed; Genoa firmware before 1.55 also writes version 2 reports,
+        // so a Milan VCEK that KDS does not know is asked for under Genoa.
+        let milan_vcek_unknown =
+            missing.iter().any(|e| matches!(e, EndorseError::NotFound { origin, .. } if origin.contains("/vcek/v1/Milan/")));
+        if tee == Tee::Snp && milan_vcek_unknown && kds::product_assumed(evidence) {
+            let genoa = kds::needs_for(evidence, Some(needs::AmdProduct::Genoa))?;
+            let (g, m) = self.get_all(&genoa, now).await;
+            if m.is_empty() {
+                return Ok((g, m));
+            }
+            let mut missing = missing;
+            missing.extend(m);
+            return Ok((got, missing));
+        }
+        Ok((got, missing))
+    }
+
+    /// Each of `needed`: what was had, and why each required piece was not.
+    async fn get_all(&self, needed: &[Resource], now: i64) -> (Vec<Fetched>, Vec<EndorseError>) {
         let (mut got, mut missing) = (Vec::new(), Vec::new());
-        for r in needs(tee, evidence)? {
-            match self.get(&r, now).await {
+        for r in needed {
+            match self.get(r, now).await {
                 Ok(f) => got.push(f),
                 Err(e) if r.optional() => tracing::info!("optional endorsement {} not available: {e}", r.key()),
                 Err(e) => missing.push(e),
             }
         }
-        Ok((got, missing))
+        (got, missing)
     }
 
     /// NVIDIA's OCSP answers for the certificates among `endorsements` (the

@@ -37,6 +37,8 @@ enum Mode {
     Always503,
     /// A misbehaving mirror: any VCEK request gets the first recorded VCEK.
     AnyVcek,
+    /// KDS knows no Milan VCEK (a Genoa chip whose firmware writes version 2 reports).
+    NoMilanVcek,
 }
 
 /// The recorded AMD certificates, indexed as KDS serves them.
@@ -55,6 +57,8 @@ struct Server {
     vcek_delay: Duration,
     vcek_requests: AtomicUsize,
     requests: AtomicUsize,
+    /// Every path asked for, in order.
+    paths: std::sync::Mutex<Vec<String>>,
 }
 
 /// The PEM blocks of a recorded text, each exactly as recorded.
@@ -120,6 +124,7 @@ fn recorded() -> Recorded {
 
 async fn answer(State(s): State<Arc<Server>>, uri: Uri) -> Response {
     s.requests.fetch_add(1, Ordering::SeqCst);
+    s.paths.lock().unwrap().push(uri.path().to_string());
     if s.mode == Mode::Always503 {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -132,6 +137,7 @@ async fn answer(State(s): State<Arc<Server>>, uri: Uri) -> Response {
         },
         // No AMD CRL is recorded in the vectors.
         ["vcek" | "vlek", "v1", _, "crl"] => StatusCode::NOT_FOUND.into_response(),
+        ["vcek", "v1", "Milan", _] if s.mode == Mode::NoMilanVcek => StatusCode::NOT_FOUND.into_response(),
         ["vcek", "v1", product, hwid] => {
             let n = s.vcek_requests.fetch_add(1, Ordering::SeqCst);
             if s.mode == Mode::First429 && n == 0 {
@@ -169,7 +175,14 @@ async fn answer(State(s): State<Arc<Server>>, uri: Uri) -> Response {
 }
 
 async fn serve(mode: Mode, vcek_delay: Duration) -> (String, Arc<Server>) {
-    let state = Arc::new(Server { rec: recorded(), mode, vcek_delay, vcek_requests: AtomicUsize::new(0), requests: AtomicUsize::new(0) });
+    let state = Arc::new(Server {
+        rec: recorded(),
+        mode,
+        vcek_delay,
+        vcek_requests: AtomicUsize::new(0),
+        requests: AtomicUsize::new(0),
+        paths: Default::default(),
+    });
     let app = axum::Router::new().fallback(answer).with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -442,4 +455,35 @@ async fn a_vcek_for_another_chip_or_tcb_served_by_a_mirror_is_refused_and_not_ca
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_report_whose_vcek_kds_does_not_know_under_milan_is_asked_for_under_genoa() {
+    let (url, server) = serve(Mode::NoMilanVcek, Duration::ZERO).await;
+    let v2 = snp_cases().into_iter().find(|c| c.id == "snp-gosevguest-milan").unwrap().evidence_bytes();
+    assert!(cachet_endorse::kds::product_assumed(&v2), "a version 2 report names no product");
+    let e = endorser(&url);
+    let (_, missing) = e.available(Tee::Snp, &v2, 1_700_000_000).await.unwrap();
+    let paths = server.paths.lock().unwrap().clone();
+    let milan = paths.iter().position(|p| p.starts_with("/vcek/v1/Milan/") && !p.ends_with("cert_chain") && !p.ends_with("crl"));
+    let genoa = paths.iter().position(|p| p.starts_with("/vcek/v1/Genoa/") && !p.ends_with("cert_chain") && !p.ends_with("crl"));
+    assert!(matches!((milan, genoa), (Some(m), Some(g)) if m < g), "Milan first, then Genoa: {paths:?}");
+    // This chip is Milan in truth, so neither knows it: both misses are named.
+    let said: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    assert!(said.iter().any(|m| m.contains("/Milan/")) && said.iter().any(|m| m.contains("/Genoa/")), "{said:?}");
+
+    // A report that names its product (version 3+) is asked for under it alone.
+    let (url, server) = serve(Mode::NoMilanVcek, Duration::ZERO).await;
+    let v3 = snp_cases().into_iter().find(|c| c.id == "snp-oak-milan-v3").unwrap().evidence_bytes();
+    assert!(!cachet_endorse::kds::product_assumed(&v3));
+    let (_, missing) = endorser(&url).available(Tee::Snp, &v3, 1_700_000_000).await.unwrap();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(server.paths.lock().unwrap().iter().all(|p| !p.contains("/Genoa/")), "{:?}", server.paths.lock().unwrap());
+
+    // Served honestly, the Milan VCEK is found and Genoa is never asked.
+    let (url, server) = serve(Mode::Normal, Duration::ZERO).await;
+    let (got, missing) = endorser(&url).available(Tee::Snp, &v2, 1_700_000_000).await.unwrap();
+    assert!(missing.is_empty(), "{missing:?}");
+    assert!(got.iter().any(|f| matches!(f.resource, Resource::Vcek { product: AmdProduct::Milan, .. })));
+    assert!(server.paths.lock().unwrap().iter().all(|p| !p.contains("/Genoa/")));
 }

@@ -60,6 +60,9 @@ pub enum BundleError {
         /// What is wrong.
         message: String,
     },
+    /// Every entry passed, but the cache could not keep them; nothing was kept.
+    #[error("the bundle is sound but could not be kept, nothing imported: {0}; try again, or check the store")]
+    Keep(String),
 }
 
 impl Bundle {
@@ -259,9 +262,7 @@ fn intel_signed(sj: &SignedJson, certs: &[Vec<u8>]) -> Result<(), String> {
 /// entry refuses the bundle before anything is written. Returns what was kept.
 pub async fn import(cache: &dyn crate::Cache, bytes: &[u8]) -> Result<Vec<Fetched>, BundleError> {
     let b = Bundle::parse(bytes)?;
-    for e in &b.entries {
-        cache.put(&e.resource.key(), e).await;
-    }
+    cache.put_all(&b.entries).await.map_err(BundleError::Keep)?;
     Ok(b.entries)
 }
 

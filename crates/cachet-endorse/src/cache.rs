@@ -18,6 +18,14 @@ pub trait Cache: Send + Sync {
     async fn put(&self, key: &str, entry: &Fetched);
     /// Everything held.
     async fn list(&self) -> Vec<Fetched>;
+    /// Keep every entry, or none where the cache can promise it (the
+    /// service's store: one transaction); an error says why nothing was kept.
+    async fn put_all(&self, entries: &[Fetched]) -> Result<(), String> {
+        for e in entries {
+            self.put(&e.resource.key(), e).await;
+        }
+        Ok(())
+    }
 }
 
 /// A cached entry (alias kept for readers of the cache API).

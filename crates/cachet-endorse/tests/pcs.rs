@@ -9,6 +9,8 @@
 
 #[path = "../../cachet-verify/tests/common/mod.rs"]
 mod common;
+#[path = "common/recorded.rs"]
+mod recorded;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -78,19 +80,6 @@ fn recorded(c: &Case) -> Recorded {
     }
 }
 
-/// URL-encode as JavaScript's `encodeURIComponent` (what PCS and PCCS do to issuer-chain headers).
-fn encode_uri_component(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn pem_crl(der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -108,15 +97,18 @@ async fn answer(State(s): State<Arc<Server>>, uri: Uri) -> Response {
     let qe_path = format!("/{}/certification/v4/qe/identity", r.tee);
     let json = "application/json";
     if path == tcb_path && (s.any_fmspc || q("fmspc").map(str::to_ascii_lowercase).as_deref() == Some(r.fmspc.as_str())) {
-        return ([("content-type", json), ("tcb-info-issuer-chain", &encode_uri_component(&r.tcb_chain))], r.tcb_body.clone())
+        return ([("content-type", json), ("tcb-info-issuer-chain", &recorded::encode_uri_component(&r.tcb_chain))], r.tcb_body.clone())
             .into_response();
     }
     if path == qe_path {
-        return ([("content-type", json), ("sgx-enclave-identity-issuer-chain", &encode_uri_component(&r.qe_chain))], r.qe_body.clone())
+        return (
+            [("content-type", json), ("sgx-enclave-identity-issuer-chain", &recorded::encode_uri_component(&r.qe_chain))],
+            r.qe_body.clone(),
+        )
             .into_response();
     }
     if path == "/sgx/certification/v4/pckcrl" && q("ca") == Some(r.pck_ca) {
-        let chain = encode_uri_component(&r.pck_chain);
+        let chain = recorded::encode_uri_component(&r.pck_chain);
         let body = match s.flavour {
             Flavour::PccsHex => hex::encode(&r.pck_crl).into_bytes(),
             Flavour::PcsDer => r.pck_crl.clone(),

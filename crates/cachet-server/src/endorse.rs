@@ -42,18 +42,16 @@ impl Cache for StoreCache {
     }
 
     async fn put(&self, key: &str, entry: &Fetched) {
-        let Ok(body) = serde_json::to_string(entry) else { return };
-        let row = EndorsementRow {
-            key: key.to_string(),
-            kind: kind_of(entry),
-            body,
-            fetched_at: entry.fetched_at,
-            next_update: entry.next_update,
-            source: entry.source.clone(),
-        };
+        let Ok(mut row) = to_row(entry) else { return };
+        row.key = key.to_string();
         if let Err(e) = self.0.put_endorsement(&row).await {
             tracing::warn!("endorsement cache write {key}: {e}");
         }
+    }
+
+    async fn put_all(&self, entries: &[Fetched]) -> Result<(), String> {
+        let rows = entries.iter().map(to_row).collect::<Result<Vec<_>, _>>()?;
+        self.0.put_endorsements(&rows).await.map_err(|e| e.to_string())
     }
 
     async fn list(&self) -> Vec<Fetched> {
@@ -65,6 +63,18 @@ impl Cache for StoreCache {
             }
         }
     }
+}
+
+/// The store's row for one fetched endorsement, under its resource key.
+fn to_row(entry: &Fetched) -> Result<EndorsementRow, String> {
+    Ok(EndorsementRow {
+        key: entry.resource.key(),
+        kind: kind_of(entry),
+        body: serde_json::to_string(entry).map_err(|e| e.to_string())?,
+        fetched_at: entry.fetched_at,
+        next_update: entry.next_update,
+        source: entry.source.clone(),
+    })
 }
 
 /// Which endorsements judged the evidence, for the claims

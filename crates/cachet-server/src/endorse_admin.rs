@@ -64,6 +64,7 @@ pub async fn import_endorsements(
             let (status, code) = match &e {
                 BundleError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
                 BundleError::Entry { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "endorsement_refused"),
+                BundleError::Keep(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             };
             let mut refused = entry("refused", json!({"reason": e.to_string()}));
             refused.failed_check = Some(code.into());

@@ -235,19 +235,6 @@ async fn an_attester_crl_older_than_the_services_is_refused_by_name() {
     assert_ne!(answer["error"]["code"], "endorsement_outdated", "{answer}");
 }
 
-/// URL-encode as JavaScript's `encodeURIComponent` (PCS issuer-chain headers).
-fn encode_uri_component(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_refresh_refetches_what_nears_its_next_update_and_keeps_it() {
     use axum::http::{StatusCode, Uri};
@@ -270,12 +257,16 @@ async fn the_background_refresh_refetches_what_nears_its_next_update_and_keeps_i
         counter.fetch_add(1, Ordering::SeqCst);
         async move {
             match uri.path() {
-                "/tdx/certification/v4/tcb" => {
-                    ([("content-type", "application/json".to_string()), ("tcb-info-issuer-chain", encode_uri_component(&tcb.1))], tcb.0)
-                        .into_response()
-                }
+                "/tdx/certification/v4/tcb" => (
+                    [("content-type", "application/json".to_string()), ("tcb-info-issuer-chain", recorded::encode_uri_component(&tcb.1))],
+                    tcb.0,
+                )
+                    .into_response(),
                 "/tdx/certification/v4/qe/identity" => (
-                    [("content-type", "application/json".to_string()), ("sgx-enclave-identity-issuer-chain", encode_uri_component(&qe.1))],
+                    [
+                        ("content-type", "application/json".to_string()),
+                        ("sgx-enclave-identity-issuer-chain", recorded::encode_uri_component(&qe.1)),
+                    ],
                     qe.0,
                 )
                     .into_response(),

@@ -368,6 +368,8 @@ pub trait Store: Send + Sync {
     /// Keep a fetched endorsement (replacing the one under the same key).
     /// A cache, not admin state: no audit entry.
     async fn put_endorsement(&self, row: &EndorsementRow) -> StoreResult<()>;
+    /// Keep every row, or none of them (an imported bundle is kept whole).
+    async fn put_endorsements(&self, rows: &[EndorsementRow]) -> StoreResult<()>;
     /// Every cached endorsement, by key.
     async fn list_endorsements(&self) -> StoreResult<Vec<EndorsementRow>>;
 }

@@ -679,19 +679,15 @@ impl Store for PostgresStore {
     }
 
     async fn put_endorsement(&self, row: &EndorsementRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO endorsements (key, kind, body, fetched_at, next_update, source) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, fetched_at = excluded.fetched_at, \
-             next_update = excluded.next_update, source = excluded.source",
-        )
-        .bind(&row.key)
-        .bind(&row.kind)
-        .bind(&row.body)
-        .bind(row.fetched_at)
-        .bind(row.next_update)
-        .bind(&row.source)
-        .execute(&self.pool)
-        .await?;
+        put_endorsement_in(&self.pool, row).await
+    }
+
+    async fn put_endorsements(&self, rows: &[EndorsementRow]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            put_endorsement_in(&mut *tx, row).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -712,4 +708,22 @@ mod tests {
         assert!(crate::is_postgres_url("PostgreSQL://h/db") && crate::is_postgres_url("postgres://h"));
         assert!(!crate::is_postgres_url("sqlite:/tmp/x.db") && !crate::is_postgres_url("postgres:/h") && !crate::is_postgres_url("pg"));
     }
+}
+
+/// Insert or replace one cached endorsement, on the pool or inside a transaction.
+async fn put_endorsement_in<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(db: E, row: &EndorsementRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO endorsements (key, kind, body, fetched_at, next_update, source) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, fetched_at = excluded.fetched_at, \
+         next_update = excluded.next_update, source = excluded.source",
+    )
+    .bind(&row.key)
+    .bind(&row.kind)
+    .bind(&row.body)
+    .bind(row.fetched_at)
+    .bind(row.next_update)
+    .bind(&row.source)
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -693,19 +693,15 @@ impl Store for SqliteStore {
     }
 
     async fn put_endorsement(&self, row: &EndorsementRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO endorsements (key, kind, body, fetched_at, next_update, source) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, fetched_at = excluded.fetched_at, \
-             next_update = excluded.next_update, source = excluded.source",
-        )
-        .bind(&row.key)
-        .bind(&row.kind)
-        .bind(&row.body)
-        .bind(row.fetched_at)
-        .bind(row.next_update)
-        .bind(&row.source)
-        .execute(&self.pool)
-        .await?;
+        put_endorsement_in(&self.pool, row).await
+    }
+
+    async fn put_endorsements(&self, rows: &[EndorsementRow]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            put_endorsement_in(&mut *tx, row).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -713,4 +709,22 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT * FROM endorsements ORDER BY key").fetch_all(&self.pool).await?;
         rows.iter().map(endorsement_from).collect()
     }
+}
+
+/// Insert or replace one cached endorsement, on the pool or inside a transaction.
+async fn put_endorsement_in<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(db: E, row: &EndorsementRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO endorsements (key, kind, body, fetched_at, next_update, source) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, fetched_at = excluded.fetched_at, \
+         next_update = excluded.next_update, source = excluded.source",
+    )
+    .bind(&row.key)
+    .bind(&row.kind)
+    .bind(&row.body)
+    .bind(row.fetched_at)
+    .bind(row.next_update)
+    .bind(&row.source)
+    .execute(db)
+    .await?;
+    Ok(())
 }

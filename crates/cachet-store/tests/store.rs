@@ -572,3 +572,46 @@ async fn endorsements_are_cached_by_key_replaced_and_unaudited(f: Fixture) {
     assert_eq!(keys, ["intel/rootcacrl", "intel/tdx/tcb/00806f050000"]);
     assert_eq!(verify_audit_chain(s.as_ref()).await.unwrap().0, 0, "a cache, not admin state");
 }
+
+both!(a_set_of_endorsements_is_kept_whole_or_not_at_all);
+async fn a_set_of_endorsements_is_kept_whole_or_not_at_all(f: Fixture) {
+    let row = |key: &str| cachet_store::EndorsementRow {
+        key: key.into(),
+        kind: "crl".into(),
+        body: "{}".into(),
+        fetched_at: 10,
+        next_update: None,
+        source: "bundle".into(),
+    };
+    f.store.put_endorsements(&[row("intel/rootcacrl"), row("intel/pckcrl/processor")]).await.unwrap();
+    assert_eq!(f.store.list_endorsements().await.unwrap().len(), 2);
+    // The store refuses the third row of the next set (a trigger standing in
+    // for a disk or connection failure mid-import): none of the set is kept.
+    match &f.backend {
+        Backend::Sqlite { raw, .. } => {
+            sqlx::query(
+                "CREATE TRIGGER refuse_bad BEFORE INSERT ON endorsements WHEN NEW.key = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .execute(raw.pool())
+            .await
+            .unwrap();
+        }
+        Backend::Postgres { raw, .. } => {
+            sqlx::query(
+                "CREATE FUNCTION refuse_bad() RETURNS trigger AS $$ BEGIN IF NEW.key = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+            )
+            .execute(raw.pool())
+            .await
+            .unwrap();
+            sqlx::query("CREATE TRIGGER refuse_bad BEFORE INSERT ON endorsements FOR EACH ROW EXECUTE FUNCTION refuse_bad()")
+                .execute(raw.pool())
+                .await
+                .unwrap();
+        }
+    }
+    let err = f.store.put_endorsements(&[row("amd/Milan/vcek/cert_chain"), row("nvidia/rim/X"), row("bad")]).await;
+    assert!(err.is_err(), "the failing row fails the set");
+    let keys: Vec<String> = f.store.list_endorsements().await.unwrap().into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, ["intel/pckcrl/processor", "intel/rootcacrl"], "nothing of the failed set was kept");
+}

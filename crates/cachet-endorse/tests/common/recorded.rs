@@ -81,3 +81,17 @@ pub fn intel_bundle(rel: &str) -> Vec<Fetched> {
 pub fn as_attester(rel: &str) -> cachet_verify::Endorsement {
     cachet_verify::Endorsement { name: rel.into(), bytes: std::fs::read(vectors().join(rel)).expect("recorded collateral") }
 }
+
+/// URL-encode as JavaScript's `encodeURIComponent` (what PCS and PCCS do to
+/// issuer-chain headers): the loopback PCS mirrors send headers as Intel does.
+pub fn encode_uri_component(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

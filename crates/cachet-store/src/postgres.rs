@@ -697,19 +697,6 @@ impl Store for PostgresStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_password_in_the_url_is_not_repeated_in_errors() {
-        let url = "postgres://u:hunter2@db/x";
-        assert_eq!(redact(&format!("bad {url} here"), url), "bad <database URL> here");
-        assert!(crate::is_postgres_url("PostgreSQL://h/db") && crate::is_postgres_url("postgres://h"));
-        assert!(!crate::is_postgres_url("sqlite:/tmp/x.db") && !crate::is_postgres_url("postgres:/h") && !crate::is_postgres_url("pg"));
-    }
-}
-
 /// Insert or replace one cached endorsement, on the pool or inside a transaction.
 async fn put_endorsement_in<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(db: E, row: &EndorsementRow) -> StoreResult<()> {
     sqlx::query(
@@ -726,4 +713,17 @@ async fn put_endorsement_in<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>
     .execute(db)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_not_repeated_in_errors() {
+        let url = "postgres://u:hunter2@db/x";
+        assert_eq!(redact(&format!("bad {url} here"), url), "bad <database URL> here");
+        assert!(crate::is_postgres_url("PostgreSQL://h/db") && crate::is_postgres_url("postgres://h"));
+        assert!(!crate::is_postgres_url("sqlite:/tmp/x.db") && !crate::is_postgres_url("postgres:/h") && !crate::is_postgres_url("pg"));
+    }
 }

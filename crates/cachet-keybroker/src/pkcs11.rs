@@ -551,7 +551,7 @@ impl KeyCustody for Pkcs11Custody {
                 }
                 ec_spki(oid, &point)?
             }
-            Algorithm::PS256 => {
+            Algorithm::PS256 | Algorithm::RS256 => {
                 let mut pub_t = common(false);
                 pub_t.push(Attribute::ModulusBits(3072.into()));
                 pub_t.push(Attribute::PublicExponent(vec![1, 0, 1]));
@@ -597,6 +597,8 @@ impl KeyCustody for Pkcs11Custody {
                         key,
                         message,
                     ),
+                    // RSASSA-PKCS1-v1_5 SHA-256 (the Azure Attestation compatible key).
+                    Algorithm::RS256 => s.sign(&Mechanism::Sha256RsaPkcs, key, message),
                 };
                 sig.map_err(hsm_err("HSM C_Sign"))
             })

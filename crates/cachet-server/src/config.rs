@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// evidence as of a past instant, when its certificates were valid.
     #[arg(long, env = "CACHET_ALLOW_VERIFICATION_TIME")]
     pub allow_verification_time: bool,
+    /// TESTS ONLY: verify every request's evidence as of this RFC 3339
+    /// instant instead of now (tokens still carry the real iat/nbf/exp), so
+    /// clients that cannot send `at` (the Azure Attestation SDKs) can be
+    /// tested with recorded evidence. Logged as a warning at start.
+    #[arg(long, env = "CACHET_FIXED_VERIFICATION_TIME", value_name = "RFC3339")]
+    pub fixed_verification_time: Option<String>,
     /// Intel PCS API v4 or a PCCS the service fetches TCB Info, QE Identity
     /// and CRLs from [default: Intel's PCS].
     #[arg(long, env = "CACHET_PCS_URL", value_name = "URL")]
@@ -260,6 +266,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
     allow_verification_time: Option<bool>,
+    fixed_verification_time: Option<String>,
     pcs_url: Option<String>,
     kds_url: Option<String>,
     nvidia_rim_url: Option<String>,
@@ -327,6 +334,8 @@ pub struct Config {
     pub max_connections_per_client: usize,
     /// Whether `at` is accepted.
     pub allow_verification_time: bool,
+    /// Test only: the verification instant of every request (Unix seconds).
+    pub fixed_verification_time: Option<i64>,
     /// Where the service fetches endorsements from (and whether it does).
     pub endorsement_sources: cachet_endorse::Sources,
     /// The operator's freshness rules for endorsements.
@@ -521,6 +530,14 @@ impl ServeArgs {
             max_connections,
             max_connections_per_client,
             allow_verification_time: self.allow_verification_time || file.allow_verification_time.unwrap_or(false),
+            fixed_verification_time: match self.fixed_verification_time.clone().or(file.fixed_verification_time) {
+                Some(t) => Some(
+                    time::OffsetDateTime::parse(t.trim(), &time::format_description::well_known::Rfc3339)
+                        .map_err(|e| format!("fixed_verification_time: '{t}' is not an RFC 3339 time (e.g. 2025-07-04T10:28:44Z): {e}"))?
+                        .unix_timestamp(),
+                ),
+                None => None,
+            },
             endorsement_sources,
             endorsement_rules,
             endorsement_refresh_interval,
@@ -579,6 +596,22 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(args.resolve().is_err(), "unknown keys are refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_fixed_verification_time_is_read_from_flag_or_file_and_must_be_rfc3339() {
+        assert_eq!(ServeArgs::default().resolve().unwrap().fixed_verification_time, None);
+        let a = ServeArgs { fixed_verification_time: Some("2025-07-04T10:28:44Z".into()), ..Default::default() };
+        assert_eq!(a.resolve().unwrap().fixed_verification_time, Some(1_751_624_924));
+        let dir = std::env::temp_dir().join(format!("cachet-cfg-fixed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "fixed_verification_time = \"2025-07-04T10:28:44Z\"\n").unwrap();
+        let f = ServeArgs { config: Some(file), ..Default::default() };
+        assert_eq!(f.resolve().unwrap().fixed_verification_time, Some(1_751_624_924));
+        let bad = ServeArgs { fixed_verification_time: Some("yesterday".into()), ..Default::default() };
+        assert!(bad.resolve().unwrap_err().contains("RFC 3339"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -290,6 +290,53 @@ impl KeyService {
         Ok((token, key.kid.clone()))
     }
 
+    /// Make sure an RS256 key signs the Azure Attestation compatible tokens
+    /// at `now` (`crate::maa`): on first start (or after it was revoked)
+    /// one is generated in this service's custody, with a self-signed
+    /// certificate (`CN=common_name`, signed through the custody) published
+    /// as its `x5c`, stored and audited like the other keys. It rotates
+    /// apart from the EAR keys (`Algorithm::signs_ear`). Returns it.
+    pub async fn ensure_compat_signer(&self, actor: &str, now: i64, common_name: &str) -> Result<SigningKey, KeyError> {
+        let ring = self.ring().await?;
+        if let Some(k) = ring.compat_signer(now).filter(|k| !k.cert_chain.is_empty()) {
+            return Ok(k.clone());
+        }
+        let ring = self.refresh().await?;
+        if let Some(k) = ring.compat_signer(now).filter(|k| !k.cert_chain.is_empty()) {
+            return Ok(k.clone());
+        }
+        let alg = Algorithm::RS256;
+        let custody = self.custody.clone();
+        let cn = common_name.to_string();
+        // RSA generation is CPU work: off the async workers.
+        let (generated, cert) = tokio::task::spawn_blocking(move || {
+            let g = custody.generate(alg, "cachet-maa-token-signing")?;
+            let cert = cachet_token::cert::self_signed(alg, &g.public_spki_der, &cn, now - 300, now + 10 * 365 * 86_400, |tbs| {
+                custody.sign(alg, &g.handle, tbs)
+            })?;
+            Ok::<_, TokenError>((g, cert))
+        })
+        .await
+        .map_err(|e| KeyError::Invalid(format!("key generation task: {e}")))??;
+        let kid = thumbprint_kid(alg, &generated.public_spki_der)?;
+        let mut key = SigningKey::new(&kid, alg, self.custody.name(), generated, now, now);
+        key.cert_chain = vec![cert];
+        let detail =
+            serde_json::json!({"kid": kid, "alg": alg.as_str(), "active_from": now, "use": "azure-attestation", "certificate": true});
+        self.store.insert_signing_key(&to_record(&key), &audit(actor, "signing_key.create", now, detail)).await?;
+        self.refresh().await?;
+        tracing::info!(kid = %key.kid, "created the RS256 key of the Azure Attestation compatible routes");
+        Ok(key)
+    }
+
+    /// Sign `claims` with the Azure Attestation compatible key (RS256),
+    /// creating it if there is none; returns the token and kid.
+    pub async fn sign_compat(&self, claims: &Value, now: i64, common_name: &str) -> Result<(String, String), KeyError> {
+        let key = self.ensure_compat_signer("server", now, common_name).await?;
+        let token = jws::sign(claims, &key, self.custody.as_ref())?;
+        Ok((token, key.kid))
+    }
+
     /// The JWKS document at `now`.
     pub async fn jwks(&self, now: i64) -> Result<Value, KeyError> {
         let ring = self.ring().await?;

@@ -589,6 +589,7 @@ pub fn sign_policy(name: &str, version: u64, text: &str, key_pem: &[u8], cert_pe
         Algorithm::ES256 => PolicyAlg::ES256,
         Algorithm::ES384 => PolicyAlg::ES384,
         Algorithm::PS256 => PolicyAlg::PS256,
+        Algorithm::RS256 => PolicyAlg::RS256,
     };
     let mut info = signer.info(policy_alg);
     info.version = Some(version);

@@ -17,7 +17,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, EcdsaSigningAlgorithm, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
-    RSA_PSS_SHA256,
+    RSA_PKCS1_SHA256, RSA_PSS_SHA256,
 };
 
 use crate::{Algorithm, TokenError};
@@ -109,7 +109,7 @@ fn ec_alg(alg: Algorithm) -> Option<&'static EcdsaSigningAlgorithm> {
     match alg {
         Algorithm::ES256 => Some(&ECDSA_P256_SHA256_FIXED_SIGNING),
         Algorithm::ES384 => Some(&ECDSA_P384_SHA384_FIXED_SIGNING),
-        Algorithm::PS256 => None,
+        Algorithm::PS256 | Algorithm::RS256 => None,
     }
 }
 
@@ -158,7 +158,9 @@ impl KeyCustody for LocalCustody {
             Loaded::Ec(k) => k.sign(&rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| TokenError::Sign("ECDSA".into())),
             Loaded::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&RSA_PSS_SHA256, &rng, message, &mut sig).map_err(|_| TokenError::Sign("RSA-PSS".into()))?;
+                let (padding, name) =
+                    if alg == Algorithm::RS256 { (&RSA_PKCS1_SHA256, "RSA PKCS#1 v1.5") } else { (&RSA_PSS_SHA256, "RSA-PSS") };
+                k.sign(padding, &rng, message, &mut sig).map_err(|_| TokenError::Sign(name.into()))?;
                 Ok(sig)
             }
         }

@@ -1,7 +1,8 @@
 //! Public keys as JSON Web Keys (RFC 7517) and the JWKS relying parties fetch.
 
 use aws_lc_rs::signature::{
-    RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, RSA_PSS_2048_8192_SHA256,
+    RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PSS_2048_8192_SHA256,
 };
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -40,7 +41,7 @@ fn ec_point_len(alg: Algorithm) -> Option<usize> {
     match alg {
         Algorithm::ES256 => Some(65),
         Algorithm::ES384 => Some(97),
-        Algorithm::PS256 => None,
+        Algorithm::PS256 | Algorithm::RS256 => None,
     }
 }
 
@@ -60,7 +61,7 @@ impl PublicKey {
                 }
                 Material::Ec(p)
             }
-            (Algorithm::PS256, X509PublicKey::RSA(rsa)) => {
+            (Algorithm::PS256 | Algorithm::RS256, X509PublicKey::RSA(rsa)) => {
                 let n = strip_zeros(rsa.modulus);
                 if n.len() < 256 {
                     return Err(TokenError::Key("RSA keys shorter than 2048 bits are refused".into()));
@@ -96,7 +97,7 @@ impl PublicKey {
                 p.extend_from_slice(&y);
                 Material::Ec(p)
             }
-            (Some("RSA"), Algorithm::PS256) => Material::Rsa { n: strip_zeros(&b64("n")?), e: strip_zeros(&b64("e")?) },
+            (Some("RSA"), Algorithm::PS256 | Algorithm::RS256) => Material::Rsa { n: strip_zeros(&b64("n")?), e: strip_zeros(&b64("e")?) },
             _ => return Err(TokenError::Key("JWK: key type does not match its alg".into())),
         };
         Ok(Self { kid: kid.to_string(), alg, material })
@@ -136,6 +137,9 @@ impl PublicKey {
             (Material::Ec(p), Algorithm::ES384) => UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, p).verify(msg, sig).is_ok(),
             (Material::Rsa { n, e }, Algorithm::PS256) => {
                 RsaPublicKeyComponents { n, e }.verify(&RSA_PSS_2048_8192_SHA256, msg, sig).is_ok()
+            }
+            (Material::Rsa { n, e }, Algorithm::RS256) => {
+                RsaPublicKeyComponents { n, e }.verify(&RSA_PKCS1_2048_8192_SHA256, msg, sig).is_ok()
             }
             _ => false,
         };

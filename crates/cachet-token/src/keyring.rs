@@ -175,9 +175,14 @@ impl KeyRing {
     /// `now`. A newer key revoked *after* it became active did take over
     /// (revoking it later does not bring `k` back); one revoked before its
     /// activation never did.
+    ///
+    /// Keys rotate within their role only ([`Algorithm::signs_ear`]): the
+    /// Azure Attestation compatible RS256 key and the EAR keys never retire
+    /// each other.
     fn retired_at(&self, k: &SigningKey, now: i64) -> Option<i64> {
         self.keys
             .iter()
+            .filter(|j| j.alg.signs_ear() == k.alg.signs_ear())
             .filter(|j| j.order() > k.order() && j.active_from <= now)
             .filter(|j| j.revoked_at.is_none_or(|r| r > j.active_from))
             .map(|j| j.active_from)
@@ -208,7 +213,13 @@ impl KeyRing {
     /// The key to sign with at `now`: the most recently activated key that
     /// is not revoked. `None` when no key is active yet.
     pub fn signer(&self, now: i64) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| self.state(k, now) == KeyState::Active)
+        self.keys.iter().find(|k| k.alg.signs_ear() && self.state(k, now) == KeyState::Active)
+    }
+
+    /// The key that signs the Azure Attestation compatible tokens at `now`
+    /// (an RS256 key; never an EAR key). `None` when there is none yet.
+    pub fn compat_signer(&self, now: i64) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| !k.alg.signs_ear() && self.state(k, now) == KeyState::Active)
     }
 
     /// The keys to publish in the JWKS at `now`: pending, active and
@@ -293,6 +304,25 @@ mod tests {
         assert!(ring.signer(30).is_none());
         assert!(ring.published(70).is_empty());
         assert_eq!(ring.removable(70).len(), 2);
+    }
+
+    #[test]
+    fn the_rs256_compat_key_never_retires_the_ear_key_nor_the_reverse() {
+        let mut rs = k("maa", 500, 500);
+        rs.alg = Algorithm::RS256;
+        let ring = KeyRing::new(vec![k("ear", 0, 0), rs, k("ear2", 1000, 1100)], P);
+        // The RS256 key, newer, leaves the EAR key signing, and both are published.
+        assert_eq!(ring.signer(600).unwrap().kid, "ear");
+        assert_eq!(ring.compat_signer(600).unwrap().kid, "maa");
+        assert_eq!(ring.published(600).len(), 3, "ear2 is already published, pending");
+        // An EAR rotation retires the old EAR key only.
+        assert_eq!(ring.signer(1100).unwrap().kid, "ear2");
+        assert_eq!(ring.compat_signer(1100).unwrap().kid, "maa");
+        assert_eq!(ring.state(&ring.keys()[1], 5000), KeyState::Active);
+        // With only an RS256 key, no EAR key signs (one is made at once).
+        let only = KeyRing::new(vec![ring.keys()[1].clone()], P);
+        assert!(only.signer(600).is_none());
+        assert_eq!(only.activation_for_rotation(600), 600);
     }
 
     #[test]

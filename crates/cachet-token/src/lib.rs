@@ -1,7 +1,9 @@
 //! Attestation tokens: EAR results signed as JWTs, JWKS, key custody.
 //!
 //! - [`ear`]: the claims of an EAT Attestation Result (IETF RATS EAR).
-//! - [`jws`]: compact JWS signing and verification (ES256, ES384, PS256).
+//! - [`jws`]: compact JWS signing and verification (ES256, ES384, PS256; RS256
+//!   for the Azure Attestation compatible key only).
+//! - [`cert`]: self-signed certificates (`x5c`) for keys that have no CA's.
 //! - [`jwk`]: public keys as JWKs and the JWKS document relying parties fetch.
 //! - [`custody`]: where private keys live, behind [`custody::KeyCustody`]
 //!   (a local implementation now; PKCS#11 can implement the same trait).
@@ -10,6 +12,7 @@
 //!   published until every token it signed has expired.
 
 pub mod alg;
+pub mod cert;
 pub mod custody;
 pub mod ear;
 pub mod jwk;

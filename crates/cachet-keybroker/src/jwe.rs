@@ -287,7 +287,7 @@ pub fn encrypt(key: &WorkloadKey, plaintext: &[u8], extra: &Map<String, Value>) 
             out
         }
     };
-    let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Value::Object(header)).map_err(|_| crypto("header"))?);
+    let header_b64 = URL_SAFE_NO_PAD.encode(header_text(&header).map_err(|_| crypto("header"))?);
     let mut iv = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut iv).map_err(|_| crypto("random IV"))?;
     let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.expose()).map_err(|_| crypto("CEK"))?);
@@ -302,6 +302,32 @@ pub fn encrypt(key: &WorkloadKey, plaintext: &[u8], extra: &Map<String, Value>) 
         URL_SAFE_NO_PAD.encode(&body),
         URL_SAFE_NO_PAD.encode(tag.as_ref())
     ))
+}
+
+/// The protected header's text: `alg`, `enc`, then the other members in
+/// sorted order, compact. That is how `kbs_types::ProtectedHeader`
+/// re-serialises a header, and Trustee's guest-components compute the AAD
+/// from that re-serialisation, so a JWE released through the KBS protocol
+/// (`cachet-server::kbs`) opens there too; JOSE libraries use the bytes as sent.
+fn header_text(header: &Map<String, Value>) -> Result<String, serde_json::Error> {
+    let mut members: Vec<(&String, &Value)> = header.iter().collect();
+    let rank = |k: &str| match k {
+        "alg" => 0,
+        "enc" => 1,
+        _ => 2,
+    };
+    members.sort_by(|a, b| (rank(a.0), a.0).cmp(&(rank(b.0), b.0)));
+    let mut out = String::from("{");
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k)?);
+        out.push(':');
+        out.push_str(&serde_json::to_string(v)?);
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// A workload's private key, for decrypting what the broker released.

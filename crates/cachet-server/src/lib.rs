@@ -16,6 +16,7 @@ pub mod endorse;
 pub mod endorse_admin;
 pub mod error;
 pub mod freshness;
+pub mod kbs;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
@@ -142,6 +143,8 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let operator_admin = admin::operator_admin_routes().layer(from_fn_with_state(store, auth::require_operator_admin));
     // The unauthenticated routes that write or verify: a budget per client address.
     let limiter = Arc::new(limits::ClientRateLimiter::new(&state.config));
+    // The Trustee KBS protocol (kbs.rs), under the same budget.
+    let kbs = kbs::routes().layer(from_fn_with_state(limiter.clone(), limits::rate_limit));
     let public = OpenApiRouter::new()
         .routes(routes!(routes::challenge))
         .routes(routes!(routes::attest))
@@ -165,6 +168,7 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let metrics = state.metrics.clone();
     let https = state.config.tls.is_some();
     let router = router
+        .merge(kbs)
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

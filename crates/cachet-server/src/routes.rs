@@ -267,6 +267,20 @@ pub async fn attest(
 /// `POST /v1/secrets/release` (evidence attested in the same call).
 /// Returns the signed token and its claims.
 pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) -> Result<(String, Value), ApiError> {
+    attest_bound(st, actor, req, None).await
+}
+
+/// [`attest_core`] with the report data the evidence must carry given by
+/// the caller instead of Cachet's binding of the nonce and runtime data:
+/// the Trustee KBS protocol (`kbs.rs`) binds its own hash of the nonce and
+/// TEE key. The nonce is still consumed and the token still carries the
+/// nonce and runtime data; everything else is the same pipeline.
+pub(crate) async fn attest_bound(
+    st: &AppState,
+    actor: &str,
+    req: AttestRequest,
+    report_data: Option<Vec<u8>>,
+) -> Result<(String, Value), ApiError> {
     let st = st.clone();
     let actor = actor.to_string();
     let t = now();
@@ -319,7 +333,11 @@ pub(crate) async fn attest_core(st: &AppState, actor: &str, req: AttestRequest) 
         return Err(e);
     }
     let binding = (nonce.is_some() || runtime_data.is_some())
-        .then(|| Binding::new(tee, nonce.as_deref().unwrap_or_default(), runtime_data.as_deref().unwrap_or_default()));
+        .then(|| Binding::new(tee, nonce.as_deref().unwrap_or_default(), runtime_data.as_deref().unwrap_or_default()))
+        .map(|b| match report_data {
+            Some(expected) => Binding { kind: crate::freshness::BindingKind::ReportData, expected, ..b },
+            None => b,
+        });
 
     // Verify (CPU-bound) on the blocking pool, a bounded number at once.
     let permit = st.verify_slots.clone().acquire_owned().await.map_err(ApiError::internal)?;

@@ -133,8 +133,11 @@ refs := data.reference_values
 
 sets[name] := s if {
 	some name in measured
-	s := object.get(refs, concat(".", [input.tee, name]), object.get(refs, name, null))
-	s != null
+	raw := object.get(refs, concat(".", [input.tee, name]), object.get(refs, name, null))
+	raw != null
+	# Compared as the claims are, in lower case: NVIDIA writes VBIOS
+	# versions "96.00.5E.00.01", nvidia-smi "96.00.5e.00.01".
+	s := [lower(x) | some x in raw; is_string(x)]
 }
 
 configured := {name | some name, _ in sets}

@@ -258,3 +258,36 @@ fn in_toto_provenance_makes_a_matching_measurement_affirming() {
     r.add_values(&name, provenance::to_ref_values(&digests, None, "other.json", None).unwrap()).unwrap();
     assert_eq!(strict.evaluate(&input, &r, c.at).unwrap().status, Status::Contraindicated);
 }
+
+/// A GPU version as NVIDIA writes it ("96.00.5E.00.01", upper case) matches
+/// the claim, which nvidia-smi and the evidence spell in lower case.
+#[test]
+fn nvidia_versions_match_whatever_their_case() {
+    let p = default_policy("nvgpu").unwrap();
+    let mut seen = 0;
+    for c in verified_cases().0.into_iter().filter(|c| c.tee == "nvgpu") {
+        let Some(vbios) = c.claims["gpus"][0]["vbios_version"].as_str().map(str::to_string) else { continue };
+        if !vbios.chars().any(|ch| ch.is_ascii_alphabetic()) {
+            continue;
+        }
+        for written in [vbios.to_uppercase(), vbios.to_lowercase()] {
+            let a = p.evaluate(&AppraisalInput::new("nvgpu", c.claims.clone()), &refvals("nvgpu.vbios_version", &written), c.at).unwrap();
+            assert!(
+                a.reasons.iter().any(|r| r.rule == "reference_values.vbios_version" && r.outcome == Status::Affirming),
+                "{}: {written} must match: {:?}",
+                c.id,
+                a.reasons
+            );
+        }
+        let a = p
+            .evaluate(
+                &AppraisalInput::new("nvgpu", c.claims.clone()),
+                &refvals("nvgpu.vbios_version", &other_value(&vbios.to_uppercase())),
+                c.at,
+            )
+            .unwrap();
+        assert!(a.reasons.iter().any(|r| r.rule == "reference_values.vbios_version" && r.outcome != Status::Affirming), "{:?}", a.reasons);
+        seen += 1;
+    }
+    assert!(seen > 0, "an NVIDIA case whose VBIOS version has letters");
+}

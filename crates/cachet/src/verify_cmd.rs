@@ -295,6 +295,9 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
                 missing.join(", ")
             ));
         }
+        if tee != Tee::Nvgpu {
+            return Ok(out);
+        }
         let known: Vec<Endorsement> = given.iter().chain(&out).cloned().collect();
         let asked = cachet_endorse::nvidia::ocsp_needs(&known).iter().filter(|r| !cachet_endorse::authority::covered(r, &known)).count();
         if asked > 0 {

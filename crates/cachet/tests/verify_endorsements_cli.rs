@@ -61,6 +61,8 @@ fn offline_with_the_recorded_collateral_cached_verifies_as_with_the_files() {
     });
     let cached = verify(&["--offline"], &cache_dir);
     assert_eq!(cached.status.code(), Some(0), "{}", String::from_utf8_lossy(&cached.stderr));
+    let said = String::from_utf8_lossy(&cached.stderr);
+    assert!(!said.contains("OCSP"), "NVIDIA's OCSP responder is for NVIDIA evidence only: {said}");
     let file = recorded::vectors().join(COLLATERAL);
     let with_files = verify(&["-e", file.to_str().unwrap()], &dir.path().join("unused"));
     assert_eq!(with_files.status.code(), Some(0));

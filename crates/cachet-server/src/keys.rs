@@ -279,6 +279,13 @@ impl KeyService {
         self.sign_typed(claims, now, "JWT").await
     }
 
+    /// Whether the active key can sign at `now`: its custody must open it (a
+    /// replica holding another key-encryption key than the one the shared
+    /// keys were sealed under cannot). Signs a throw-away probe; the kid.
+    pub async fn check_signer(&self, now: i64) -> Result<String, KeyError> {
+        self.sign_typed(&serde_json::json!({"probe": "readiness"}), now, "JWT").await.map(|(_, kid)| kid)
+    }
+
     /// [`KeyService::sign`] with JWS header `typ` (e.g. a release statement).
     pub async fn sign_typed(&self, claims: &Value, now: i64, typ: &str) -> Result<(String, String), KeyError> {
         let mut ring = self.ring().await?;

@@ -516,9 +516,12 @@ pub async fn healthz() -> Json<Value> {
               (status = 503, description = "Not ready: storage_unavailable, no_signing_key, key_custody_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     st.store.ping().await?;
-    let ring = st.keys.ring().await.map_err(ApiError::storage)?;
-    if ring.signer(now()).is_none() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is active"));
+    if let Err(e) = st.keys.check_signer(now()).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_signing_key",
+            format!("no token signing key can sign ({e}); replicas must share the key-encryption key their keys are sealed under"),
+        ));
     }
     let broker = st.broker.clone();
     // An HSM call blocks: off the async threads.

@@ -126,3 +126,24 @@ async fn endorsements_imported_at_one_replica_judge_evidence_at_the_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A replica started with its own key-encryption key on a shared database
+/// cannot open the signing keys sealed by the others: it says so at
+/// `/readyz` (503 `no_signing_key`), so a load balancer sends it nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_open_the_shared_signing_key_is_not_ready() {
+    let Some(cluster) = pg::PgCluster::start("serve-kek") else { return };
+    let url = cluster.create_database();
+    let mut a = start("replica-kek-a", |x| x.database_url = Some(url.clone())).await;
+    let (s, v) = a.get("/readyz").await;
+    assert_eq!(s, 200, "{v}");
+    // Its own data directory: its own, different KEK.
+    let mut c = start("replica-kek-c", |x| x.database_url = Some(url.clone())).await;
+    let (s, v) = c.get("/readyz").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("no_signing_key")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("key-encryption key"), "{v}");
+    // The first is still ready.
+    assert_eq!(a.get("/readyz").await.0, 200);
+    a.stop().await;
+    c.stop().await;
+}

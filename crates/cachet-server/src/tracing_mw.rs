@@ -120,7 +120,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, mut req: Request, nex
     let caller = caller.get();
     tracing::info!(
         target: ACCESS_TARGET,
-        method,
+        method = %method,
         route = %route,
         status = status.as_u16(),
         // Milliseconds, to the microsecond.

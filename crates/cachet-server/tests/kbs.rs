@@ -142,7 +142,7 @@ impl KbsClient {
         let mut point = vec![4u8];
         point.extend(URL_SAFE_NO_PAD.decode(epk["x"].as_str().unwrap()).unwrap());
         point.extend(URL_SAFE_NO_PAD.decode(epk["y"].as_str().unwrap()).unwrap());
-        let kek = agreement::agree(&self.sk, &UnparsedPublicKey::new(&ECDH_P256, &point), (), |z| {
+        let kek = agreement::agree(&self.sk, UnparsedPublicKey::new(&ECDH_P256, point), (), |z| {
             // Concat KDF (RFC 7518 4.6.2), SHA-256, one round, empty apu/apv.
             let alg = b"ECDH-ES+A256KW";
             let mut input = vec![0, 0, 0, 1];

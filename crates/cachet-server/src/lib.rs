@@ -19,6 +19,7 @@ pub mod freshness;
 pub mod kbs;
 pub mod keys;
 pub mod limits;
+pub mod maa;
 pub mod metrics;
 pub mod ops;
 pub mod policies;
@@ -149,7 +150,9 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::challenge))
         .routes(routes!(routes::attest))
         .routes(routes!(secrets::release))
-        .layer(from_fn_with_state(limiter, limits::rate_limit));
+        .layer(from_fn_with_state(limiter.clone(), limits::rate_limit));
+    // The Azure Attestation (MAA) surface: same pipeline, same budget.
+    let maa = maa::routes().layer(from_fn_with_state(limiter, limits::rate_limit));
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(public)
         .routes(routes!(routes::openid_configuration))
@@ -170,6 +173,7 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let router = router
         .merge(kbs)
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .merge(maa)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
@@ -367,6 +371,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
     let keys = Arc::new(key_service(&config, store.clone()));
     keys.seal_plaintext_keys("server", now()).await.map_err(|e| format!("sealing stored signing keys: {e}"))?;
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;
+    keys.ensure_compat_signer("server", now(), maa::CERT_NAME).await.map_err(|e| format!("Azure Attestation signing key: {e}"))?;
 
     let mut anchors = TrustAnchors::pinned();
     if config.insecure_simulated_tee {
@@ -395,6 +400,20 @@ pub async fn start(config: Config) -> Result<Server, String> {
         tracing::warn!(
             "!!! INSECURE: --allow-verification-time is on: attesters choose the verification instant (`at`), so evidence whose \
              certificates have expired is accepted. Never use this in production. !!!"
+        );
+    }
+
+    if let Some(at) = config.fixed_verification_time {
+        // Every request's evidence is judged as of one past instant: expired
+        // or since-revoked endorsements pass. Tests with recorded evidence only.
+        eprintln!(
+            "\n*** WARNING: --fixed-verification-time is on (TESTS ONLY): every request's evidence is verified as of\n\
+             *** {at} (Unix seconds), not now: expired or since-revoked certificates pass.\n"
+        );
+        tracing::warn!(
+            fixed_verification_time = at,
+            "!!! TESTS ONLY: --fixed-verification-time pins the verification instant of every request; expired or revoked \
+             certificates are accepted. Never use this in production. !!!"
         );
     }
 

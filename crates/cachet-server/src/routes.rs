@@ -154,7 +154,9 @@ fn evidence_bytes(evidence: &str) -> Result<Vec<u8>, ApiError> {
 /// allows a verification time (`verification_time_not_allowed` otherwise).
 pub(crate) fn verification_time(st: &AppState, at: Option<&str>, now: i64) -> Result<i64, ApiError> {
     match at {
-        None => Ok(now),
+        // The test-only --fixed-verification-time pins the instant of
+        // every request that does not name one.
+        None => Ok(st.config.fixed_verification_time.unwrap_or(now)),
         Some(_) if !st.config.allow_verification_time => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "verification_time_not_allowed",
@@ -281,6 +283,46 @@ pub(crate) async fn attest_bound(
     req: AttestRequest,
     report_data: Option<Vec<u8>>,
 ) -> Result<(String, Value), ApiError> {
+    attest_adapted(st, actor, req, report_data, &Adapter::default()).await
+}
+
+/// An adapter's binding check: `Err(why)` refuses the verified claims.
+pub(crate) type BindingCheck = dyn Fn(&Value) -> Result<(), String> + Send + Sync;
+
+/// What an adapter for another protocol's surface (`maa.rs`: Azure
+/// Attestation) changes in the one pipeline of [`attest_core`]; nothing
+/// else differs (verification, endorsements, appraisal, audit, metrics).
+#[derive(Default)]
+pub(crate) struct Adapter<'a> {
+    /// The adapter's own binding, checked on the verified claims (a
+    /// refusal is `422 freshness_binding_failed`, audited).
+    pub binding: Option<&'a BindingCheck>,
+    /// Claims the adapter adds to the token, given the finished EAR claims.
+    pub claims: Option<&'a (dyn Fn(&mut Value) + Send + Sync)>,
+    /// Appraise with this Rego text (the caller's draft) instead of a
+    /// stored policy; the token is then unsecured (`alg: none`), so a
+    /// policy the caller wrote never yields a signed token.
+    pub draft_policy: Option<&'a str>,
+    /// Sign with the RS256 key of the Azure Attestation compatible routes
+    /// (`KeyService::sign_compat`) instead of the EAR key.
+    pub compat_key: bool,
+}
+
+/// An unsecured JWT (RFC 7519 §6: `alg: none`, empty signature).
+fn unsecured_jwt(claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims.to_string().as_bytes()))
+}
+
+/// [`attest_bound`] with an [`Adapter`].
+pub(crate) async fn attest_adapted(
+    st: &AppState,
+    actor: &str,
+    req: AttestRequest,
+    report_data: Option<Vec<u8>>,
+    adapter: &Adapter<'_>,
+) -> Result<(String, Value), ApiError> {
     let st = st.clone();
     let actor = actor.to_string();
     let t = now();
@@ -390,9 +432,30 @@ pub(crate) async fn attest_bound(
             });
         }
     }
+    if let Some(Err(why)) = adapter.binding.map(|check| check(&claims)) {
+        record(&st, &actor, tee, "refused", Some("Freshness binding".into()), None, json!({"message": why})).await;
+        st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "freshness_binding_failed",
+            message: format!("Freshness binding: {why}"),
+            check: Some("Freshness binding".into()),
+        });
+    }
 
     let input = appraisal_input(tee, &claims, runtime_data.as_deref(), nonce.as_deref());
-    let a = appraisal::appraise(&st, tee, req.policy.as_deref(), input, at).await.inspect_err(|e| {
+    let appraised = match adapter.draft_policy {
+        Some(text) => {
+            let text = text.to_string();
+            let policy = tokio::task::spawn_blocking(move || cachet_appraise::Policy::compile("draft", &text))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "policy_invalid", format!("the draft policy: {e}")))?;
+            appraisal::run(std::sync::Arc::new(policy), input, st.appraiser.reference_values(), at).await
+        }
+        None => appraisal::appraise(&st, tee, req.policy.as_deref(), input, at).await,
+    };
+    let a = appraised.inspect_err(|e| {
         tracing::error!(tee = %tee, code = e.code, "appraisal failed: {}", bound_text(&e.message, MAX_DETAIL_STRING));
     })?;
     let status = appraisal::token_status(a.status);
@@ -439,7 +502,15 @@ pub(crate) async fn attest_bound(
             }
         }
     }
-    let (token, kid) = st.keys.sign(&claims, t).await.map_err(|e| {
+    if let Some(add) = adapter.claims {
+        add(&mut claims);
+    }
+    let signed = match (adapter.draft_policy, adapter.compat_key) {
+        (Some(_), _) => Ok((unsecured_jwt(&claims), "none (draft policy)".to_string())),
+        (None, true) => st.keys.sign_compat(&claims, t, "Cachet Azure Attestation compatible token signing").await,
+        (None, false) => st.keys.sign(&claims, t).await,
+    };
+    let (token, kid) = signed.map_err(|e| {
         tracing::error!(error = %e, "cannot sign a token");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is available")
     })?;

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod appraisal;
 pub mod auth;
 pub mod config;
+pub mod deployment;
 pub mod endorse;
 pub mod endorse_admin;
 pub mod error;
@@ -368,6 +369,7 @@ pub async fn start(config: Config) -> Result<Server, String> {
     config.check_files()?;
     let store: Arc<dyn Store> = open_store(&config).await?;
     let broker = Arc::new(key_broker(&config, store.clone())?);
+    deployment::check(&config, store.as_ref(), Some(broker.kek())).await?;
     let keys = Arc::new(key_service(&config, store.clone()));
     keys.seal_plaintext_keys("server", now()).await.map_err(|e| format!("sealing stored signing keys: {e}"))?;
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;

@@ -17,12 +17,16 @@ use cachet_store::{verify_audit_chain, PostgresStore, Store};
 use common::*;
 use serde_json::json;
 
+/// The one issuer of every replica of these tests.
+const ISSUER: &str = "https://cachet.example";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_from_replica_a_is_redeemed_once_at_replica_b_and_refused_as_reused_at_a() {
     let Some(cluster) = pg::PgCluster::start("serve") else { return };
     let url = cluster.create_database();
     let mut a = start("replica-a", |x| {
         x.database_url = Some(url.clone());
+        x.issuer = Some(ISSUER.into());
         x.insecure_simulated_tee = true;
     })
     .await;
@@ -31,6 +35,7 @@ async fn a_challenge_from_replica_a_is_redeemed_once_at_replica_b_and_refused_as
     let shared = a.dir.clone();
     let mut b = start("replica-b", |x| {
         x.database_url = Some(url.clone());
+        x.issuer = Some(ISSUER.into());
         x.data_dir = Some(shared);
         x.insecure_simulated_tee = true;
     })
@@ -81,12 +86,14 @@ async fn endorsements_imported_at_one_replica_judge_evidence_at_the_other() {
     let url = cluster.create_database();
     let mut a = start("replica-endorse-a", |x| {
         x.database_url = Some(url.clone());
+        x.issuer = Some(ISSUER.into());
         x.allow_verification_time = true;
     })
     .await;
     let shared = a.dir.clone();
     let mut b = start("replica-endorse-b", |x| {
         x.database_url = Some(url.clone());
+        x.issuer = Some(ISSUER.into());
         x.data_dir = Some(shared);
         x.allow_verification_time = true;
     })
@@ -128,22 +135,42 @@ async fn endorsements_imported_at_one_replica_judge_evidence_at_the_other() {
 }
 
 /// A replica started with its own key-encryption key on a shared database
-/// cannot open the signing keys sealed by the others: it says so at
-/// `/readyz` (503 `no_signing_key`), so a load balancer sends it nothing.
+/// could not open the secrets and signing keys sealed by the others, and one
+/// with another issuer would sign tokens the others' relying parties refuse:
+/// both refuse to start, naming what the deployment holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_that_cannot_open_the_shared_signing_key_is_not_ready() {
+async fn a_replica_with_another_kek_or_issuer_refuses_to_start() {
     let Some(cluster) = pg::PgCluster::start("serve-kek") else { return };
     let url = cluster.create_database();
-    let mut a = start("replica-kek-a", |x| x.database_url = Some(url.clone())).await;
+    let mut a = start("replica-kek-a", |x| {
+        x.database_url = Some(url.clone());
+        x.issuer = Some(ISSUER.into());
+    })
+    .await;
     let (s, v) = a.get("/readyz").await;
     assert_eq!(s, 200, "{v}");
-    // Its own data directory: its own, different KEK.
-    let mut c = start("replica-kek-c", |x| x.database_url = Some(url.clone())).await;
-    let (s, v) = c.get("/readyz").await;
-    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("no_signing_key")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("key-encryption key"), "{v}");
+    // Its own data directory: its own, different KEK. Refused at start,
+    // naming both KEKs, before it signs or seals anything.
+    let dir = temp_dir("replica-kek-c");
+    let mut c = args(&dir);
+    c.database_url = Some(url.clone());
+    c.issuer = Some(ISSUER.into());
+    let err = cachet_server::start(c.resolve().expect("config")).await.err().expect("refused");
+    assert!(err.contains("key-encryption key") && err.contains("local-file"), "{err}");
     // The first is still ready.
     assert_eq!(a.get("/readyz").await.0, 200);
+
+    // Another issuer, or none, on the shared database: refused too.
+    for issuer in [Some("https://other.example"), None] {
+        let mut b = args(&a.dir);
+        b.database_url = Some(url.clone());
+        b.data_dir = Some(a.dir.clone());
+        b.issuer = issuer.map(Into::into);
+        let err = cachet_server::start(b.resolve().expect("config")).await.err().expect("refused");
+        assert!(err.contains("--issuer"), "{err}");
+        if issuer.is_some() {
+            assert!(err.contains(ISSUER), "names the deployment's issuer: {err}");
+        }
+    }
     a.stop().await;
-    c.stop().await;
 }

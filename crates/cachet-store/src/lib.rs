@@ -372,6 +372,10 @@ pub trait Store: Send + Sync {
     async fn put_endorsements(&self, rows: &[EndorsementRow]) -> StoreResult<()>;
     /// Every cached endorsement, by key.
     async fn list_endorsements(&self) -> StoreResult<Vec<EndorsementRow>>;
+
+    /// The deployment-wide value of `name`: `value` if none was claimed yet
+    /// (it is then kept), else the one claimed first, whatever `value` is.
+    async fn claim_setting(&self, name: &str, value: &str) -> StoreResult<String>;
 }
 
 /// How an owner is stored in `reference_sets.owner`: `''` is the operator.

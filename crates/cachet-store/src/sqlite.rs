@@ -705,6 +705,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn claim_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO deployment (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM deployment WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
+        Ok(row.try_get("value")?)
+    }
+
     async fn list_endorsements(&self) -> StoreResult<Vec<EndorsementRow>> {
         let rows = sqlx::query("SELECT * FROM endorsements ORDER BY key").fetch_all(&self.pool).await?;
         rows.iter().map(endorsement_from).collect()

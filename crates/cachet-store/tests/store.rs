@@ -615,3 +615,12 @@ async fn a_set_of_endorsements_is_kept_whole_or_not_at_all(f: Fixture) {
     let keys: Vec<String> = f.store.list_endorsements().await.unwrap().into_iter().map(|r| r.key).collect();
     assert_eq!(keys, ["intel/pckcrl/processor", "intel/rootcacrl"], "nothing of the failed set was kept");
 }
+
+both!(the_first_claim_of_a_deployment_setting_holds);
+async fn the_first_claim_of_a_deployment_setting_holds(f: Fixture) {
+    assert_eq!(f.store.claim_setting("issuer", "https://a.example").await.unwrap(), "https://a.example");
+    assert_eq!(f.store.claim_setting("issuer", "https://b.example").await.unwrap(), "https://a.example", "the first claim holds");
+    assert_eq!(f.store.claim_setting("kek", "local-file local:1").await.unwrap(), "local-file local:1", "settings are apart");
+    let s = f.reopen().await;
+    assert_eq!(s.claim_setting("issuer", "https://c.example").await.unwrap(), "https://a.example", "kept across restarts");
+}

@@ -91,10 +91,14 @@ impl TestServer {
         v["keys"].as_array().unwrap().iter().map(|k| PublicKey::from_jwk(k).expect("JWK parses")).collect()
     }
 
-    /// Verify a token against the served JWKS and issuer; return its claims.
+    /// Verify a token against the served JWKS and the issuer its discovery
+    /// document names (its URL unless `--issuer` was given); return its claims.
     pub async fn verify_token(&self, token: &str) -> Value {
         let keys = self.jwks().await;
-        let want = jws::Expectations { now: cachet_server::now(), leeway: 5, issuer: Some(&self.url) };
+        let (s, discovery) = self.get("/.well-known/openid-configuration").await;
+        assert_eq!(s, 200, "{discovery}");
+        let issuer = discovery["issuer"].as_str().expect("discovery names the issuer").to_string();
+        let want = jws::Expectations { now: cachet_server::now(), leeway: 5, issuer: Some(&issuer) };
         jws::verify(token, &keys, &want).expect("token verifies against the JWKS")
     }
 

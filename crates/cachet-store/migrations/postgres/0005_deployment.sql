@@ -1,0 +1,7 @@
+-- What every replica on this database must agree on (the token issuer, the
+-- key-encryption key's identifier), claimed by the first to start: a replica
+-- started with another value is refused at start.
+CREATE TABLE deployment (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -241,9 +241,22 @@ pub async fn challenge(State(st): State<AppState>) -> Result<Json<ChallengeRespo
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ApiError::internal("no randomness"))?;
     let t = now();
     let expires_at = t + st.config.nonce_ttl;
-    st.store.insert_nonce(&nonce, t, expires_at).await?;
+    quick(st.store.insert_nonce(&nonce, t, expires_at)).await?;
     st.metrics.nonces_issued.with_label_values::<&str>(&[]).inc();
     Ok(Json(ChallengeResponse { nonce: hex::encode(nonce), expires_at }))
+}
+
+/// How long the quick store calls of the routes a load balancer or an
+/// attester polls (a nonce, a readiness ping) may take before answering
+/// 503 `storage_unavailable`: a database that is down must be seen within a
+/// second, not after the pool's 30 s wait for a connection.
+pub const QUICK_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn quick<T, E: Into<ApiError>>(call: impl std::future::Future<Output = Result<T, E>>) -> Result<T, ApiError> {
+    match tokio::time::timeout(QUICK_STORE_TIMEOUT, call).await {
+        Ok(answer) => answer.map_err(Into::into),
+        Err(_) => Err(ApiError::storage(format!("the store did not answer within {QUICK_STORE_TIMEOUT:?}"))),
+    }
 }
 
 /// Verify evidence, appraise it, and return a signed EAR token.
@@ -586,7 +599,7 @@ pub async fn healthz() -> Json<Value> {
     responses((status = 200, description = "Ready", body = Object),
               (status = 503, description = "Not ready: storage_unavailable, no_signing_key, key_custody_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    st.store.ping().await?;
+    quick(st.store.ping()).await?;
     if let Err(e) = st.keys.check_signer(now()).await {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -174,3 +174,26 @@ async fn a_replica_with_another_kek_or_issuer_refuses_to_start() {
     }
     a.stop().await;
 }
+
+/// With the database gone, the routes a load balancer and an attester poll
+/// answer 503 `storage_unavailable` at once (a client giving up after 10 s
+/// would have seen the pool's 30 s wait for a connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_readyz_and_challenge_answer_503_at_once() {
+    let Some(cluster) = pg::PgCluster::start("serve-down") else { return };
+    let url = cluster.create_database();
+    let mut a = start("replica-down", |x| {
+        x.database_url = Some(url.clone());
+        x.issuer = Some(ISSUER.into());
+    })
+    .await;
+    assert_eq!(a.get("/readyz").await.0, 200);
+    cluster.stop();
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    for (method, path) in [(reqwest::Method::GET, "/readyz"), (reqwest::Method::POST, "/v1/challenge")] {
+        let r = client.request(method, a.at(path)).send().await.unwrap_or_else(|e| panic!("{path} answers: {e}"));
+        let (s, v) = status_json(r).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (503, Some("storage_unavailable")), "{path}: {v}");
+    }
+    a.stop().await;
+}

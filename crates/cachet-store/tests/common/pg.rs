@@ -126,6 +126,13 @@ impl PgCluster {
         cmd.args(args).current_dir(&self.root).output()
     }
 
+    /// Stop the server now (`-m immediate`, as a crash would): the database is gone.
+    pub fn stop(&self) {
+        let data = self.data.display().to_string();
+        let out = self.pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The loopback port the server listens on.
     pub fn port(&self) -> u16 {
         self.port

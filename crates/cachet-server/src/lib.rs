@@ -373,7 +373,6 @@ pub async fn start(config: Config) -> Result<Server, String> {
     let keys = Arc::new(key_service(&config, store.clone()));
     keys.seal_plaintext_keys("server", now()).await.map_err(|e| format!("sealing stored signing keys: {e}"))?;
     keys.ensure_signer("server", now()).await.map_err(|e| format!("signing key: {e}"))?;
-    keys.ensure_compat_signer("server", now(), maa::CERT_NAME).await.map_err(|e| format!("Azure Attestation signing key: {e}"))?;
 
     let mut anchors = TrustAnchors::pinned();
     if config.insecure_simulated_tee {

@@ -7,7 +7,9 @@
 //!   `{"keys": [JWK with x5c]}` (the SDK reads each key's `x5c`). The MAA
 //!   routes sign with an RS256 key of their own (the Python SDK 1.0.0 checks
 //!   only RSA PKCS#1 v1.5 signatures) whose self-signed certificate is its
-//!   `x5c`; it is made at start if absent (`KeyService::ensure_compat_signer`).
+//!   `x5c`; it is made at the first use of these routes if absent
+//!   (`KeyService::ensure_compat_signer`), so a service that never serves
+//!   them publishes no RS256 key.
 //! - `POST /attest/SgxEnclave`, `/attest/OpenEnclave` (api-versions
 //!   2020-10-01, 2022-08-01 and later listed in [`SGX_VERSIONS`]),
 //!   `/attest/SevSnpVm` (2022-08-01 on), `/attest/TdxVm` (2023-04-01-preview

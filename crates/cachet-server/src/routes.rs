@@ -600,22 +600,19 @@ pub async fn healthz() -> Json<Value> {
               (status = 503, description = "Not ready: storage_unavailable, no_signing_key, key_custody_unavailable", body = ErrorBody)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     quick(st.store.ping()).await?;
-    if let Err(e) = st.keys.check_signer(now()).await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_signing_key",
-            format!("no token signing key can sign ({e}); replicas must share the key-encryption key their keys are sealed under"),
-        ));
-    }
     let broker = st.broker.clone();
     // An HSM call blocks: off the async threads.
-    match tokio::task::spawn_blocking(move || broker.kek().check()).await.map_err(ApiError::internal)? {
-        Ok(()) => Ok(Json(json!({"status": "ready", "key_custody": "ok"}))),
-        Err(e) => Err(ApiError::new(
+    if let Err(e) = tokio::task::spawn_blocking(move || broker.kek().check()).await.map_err(ApiError::internal)? {
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "key_custody_unavailable",
             format!("the key custody does not answer ({e}); secrets cannot be released until it does"),
-        )),
+        ));
+    }
+    // The custody answers: the active key must also open and sign.
+    match st.keys.check_signer(now()).await {
+        Ok(_) => Ok(Json(json!({"status": "ready", "key_custody": "ok"}))),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", format!("no token signing key can sign ({e})"))),
     }
 }
 

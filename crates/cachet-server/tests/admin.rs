@@ -362,7 +362,8 @@ async fn the_audit_log_records_decisions_and_changes_and_detects_an_edited_row()
     let reader = srv.api_key(Role::Reader).await;
     let admin = srv.api_key(Role::Admin).await;
     // One refused attestation and one admin change.
-    let (s, _) = srv.post("/v1/attest", &json!({"tee": "sgx", "evidence": b64(b"not a quote")})).await;
+    // Binary that is no quote (text would be refused earlier, as text: evidence_encoding).
+    let (s, _) = srv.post("/v1/attest", &json!({"tee": "sgx", "evidence": b64(&[0x03, 0x00, 0xff, 0x00, 0x81])})).await;
     assert_eq!(s, 422);
     let r = srv
         .client

@@ -493,7 +493,8 @@ async fn configuration_by_flag_environment_and_file_and_bad_certificates_stop_th
         let r = cachet_server::start(a.resolve().unwrap()).await;
         assert!(r.is_err(), "{} accepted", bad.display());
         let e = r.err().unwrap_or_default();
-        assert!(e.contains("policy-signing certificate"), "{e}");
+        assert!(e.contains("policy-signing"), "names the flag or the certificate: {e}");
+        assert!(e.contains(&*bad.to_string_lossy()), "names the file: {e}");
         let _ = std::fs::remove_dir_all(&d);
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -104,7 +104,7 @@ fn tenants_manage_their_own_secrets_from_the_command_line() {
     let o = secrets(&url, &ka, &["put", "db", "--value-stdin", "--policy-file", p], Some("x"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("policy_invalid"), "{o:?}");
     let o = Command::new(BIN).args(["secrets", "list", "--server", &url]).env_remove("CACHET_API_KEY").output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "no API key is a usage error");
     // Delete.
     assert!(secrets(&url, &ka, &["delete", "db"], None).status.success());
     assert!(json(&secrets(&url, &ka, &["list"], None)).as_array().unwrap().is_empty());

@@ -17,6 +17,7 @@
 pub mod authority;
 pub mod bundle;
 pub mod cache;
+pub mod forecast;
 pub mod http;
 pub mod kds;
 pub mod needs;

@@ -28,6 +28,31 @@ impl IntelTee {
     }
 }
 
+/// Which PCS channel a TCB Info is asked from (`update=` of
+/// `GET /{sgx|tdx}/certification/v4/tcb`). Intel's PCS API v4 documentation:
+/// `early` is "early access to updated TCB Info provided as part of a TCB
+/// recovery event (commonly the day of public disclosure of the items in
+/// scope)", `standard` "standard access ... (commonly approximately 6 weeks
+/// after public disclosure)"; without the parameter PCS assumes `standard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcbUpdate {
+    /// What verification uses (and what PCS serves without `update`).
+    Standard,
+    /// A TCB recovery's TCB Info before it reaches the standard channel.
+    Early,
+}
+
+impl TcbUpdate {
+    /// The query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcbUpdate::Standard => "standard",
+            TcbUpdate::Early => "early",
+        }
+    }
+}
+
 /// Which PCK CA issued the PCK certificate (`ca=` of the PCK CRL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

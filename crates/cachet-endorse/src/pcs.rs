@@ -21,7 +21,7 @@ use cachet_verify::x509::{certs_from_pem, parse_cert, parse_crl, pem_blocks};
 use cachet_verify::Tee;
 
 use crate::http::{Answer, Http};
-use crate::needs::{IntelTee, PckCa};
+use crate::needs::{IntelTee, PckCa, TcbUpdate};
 use crate::{EndorseError, Fetched, Part, Resource, Sources};
 
 /// Intel's own PCS host: the root CA CRL then comes from the root's CRL
@@ -95,21 +95,7 @@ fn pck_ca(issuer_cn: &str) -> Option<PckCa> {
 pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Result<Fetched, EndorseError> {
     let base = sources.pcs_url.trim_end_matches('/');
     match r {
-        Resource::TcbInfo { tee, fmspc } => {
-            if fmspc.len() != 12 || !fmspc.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(EndorseError::Evidence(format!("FMSPC {fmspc:?} is not 12 hex digits")));
-            }
-            let url = format!("{base}/{}/certification/v4/tcb?fmspc={fmspc}", tee.as_str());
-            let id = if *tee == IntelTee::Sgx { "SGX" } else { "TDX" };
-            let doc = SignedDoc {
-                what: format!("{} TCB Info for FMSPC {fmspc}", tee.as_str().to_uppercase()),
-                chain_headers: &["tcb-info-issuer-chain", "sgx-tcb-info-issuer-chain"],
-                member: "tcbInfo",
-                expect: &[("id", id), ("fmspc", fmspc)],
-                names: (format!("tcb-info-{}-{fmspc}.json", tee.as_str()), "tcb-info-issuer-chain.pem"),
-            };
-            signed_doc(http, r, url, doc, now).await.and_then(|f| accepted(f, |c| c.tcb_infos.len() == 1, "a TCB Info"))
-        }
+        Resource::TcbInfo { tee, fmspc } => fetch_tcb_info(http, sources, *tee, fmspc, TcbUpdate::Standard, now).await,
         Resource::QeIdentity { tee } => {
             let url = format!("{base}/{}/certification/v4/qe/identity", tee.as_str());
             let id = if *tee == IntelTee::Sgx { "QE" } else { "TD_QE" };
@@ -174,6 +160,44 @@ pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Re
         }
         other => Err(EndorseError::Evidence(format!("{} is not an Intel PCS resource", other.key()))),
     }
+}
+
+/// The TCB Info of an FMSPC from the `update` channel (`Standard`: the
+/// request verification makes, without the parameter, as before). An `Early`
+/// answer is a TCB recovery's TCB Info ahead of enforcement: its
+/// [`Fetched::resource`] still names the TCB Info, so it must never be kept
+/// in a cache under that key (the TCB recovery forecast reads it and keeps nothing).
+pub async fn fetch_tcb_info(
+    http: &Http,
+    sources: &Sources,
+    tee: IntelTee,
+    fmspc: &str,
+    update: TcbUpdate,
+    now: i64,
+) -> Result<Fetched, EndorseError> {
+    if fmspc.len() != 12 || !fmspc.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(EndorseError::Evidence(format!("FMSPC {fmspc:?} is not 12 hex digits")));
+    }
+    let base = sources.pcs_url.trim_end_matches('/');
+    let channel = match update {
+        TcbUpdate::Standard => String::new(),
+        TcbUpdate::Early => "&update=early".to_string(),
+    };
+    let url = format!("{base}/{}/certification/v4/tcb?fmspc={fmspc}{channel}", tee.as_str());
+    let id = if tee == IntelTee::Sgx { "SGX" } else { "TDX" };
+    let r = Resource::TcbInfo { tee, fmspc: fmspc.to_string() };
+    let what = match update {
+        TcbUpdate::Standard => format!("{} TCB Info for FMSPC {fmspc}", tee.as_str().to_uppercase()),
+        TcbUpdate::Early => format!("{} TCB Info for FMSPC {fmspc} (update=early)", tee.as_str().to_uppercase()),
+    };
+    let doc = SignedDoc {
+        what,
+        chain_headers: &["tcb-info-issuer-chain", "sgx-tcb-info-issuer-chain"],
+        member: "tcbInfo",
+        expect: &[("id", id), ("fmspc", fmspc)],
+        names: (format!("tcb-info-{}-{fmspc}.json", tee.as_str()), "tcb-info-issuer-chain.pem"),
+    };
+    signed_doc(http, &r, url, doc, now).await.and_then(|f| accepted(f, |c| c.tcb_infos.len() == 1, "a TCB Info"))
 }
 
 /// `GET url`: a 200 answer, 404 as [`EndorseError::NotFound`], anything else a source error.

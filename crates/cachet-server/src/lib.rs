@@ -12,6 +12,7 @@ pub mod admin;
 pub mod appraisal;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod deployment;
 pub mod endorse;
 pub mod endorse_admin;
@@ -171,7 +172,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.config.body_limit;
     let metrics = state.metrics.clone();
     let https = state.config.tls.is_some();
+    // The operator console (`/console`): its own pages, the admin API's guards.
+    let console = console::router(state.clone());
     let router = router
+        .merge(console)
         .merge(kbs)
         .route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(maa)

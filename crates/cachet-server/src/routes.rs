@@ -421,7 +421,9 @@ pub(crate) async fn attest_adapted(
     let claims = match verification.result {
         Ok(c) => c,
         Err(e) => {
-            record(&st, &actor, tee, "refused", Some(e.check.clone()), None, json!({"message": e.message})).await;
+            let mut detail = crate::console::audit_report(&verification.checks, None, None, None);
+            detail.insert("message".into(), json!(e.message));
+            record(&st, &actor, tee, "refused", Some(e.check.clone()), None, Value::Object(detail)).await;
             st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
             // The message can quote the evidence: bounded like the audit's.
             tracing::info!(tee = %tee, check = %bound_text(&e.check, MAX_FIELD), "attestation refused: {}", bound_text(&e.message, MAX_DETAIL_STRING));
@@ -472,6 +474,8 @@ pub(crate) async fn attest_adapted(
         tracing::error!(tee = %tee, code = e.code, "appraisal failed: {}", bound_text(&e.message, MAX_DETAIL_STRING));
     })?;
     let status = appraisal::token_status(a.status);
+    // The console's report of this attestation (bounded): checks, claims, rules, revisions.
+    let report = crate::console::audit_report(&verification.checks, Some(&claims), Some(json!(a.reasons)), revisions.as_ref());
     let mut token_id = [0u8; 16];
     aws_lc_rs::rand::fill(&mut token_id).map_err(|_| ApiError::internal("no randomness"))?;
     let token_id = hex::encode(token_id);
@@ -528,7 +532,10 @@ pub(crate) async fn attest_adapted(
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_signing_key", "no token signing key is available")
     })?;
     let not_affirming: Vec<_> = a.reasons.iter().filter(|r| r.outcome > cachet_appraise::Status::Affirming).collect();
-    let detail = json!({"status": a.status.as_str(), "policy": a.policy_name, "policy_hash": appraisal::hash_label(&a.policy_hash), "reasons": not_affirming, "kid": kid, "freshness": ear.freshness.as_str(), "verification_time": at});
+    let mut detail = json!({"status": a.status.as_str(), "policy": a.policy_name, "policy_hash": appraisal::hash_label(&a.policy_hash), "reasons": not_affirming, "kid": kid, "freshness": ear.freshness.as_str(), "verification_time": at});
+    if let Some(d) = detail.as_object_mut() {
+        d.extend(report);
+    }
     let entry = AuditEntry {
         ts: t,
         actor,

@@ -75,3 +75,109 @@ pub async fn import_endorsements(
         }
     }
 }
+
+/// Most audit records one forecast reads (the rest of the window is left
+/// out and the report says `audit_truncated`).
+pub const MAX_AUDIT_SCAN: i64 = 1_000_000;
+/// Longest window a forecast looks back over.
+pub const MAX_FORECAST_DAYS: u32 = 3650;
+/// The window when none is given.
+pub const DEFAULT_FORECAST_DAYS: u32 = 30;
+
+/// The last audit sequence number before the window (records are appended
+/// in time order): a binary search, so a long log is not read from its start.
+async fn last_seq_before(store: &dyn cachet_store::Store, since: i64) -> Result<i64, cachet_store::StoreError> {
+    let at = |seq: i64| async move { store.audit_page(seq - 1, 1).await.map(|p| p.first().map(|r| r.ts)) };
+    // Invariant: every record up to `lo` is older than `since`; record `hi` is in the window or absent.
+    let (mut lo, mut hi) = (0i64, 1i64);
+    while let Some(ts) = at(hi).await? {
+        if ts >= since || hi > i64::MAX / 4 {
+            break;
+        }
+        lo = hi;
+        hi *= 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match at(mid).await? {
+            Some(ts) if ts < since => lo = mid,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+/// Platforms of the verified attestations (`attest`, outcome `ok`, a
+/// `platform` in the detail) since `since`; and whether the scan stopped at
+/// [`MAX_AUDIT_SCAN`] records.
+pub async fn platforms_seen(
+    store: &dyn cachet_store::Store,
+    since: i64,
+) -> Result<(Vec<cachet_endorse::forecast::Seen>, u64, bool), cachet_store::StoreError> {
+    let mut after = last_seq_before(store, since).await?;
+    let start = after;
+    let mut details = Vec::new();
+    loop {
+        let page = store.audit_page(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page {
+            if r.action == "attest" && r.outcome == "ok" && r.ts >= since && r.detail.contains("\"platform\"") {
+                if let Ok(d) = serde_json::from_str::<Value>(&r.detail) {
+                    details.push((r.ts, d));
+                }
+            }
+        }
+        if after - start >= MAX_AUDIT_SCAN {
+            let (seen, left_out) = cachet_endorse::forecast::collect_seen(details);
+            return Ok((seen, left_out, true));
+        }
+    }
+    let (seen, left_out) = cachet_endorse::forecast::collect_seen(details);
+    Ok((seen, left_out, false))
+}
+
+/// The forecast over the platforms of the last `days` days of the audit
+/// log: the one implementation behind `GET /v1/admin/endorsements/forecast`
+/// and `cachet endorsements forecast --data-dir|--database-url`.
+pub async fn forecast_from_store(
+    store: &dyn cachet_store::Store,
+    endorser: &cachet_endorse::Endorser,
+    days: u32,
+    newest: cachet_endorse::forecast::Newest<'_>,
+    amd: &[cachet_endorse::forecast::AmdMinimum],
+    now: i64,
+) -> Result<Value, cachet_store::StoreError> {
+    let days = days.clamp(1, MAX_FORECAST_DAYS);
+    let (seen, left_out, truncated) = platforms_seen(store, now - i64::from(days) * 86_400).await?;
+    let pairs = cachet_endorse::forecast::tcb_infos(&seen, endorser, newest, now).await;
+    let mut report = cachet_endorse::forecast::forecast(&seen, &pairs, amd, left_out, Some(days), now);
+    report["audit_truncated"] = json!(truncated);
+    Ok(report)
+}
+
+/// The forecast's window.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ForecastQuery {
+    /// Platforms seen in the last `days` days (default 30, at most 3650).
+    pub days: Option<u32>,
+}
+
+/// TCB recovery forecast: which platforms seen attesting in the last `days`
+/// days drop from their status (e.g. UpToDate) to a worse one (OutOfDate,
+/// not supported) under the TCB Info Intel serves with `update=early` from
+/// the service's `--pcs-url`, which component falls short, and from when.
+#[utoipa::path(get, path = "/v1/admin/endorsements/forecast", tag = "admin", security(("api_key" = ["reader", "operator"])), params(ForecastQuery),
+    responses((status = 200, description = "{format, affected: [{platform, tcb, current_status, next_status, shortfalls, from}], unaffected, not_assessed, tcb_infos, notes}", body = Object),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn forecast_endorsements(
+    State(st): State<AppState>,
+    crate::error::ApiQuery(q): crate::error::ApiQuery<ForecastQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let days = q.days.unwrap_or(DEFAULT_FORECAST_DAYS);
+    if days == 0 || days > MAX_FORECAST_DAYS {
+        return Err(ApiError::invalid(format!("'days' must be 1 to {MAX_FORECAST_DAYS}")));
+    }
+    let report = forecast_from_store(st.store.as_ref(), &st.endorser, days, cachet_endorse::forecast::Newest::Early, &[], now()).await?;
+    Ok(Json(report))
+}

@@ -142,7 +142,9 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let store = state.store.clone();
     let reader = admin::reader_routes().layer(from_fn_with_state(store.clone(), auth::require_reader));
     let admin = admin::admin_routes().layer(from_fn_with_state(store.clone(), auth::require_admin));
-    let operator_reader = admin::operator_reader_routes().layer(from_fn_with_state(store.clone(), auth::require_operator_reader));
+    let operator_reader = admin::operator_reader_routes()
+        .routes(routes!(endorse_admin::forecast_endorsements))
+        .layer(from_fn_with_state(store.clone(), auth::require_operator_reader));
     let operator_admin = admin::operator_admin_routes().layer(from_fn_with_state(store, auth::require_operator_admin));
     // The unauthenticated routes that write or verify: a budget per client address.
     let limiter = Arc::new(limits::ClientRateLimiter::new(&state.config));

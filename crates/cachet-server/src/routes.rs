@@ -399,6 +399,8 @@ pub(crate) async fn attest_adapted(
     let anchors = st.anchors.clone();
     let cache = st.verify_cache.clone();
     let verifier_nonce = binding.as_ref().and_then(|b| b.verifier_nonce().map(<[u8]>::to_vec));
+    // The platform's TCB as the quote states it, recorded below once verified (TCB recovery forecast).
+    let platform_hint = cachet_endorse::forecast::platform_hint(tee, &evidence);
     let started = Instant::now();
     let verification = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -458,6 +460,7 @@ pub(crate) async fn attest_adapted(
         });
     }
 
+    let platform = cachet_endorse::forecast::platform_seen(tee, platform_hint, &claims);
     let input = appraisal_input(tee, &claims, runtime_data.as_deref(), nonce.as_deref());
     let appraised = match adapter.draft_policy {
         Some(text) => {
@@ -535,6 +538,9 @@ pub(crate) async fn attest_adapted(
     let mut detail = json!({"status": a.status.as_str(), "policy": a.policy_name, "policy_hash": appraisal::hash_label(&a.policy_hash), "reasons": not_affirming, "kid": kid, "freshness": ear.freshness.as_str(), "verification_time": at});
     if let Some(d) = detail.as_object_mut() {
         d.extend(report);
+    }
+    if let Some(p) = platform {
+        detail["platform"] = json!(p);
     }
     let entry = AuditEntry {
         ts: t,

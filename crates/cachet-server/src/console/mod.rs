@@ -17,7 +17,7 @@
 //! - **Browser hardening.** Every response has a strict
 //!   `Content-Security-Policy` (no script at all, styles from
 //!   `/console/assets` only), `X-Frame-Options: DENY`, `nosniff`,
-//!   `Referrer-Policy: no-referrer` and `Cache-Control: no-store`. Forms that
+//!   `Referrer-Policy: same-origin` and `Cache-Control: no-store`. Forms that
 //!   change state (sign-out, dry run) carry the session's CSRF token and are
 //!   refused when `Origin` or `Sec-Fetch-Site` names another site. Every
 //!   value shown is HTML-escaped ([`esc`]): audit details hold what
@@ -199,7 +199,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     r
@@ -221,12 +221,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A state-changing request from another site (a cross-site form post):
-/// refused whatever it carries. Browsers send `Sec-Fetch-Site` and, on
-/// POST, `Origin`; a request with neither is not a browser's cross-site one.
+/// refused whatever it carries. Browsers send `Sec-Fetch-Site` (older ones
+/// only `Origin` on POST); a request with neither is not a browser's
+/// cross-site one.
 fn cross_site(headers: &HeaderMap) -> bool {
-    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if site.is_some_and(|s| s != "same-origin" && s != "none") {
-        return true;
+    // A page cannot set `Sec-Fetch-Site`: where the browser sends it, it decides.
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
     }
     let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
     match headers.get(axum::http::header::ORIGIN).map(|v| v.to_str().ok()) {
@@ -593,5 +594,10 @@ mod tests {
         h.remove("origin");
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(cross_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(cross_site(&h), "another port or subdomain is another origin");
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        h.insert("origin", HeaderValue::from_static("null"));
+        assert!(!cross_site(&h), "the browser's own word decides");
     }
 }

@@ -75,6 +75,36 @@ pub enum EndorsementsCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: ListFormat,
     },
+    /// TCB recovery forecast: which platforms seen attesting in the last
+    /// --days days (the server store's audit log) or given as evidence files
+    /// will fall to a worse TCB status (e.g. UpToDate to OutOfDate) under
+    /// the newest TCB Info (Intel PCS `update=early` from --pcs-url, or
+    /// --tcb-info files), which component falls short, and from when.
+    Forecast {
+        /// SGX/TDX quotes (binary, hex or base64) instead of the audit log.
+        evidence: Vec<PathBuf>,
+        /// Platforms seen in the last N days of the audit log (1 to 3650).
+        #[arg(long, default_value_t = 30, value_name = "N")]
+        days: u32,
+        /// The newest TCB Info as files (air-gapped; repeatable): PCS
+        /// answers or collateral bundles, and the TCB-Info-Issuer-Chain PEM
+        /// when an answer came without it. Default: fetched with
+        /// update=early from --pcs-url (else the server's pcs_url).
+        #[arg(long = "tcb-info", value_name = "FILE")]
+        tcb_info: Vec<PathBuf>,
+        /// AMD has no early TCB: a JSON list of minimum TCBs per product
+        /// (`[{"product":"Milan","bootloader":4,"tee":0,"snp":23,"microcode":213,"from":"2026-01-01"}]`).
+        #[arg(long, value_name = "FILE")]
+        amd_min_tcb: Option<PathBuf>,
+        #[command(flatten)]
+        sources: SourceArgs,
+        /// With evidence files: the cache folder of the TCB Infos in use [default: as `cachet verify`].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -209,6 +239,73 @@ async fn run_async(args: EndorsementsArgs) -> Result<ExitCode, String> {
                 }
             }
         }
+        EndorsementsCommand::Forecast { evidence, days, tcb_info, amd_min_tcb, sources, cache_dir, format } => {
+            let report = forecast(&args.store, evidence, days, tcb_info, amd_min_tcb, sources, cache_dir, now).await?;
+            match format {
+                ListFormat::Json => println!("{report}"),
+                ListFormat::Text => print!("{}", cachet_endorse::forecast::table(&report)),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cachet endorsements forecast`: the server's forecast
+/// (`endorse_admin::forecast_from_store`) over its store, or the same over
+/// evidence files.
+#[allow(clippy::too_many_arguments)]
+async fn forecast(
+    store: &StoreArgs,
+    evidence: Vec<PathBuf>,
+    days: u32,
+    tcb_info: Vec<PathBuf>,
+    amd_min_tcb: Option<PathBuf>,
+    sources: SourceArgs,
+    cache_dir: Option<PathBuf>,
+    now: i64,
+) -> Result<serde_json::Value, String> {
+    use cachet_endorse::forecast::{self, AmdMinimum, Newest, Seen, TcbInfoDoc};
+    const MAX_FILE: u64 = 4 << 20;
+    if days == 0 || days > cachet_server::endorse_admin::MAX_FORECAST_DAYS {
+        return Err(format!("--days must be 1 to {}", cachet_server::endorse_admin::MAX_FORECAST_DAYS));
+    }
+    let mut files = Vec::new();
+    for p in &tcb_info {
+        files.push((p.display().to_string(), read_limited(p, MAX_FILE)?));
+    }
+    let docs = if files.is_empty() { Vec::new() } else { TcbInfoDoc::from_files(&files)? };
+    let newest = if docs.is_empty() { Newest::Early } else { Newest::Given(&docs) };
+    let amd: Vec<AmdMinimum> = match &amd_min_tcb {
+        Some(p) => serde_json::from_slice(&read_limited(p, MAX_FILE)?)
+            .map_err(|e| format!("{}: not a list of {{product, bootloader, tee, snp, microcode, fmc?, from?}}: {e}", p.display()))?,
+        None => Vec::new(),
+    };
+    if !evidence.is_empty() {
+        let mut seen = Vec::new();
+        for path in &evidence {
+            let raw = read_limited(path, cachet_verify::MAX_EVIDENCE_LEN as u64)?;
+            let (_, ev) = cachet_verify::encoding::decode_evidence(&raw);
+            let tee = cachet_verify::detect_tee(&ev).unwrap_or(cachet_verify::Tee::Tdx);
+            let platform = forecast::platform_hint(tee, &ev).ok_or_else(|| {
+                format!(
+                    "{}: not an SGX/TDX quote carrying its PCK certificate chain (AMD platforms come from the audit log)",
+                    path.display()
+                )
+            })?;
+            seen.push(Seen { platform, last_seen: now, attestations: 1 });
+        }
+        let endorser =
+            Endorser::new(sources.to_sources(false), Arc::new(FolderCache::new(folder(cache_dir.as_ref())?))).map_err(|e| e.to_string())?;
+        let (seen, left_out) =
+            forecast::collect_seen(seen.into_iter().map(|s| (s.last_seen, serde_json::json!({ "platform": s.platform }))));
+        let pairs = forecast::tcb_infos(&seen, &endorser, newest, now).await;
+        return Ok(forecast::forecast(&seen, &pairs, &amd, left_out, None, now));
+    }
+    let opened = open(store).await?;
+    // The server's sources (offline stays offline), unless one is named here.
+    let src = if sources.any_named() { sources.to_sources(false) } else { opened.config.endorsement_sources.clone() };
+    let endorser = Endorser::new(src, Arc::new(cachet_server::endorse::StoreCache(opened.store.clone()))).map_err(|e| e.to_string())?;
+    let report = cachet_server::endorse_admin::forecast_from_store(opened.store.as_ref(), &endorser, days, newest, &amd, now).await;
+    opened.store.close().await;
+    report.map_err(|e| e.to_string())
 }

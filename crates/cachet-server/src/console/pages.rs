@@ -931,12 +931,12 @@ fn diff_html(a: &str, b: &str) -> String {
             line(&mut out, "same", " ", x[i]);
             i += 1;
             j += 1;
-        } else if j < m && (i == n || l[i][j + 1] >= l[i + 1][j]) {
-            line(&mut out, "add", "+", y[j]);
-            j += 1;
-        } else {
+        } else if i < n && (j == m || l[i + 1][j] >= l[i][j + 1]) {
             line(&mut out, "del", "-", x[i]);
             i += 1;
+        } else {
+            line(&mut out, "add", "+", y[j]);
+            j += 1;
         }
     }
     out.push_str("</div>");

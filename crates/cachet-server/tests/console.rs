@@ -280,7 +280,11 @@ async fn console_in_a_real_browser() {
     assert!(b.source().await.unwrap().contains("approved TD builds"));
     b.screenshot_full(&shots.join("12-reference-values.png")).await.unwrap();
     b.goto(&srv.at("/console/forecast")).await.unwrap();
-    b.screenshot(&shots.join("13-forecast.png")).await.unwrap();
+    let (s, fc) = call(&srv, reqwest::Method::GET, "/v1/admin/endorsements/forecast", &op, None).await;
+    assert_eq!(s, 200, "{fc}");
+    let shown = b.eval("return document.querySelector('[data-figure=affected]').textContent").await.unwrap();
+    assert_eq!(shown, json!(fc["affected"].as_array().map(Vec::len).unwrap_or(0).to_string()), "the forecast route's answer");
+    b.screenshot_full(&shots.join("13-forecast.png")).await.unwrap();
 
     // Sign out ends the session: the old cookie opens nothing.
     sign_out(&b).await;

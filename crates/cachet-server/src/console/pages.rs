@@ -1042,9 +1042,59 @@ pub async fn secrets(State(cs): State<ConsoleState>, Extension(p): Extension<Pri
 
 // ---------------------------------------------------------------- forecast
 
-/// `GET /console/forecast`: the TCB recovery forecast, when this build has it.
-pub async fn forecast(Extension(p): Extension<Principal>, Extension(s): Extension<SessionInfo>) -> Page {
-    let b = "<h1>TCB recovery forecast</h1><p class=\"notice\" id=\"forecast-unavailable\">Not available in this build: \
-             <code>GET /v1/admin/endorsements/forecast</code> is not served by this version of Cachet.</p>";
-    page(&p, &s, "TCB forecast", b)
+/// `GET /console/forecast`: the TCB recovery forecast of
+/// `GET /v1/admin/endorsements/forecast` (its handler), rendered.
+pub async fn forecast(State(cs): State<ConsoleState>, Extension(p): Extension<Principal>, Extension(s): Extension<SessionInfo>) -> Page {
+    let q = crate::endorse_admin::ForecastQuery { days: None };
+    let r = crate::endorse_admin::forecast_endorsements(State(cs.app.clone()), ApiQuery(q)).await?.0;
+    let count = |k: &str| match &r[k] {
+        Value::Array(a) => a.len().to_string(),
+        Value::Null => "0".into(),
+        v => esc(&v.to_string()),
+    };
+    let mut b = format!(
+        "<h1>TCB recovery forecast</h1><p class=\"help\">Platforms seen attesting in the last 30 days, judged under the TCB Info \
+         Intel serves early (<code>update=early</code>) beside the standard one: which would drop, by which component, from when.</p>\
+         <div class=\"cards\"><div class=\"card\"><span class=\"n\" data-figure=\"affected\">{}</span><span class=\"l\">would drop</span></div>\
+         <div class=\"card\"><span class=\"n\" data-figure=\"unaffected\">{}</span><span class=\"l\">unaffected</span></div>\
+         <div class=\"card\"><span class=\"n\" data-figure=\"not-assessed\">{}</span><span class=\"l\">not assessed</span></div></div>",
+        count("affected"),
+        count("unaffected"),
+        count("not_assessed")
+    );
+    b.push_str(
+        "<h2>Platforms that would drop</h2><table id=\"affected\"><thead><tr><th scope=\"col\">Platform</th><th scope=\"col\">Now</th>\
+         <th scope=\"col\">Next</th><th scope=\"col\">Falls short</th><th scope=\"col\">From</th></tr></thead><tbody>",
+    );
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| if v.is_null() { String::new() } else { v.to_string() });
+    let affected = r["affected"].as_array().cloned().unwrap_or_default();
+    for a in &affected {
+        let _ = write!(
+            b,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&cut(&text(&a["platform"]), 200)),
+            esc(&text(&a["current_status"])),
+            esc(&text(&a["next_status"])),
+            esc(&cut(&text(&a["shortfalls"]), 400)),
+            esc(&text(&a["from"]))
+        );
+    }
+    if affected.is_empty() {
+        b.push_str("<tr><td colspan=\"5\" class=\"muted\">None.</td></tr>");
+    }
+    b.push_str("</tbody></table>");
+    let notes = r["notes"].as_array().cloned().unwrap_or_default();
+    if !notes.is_empty() {
+        b.push_str("<h2>Notes</h2><ul id=\"notes\">");
+        for n in &notes {
+            let _ = write!(b, "<li>{}</li>", esc(&text(n)));
+        }
+        b.push_str("</ul>");
+    }
+    let _ = write!(
+        b,
+        "<details><summary>The whole answer (JSON)</summary><pre>{}</pre></details>",
+        esc(&serde_json::to_string_pretty(&r).unwrap_or_default())
+    );
+    page(&p, &s, "TCB forecast", &b)
 }

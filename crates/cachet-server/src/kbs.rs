@@ -10,8 +10,14 @@
 //!   `POST /v1/attest`, with Trustee's binding: the report data holds
 //!   SHA-384 of the RFC 8785 (JCS) canonical JSON of
 //!   `{"tee-pubkey", "nonce", "additional-evidence"}`, zero-padded to 64
-//!   bytes, as Trustee's attestation service computes it. The token is
-//!   Cachet's EAR token; its runtime data is the TEE public key.
+//!   bytes, as Trustee's attestation service computes it (az-snp-vtpm,
+//!   az-tdx-vtpm: the vTPM quote's nonce is that hash itself, and from
+//!   evidence version 2 the HCL user-data too, [`azure_binding`]). TEEs: tdx,
+//!   sgx, snp (Trustee's `SnpEvidence`, the report rebuilt from its JSON
+//!   fields, [`snp_report_bytes`]), az-snp-vtpm, az-tdx-vtpm (Trustee's JSON,
+//!   which Cachet's azure verifier reads), sample (Cachet's simulated TEE,
+//!   with `--insecure-simulated-tee`). The token is Cachet's EAR token; its
+//!   runtime data is the TEE public key.
 //! - `GET /kbs/v0/resource/{repository}/{type}/{tag}` → the secret
 //!   `{repository}/{type}.{tag}` (tenant `repository`, secret name
 //!   `type.tag`) as a flattened JWE to the TEE key, decided by
@@ -38,7 +44,7 @@ use kbs_types::{Attestation, Challenge, HashAlgorithm, Request, Tee as KbsTee};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiJson};
-use crate::routes::AttestRequest;
+use crate::routes::{Adapter, AttestRequest, EndorsementIn};
 use crate::secrets::ReleaseBody;
 use crate::{now, AppState};
 
@@ -159,24 +165,57 @@ fn cachet_tee(st: &AppState, tee: KbsTee) -> Result<&'static str, KbsError> {
     match tee {
         KbsTee::Tdx => Ok("tdx"),
         KbsTee::Sgx => Ok("sgx"),
+        KbsTee::Snp => Ok("snp"),
+        KbsTee::AzSnpVtpm => Ok("az-snp-vtpm"),
+        KbsTee::AzTdxVtpm => Ok("az-tdx-vtpm"),
         KbsTee::Sample if st.config.insecure_simulated_tee => Ok("sim"),
         KbsTee::Sample => Err(KbsError::attestation(
             "tee \"sample\" is Cachet's simulated TEE, which this server does not trust (it runs without \
              --insecure-simulated-tee); attest with real hardware evidence",
         )),
         other => Err(KbsError::attestation(format!(
-            "tee {:?} is not supported by Cachet's KBS adapter (supported: tdx, sgx, and sample with \
-             --insecure-simulated-tee); attest it with POST /v1/attest",
+            "tee {:?} is not supported by Cachet's KBS adapter (supported: tdx, sgx, snp, az-snp-vtpm, az-tdx-vtpm, \
+             and sample with --insecure-simulated-tee); attest it with POST /v1/attest",
             other.as_ref()
         ))),
     }
 }
 
-/// The evidence bytes of a KBS `primary_evidence` for a Cachet family:
-/// tdx `{"cc_eventlog"?, "quote": base64}`, sgx `{"quote": base64}` (as
-/// Trustee's verifiers read them), sample: a Cachet simulated report (the
-/// JSON object `cachet_attester::simulated` writes, or that text).
-fn evidence_of(tee: &str, primary: &Value) -> Result<Vec<u8>, KbsError> {
+/// The evidence bytes of a KBS `primary_evidence` for a Cachet family, and
+/// the endorsements it carries (hints, as the native API's are): tdx
+/// `{"cc_eventlog"?, "quote": base64}`, sgx `{"quote": base64}`, snp
+/// Trustee's `SnpEvidence` (the report rebuilt from its fields,
+/// [`snp_report_bytes`]; its `cert_chain` as endorsements), az-snp-vtpm and
+/// az-tdx-vtpm Trustee's evidence JSON as it is (Cachet's azure verifier
+/// reads that format, versions 0 to 2); sample: a Cachet simulated report
+/// (the JSON object `cachet_attester::simulated` writes, or that text).
+fn evidence_of(tee: &str, primary: &Value) -> Result<(Vec<u8>, Vec<EndorsementIn>), KbsError> {
+    let bad = |why: String| KbsError::attestation(format!("tee-evidence.primary_evidence: {why}"));
+    match tee {
+        "snp" => {
+            let o = primary
+                .as_object()
+                .ok_or_else(|| bad("an snp evidence is Trustee's SnpEvidence {attestation_report, cert_chain}".into()))?;
+            let report = o.get("attestation_report").ok_or_else(|| {
+                bad("'attestation_report' is missing: an snp evidence is Trustee's SnpEvidence {attestation_report, cert_chain}".into())
+            })?;
+            let report = snp_report_bytes(report).map_err(bad)?;
+            let chain = match o.get("cert_chain") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(c) => snp_cert_chain(c).map_err(bad)?,
+            };
+            Ok((report, chain))
+        }
+        "az-snp-vtpm" | "az-tdx-vtpm" => match primary {
+            Value::Object(_) => Ok((serde_json::to_vec(primary).map_err(|e| bad(e.to_string()))?, Vec::new())),
+            _ => Err(bad(format!("an {tee} evidence is Trustee's JSON object {{version?, tpm_quote, hcl_report, ...}}"))),
+        },
+        _ => evidence_bytes(tee, primary).map(|b| (b, Vec::new())),
+    }
+}
+
+/// [`evidence_of`] for the families whose evidence is bytes alone.
+fn evidence_bytes(tee: &str, primary: &Value) -> Result<Vec<u8>, KbsError> {
     let bad = |why: String| KbsError::attestation(format!("tee-evidence.primary_evidence: {why}"));
     match tee {
         "tdx" | "sgx" => {
@@ -204,6 +243,180 @@ fn evidence_of(tee: &str, primary: &Value) -> Result<Vec<u8>, KbsError> {
             _ => Err(bad("a sample evidence is a Cachet simulated report (JSON object with 'report' and 'signature')".into())),
         },
     }
+}
+
+/// Size of an SEV-SNP attestation report (bytes).
+pub const SNP_REPORT_LEN: usize = 1184;
+/// Most entries of a Trustee `cert_chain` taken.
+const MAX_CERT_CHAIN: usize = 8;
+
+/// The raw SEV-SNP report Trustee's `SnpEvidence.attestation_report` was
+/// read from: the `sev` crate's `AttestationReport` serialised by serde
+/// (numbers, byte arrays as arrays of numbers, `policy`/`plat_info`/
+/// `key_info` as integers, TCB versions as `{fmc, bootloader, tee, snp,
+/// microcode}`, `current`/`committed` as `{major, minor, build}`, `signature`
+/// as `{r, s}` of 72 bytes each), written back as the `sev` crate's encoder
+/// writes it: reserved bytes zero, CPUID fields from version 3, mitigation
+/// vectors from version 5, a TCB version in Turin's layout when it has an
+/// `fmc` (the `sev` crate reads `fmc` from Turin reports only) and in the
+/// Milan/Genoa layout otherwise. Nothing is taken from the JSON but these
+/// bytes: the verifier checks their signature and reads its claims from them,
+/// so a field rebuilt wrongly is a refused signature, never a wrong claim.
+pub fn snp_report_bytes(r: &Value) -> Result<Vec<u8>, String> {
+    let o = r.as_object().ok_or("'attestation_report' is not an object")?;
+    let field = |k: &str| o.get(k).filter(|v| !v.is_null()).ok_or_else(|| format!("attestation_report.{k} is missing"));
+    let uint = |v: &Value, k: &str, max: u64| {
+        v.as_u64().filter(|n| *n <= max).ok_or_else(|| format!("attestation_report.{k} is not an integer from 0 to {max}"))
+    };
+    let num = |k: &str, max: u64| field(k).and_then(|v| uint(v, k, max));
+    let opt = |k: &str, max: u64| match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => uint(v, k, max).map(Some),
+    };
+    let bytes_of = |v: &Value, k: &str, n: usize| -> Result<Vec<u8>, String> {
+        let a = v.as_array().filter(|a| a.len() == n).ok_or_else(|| format!("attestation_report.{k} is not an array of {n} bytes"))?;
+        a.iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()).ok_or_else(|| format!("attestation_report.{k} holds a non-byte")))
+            .collect()
+    };
+    let bytes = |k: &str, n: usize| field(k).and_then(|v| bytes_of(v, k, n));
+    let tcb = |k: &str| -> Result<[u8; 8], String> {
+        let t = field(k)?;
+        let part = |p: &str| {
+            t.get(p).ok_or_else(|| format!("attestation_report.{k}.{p} is missing")).and_then(|v| uint(v, &format!("{k}.{p}"), 255))
+        };
+        let (bl, tee, snp, ucode) = (part("bootloader")? as u8, part("tee")? as u8, part("snp")? as u8, part("microcode")? as u8);
+        Ok(match t.get("fmc").filter(|v| !v.is_null()) {
+            Some(f) => [uint(f, &format!("{k}.fmc"), 255)? as u8, bl, tee, snp, 0, 0, 0, ucode],
+            None => [bl, tee, 0, 0, 0, 0, snp, ucode],
+        })
+    };
+    let fw = |k: &str| -> Result<[u8; 3], String> {
+        let v = field(k)?;
+        let part = |p: &str| {
+            v.get(p).ok_or_else(|| format!("attestation_report.{k}.{p} is missing")).and_then(|x| uint(x, &format!("{k}.{p}"), 255))
+        };
+        Ok([part("build")? as u8, part("minor")? as u8, part("major")? as u8])
+    };
+    let version = num("version", u64::from(u32::MAX))?;
+    if !(2..=5).contains(&version) {
+        return Err(format!("attestation_report.version {version}: SEV-SNP reports of versions 2 to 5 are known"));
+    }
+    let u32le = |n: u64| (n as u32).to_le_bytes();
+    let mut out = Vec::with_capacity(SNP_REPORT_LEN);
+    out.extend(u32le(version));
+    out.extend(u32le(num("guest_svn", u64::from(u32::MAX))?));
+    out.extend(num("policy", u64::MAX)?.to_le_bytes());
+    out.extend(bytes("family_id", 16)?);
+    out.extend(bytes("image_id", 16)?);
+    out.extend(u32le(num("vmpl", u64::from(u32::MAX))?));
+    out.extend(u32le(num("sig_algo", u64::from(u32::MAX))?));
+    out.extend(tcb("current_tcb")?);
+    out.extend(num("plat_info", u64::MAX)?.to_le_bytes());
+    out.extend(u32le(num("key_info", u64::from(u32::MAX))?));
+    out.extend([0u8; 4]);
+    out.extend(bytes("report_data", 64)?);
+    out.extend(bytes("measurement", 48)?);
+    out.extend(bytes("host_data", 32)?);
+    out.extend(bytes("id_key_digest", 48)?);
+    out.extend(bytes("author_key_digest", 48)?);
+    out.extend(bytes("report_id", 32)?);
+    out.extend(bytes("report_id_ma", 32)?);
+    out.extend(tcb("reported_tcb")?);
+    if version == 2 {
+        out.extend([0u8; 24]);
+    } else {
+        for k in ["cpuid_fam_id", "cpuid_mod_id", "cpuid_step"] {
+            out.push(opt(k, 255)?.unwrap_or(0) as u8);
+        }
+        out.extend([0u8; 21]);
+    }
+    out.extend(bytes("chip_id", 64)?);
+    out.extend(tcb("committed_tcb")?);
+    out.extend(fw("current")?);
+    out.push(0);
+    out.extend(fw("committed")?);
+    out.push(0);
+    out.extend(tcb("launch_tcb")?);
+    if version >= 5 {
+        out.extend(opt("launch_mit_vector", u64::MAX)?.unwrap_or(0).to_le_bytes());
+        out.extend(opt("current_mit_vector", u64::MAX)?.unwrap_or(0).to_le_bytes());
+        out.extend([0u8; 152]);
+    } else {
+        out.extend([0u8; 168]);
+    }
+    let sig = field("signature")?;
+    for part in ["r", "s"] {
+        let v = sig.get(part).ok_or_else(|| format!("attestation_report.signature.{part} is missing"))?;
+        out.extend(bytes_of(v, &format!("signature.{part}"), 72)?);
+    }
+    out.resize(SNP_REPORT_LEN, 0);
+    Ok(out)
+}
+
+/// Trustee's `cert_chain` (`[{cert_type: "ARK"|"ASK"|"VCEK"|"VLEK"|"CRL"|…,
+/// data: [bytes]}]`, the `sev` crate's `CertTableEntry`) as endorsements:
+/// hints, used only for what the service's own endorsements do not hold.
+/// Entries of other types are ignored, as Trustee ignores them.
+fn snp_cert_chain(c: &Value) -> Result<Vec<EndorsementIn>, String> {
+    let a = c.as_array().ok_or("'cert_chain' is not an array")?;
+    if a.len() > MAX_CERT_CHAIN {
+        return Err(format!("'cert_chain' has more than {MAX_CERT_CHAIN} entries"));
+    }
+    let mut out = Vec::new();
+    for (i, e) in a.iter().enumerate() {
+        let Some(kind) = e.get("cert_type").and_then(Value::as_str) else { continue };
+        let name = match kind {
+            "ARK" => "ark.der",
+            "ASK" => "ask.der",
+            "VCEK" => "vcek.der",
+            "VLEK" => "vlek.der",
+            "CRL" => "crl.der",
+            _ => continue,
+        };
+        let data = e.get("data").and_then(Value::as_array).ok_or_else(|| format!("cert_chain[{i}].data is not an array of bytes"))?;
+        let data: Vec<u8> = data
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("cert_chain[{i}].data holds a non-byte"))?;
+        out.push(EndorsementIn { name: Some(format!("kbs-cert-chain/{name}")), data: STANDARD.encode(data) });
+    }
+    Ok(out)
+}
+
+/// Trustee's binding of the Azure vTPM families, checked on the verified
+/// claims: the vTPM quote's nonce (`extraData`, signed by the AK the HCL
+/// report vouches for) is the runtime data's hash itself, and evidence of
+/// version 2 or later also carries it in the HCL `user-data`, zero-padded to
+/// its 64 bytes (Cachet's rule for that fixed-size field; Trustee's
+/// guest-components write it so).
+pub fn azure_binding(claims: &Value, want: &[u8], version: u64) -> Result<(), String> {
+    let want_hex = hex::encode(want);
+    let got = claims.get("extra_data").and_then(Value::as_str).map(str::to_ascii_lowercase);
+    match got {
+        Some(g) if g == want_hex => {}
+        Some(g) => {
+            return Err(format!(
+                "the vTPM quote's nonce (extraData) {g} is not SHA-384 of the canonical (RFC 8785) JSON {{\"additional-evidence\", \
+                 \"nonce\", \"tee-pubkey\"}} ({want_hex})"
+            ))
+        }
+        None => return Err("the verified claims carry no vTPM quote nonce (extra_data)".into()),
+    }
+    if version >= 2 {
+        let mut padded = want.to_vec();
+        padded.resize(64, 0);
+        let padded = hex::encode(padded);
+        let user = claims.pointer("/hcl/user_data").and_then(Value::as_str).map(str::to_ascii_lowercase);
+        if user.as_deref() != Some(padded.as_str()) {
+            return Err(format!(
+                "evidence version {version}: the HCL user-data {} is not SHA-384 of the canonical JSON zero-padded to 64 bytes ({padded})",
+                user.as_deref().unwrap_or("(absent)")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// RFC 8785 (JCS) canonical JSON, as Trustee's attestation service hashes
@@ -348,7 +561,7 @@ async fn attest(
         ));
     }
     let tee = cachet_tee(&st, session.tee)?;
-    let evidence = evidence_of(tee, &att.tee_evidence.primary_evidence)?;
+    let (evidence, endorsements) = evidence_of(tee, &att.tee_evidence.primary_evidence)?;
     let tee_pubkey = serde_json::to_value(&att.runtime_data.tee_pubkey).map_err(|e| KbsError::new("SerdeError", e.to_string()))?;
     // Trustee's runtime data for the primary evidence, and its hash.
     let runtime = json!({
@@ -362,18 +575,36 @@ async fn attest(
     let req = AttestRequest {
         tee: tee.into(),
         evidence: STANDARD.encode(&evidence),
-        endorsements: Vec::new(),
+        endorsements,
         nonce: Some(hex::encode(nonce)),
         runtime_data: Some(STANDARD.encode(jwk.as_bytes())),
         at: None,
         policy: None,
     };
     let actor = format!("client:{} (kbs)", peer.ip());
-    let (token, claims) = match crate::routes::attest_bound(&st, &actor, req, Some(report_data.clone())).await {
+    let azure = matches!(tee, "az-snp-vtpm" | "az-tdx-vtpm");
+    let result = if azure {
+        // The vTPM quote's nonce holds the hash itself (Trustee's
+        // verify_tpm_nonce), not the hash padded into a report data.
+        let want = report_data[..48].to_vec();
+        let version = att.tee_evidence.primary_evidence.get("version").and_then(Value::as_u64).unwrap_or(0);
+        let check = move |claims: &Value| azure_binding(claims, &want, version);
+        let adapter = Adapter { binding: Some(&check), ..Default::default() };
+        crate::routes::attest_adapted(&st, &actor, req, None, &adapter).await
+    } else {
+        crate::routes::attest_bound(&st, &actor, req, Some(report_data.clone())).await
+    };
+    let (token, claims) = match result {
         Ok(r) => r,
         Err(e) => {
             // The nonce is spent: this session cannot attest again.
             sessions.remove(&id);
+            if e.code == "freshness_binding_failed" && azure {
+                return Err(KbsError::attestation(format!(
+                    "freshness_binding_failed: {}; bind the challenge nonce and this tee-pubkey as Trustee's protocol does",
+                    e.message
+                )));
+            }
             if e.code == "freshness_binding_failed" {
                 return Err(KbsError::attestation(format!(
                     "freshness_binding_failed: the evidence's report data is not SHA-384 of the canonical (RFC 8785) JSON \

@@ -308,7 +308,9 @@ pub(crate) type BindingCheck = dyn Fn(&Value) -> Result<(), String> + Send + Syn
 #[derive(Default)]
 pub(crate) struct Adapter<'a> {
     /// The adapter's own binding, checked on the verified claims (a
-    /// refusal is `422 freshness_binding_failed`, audited).
+    /// refusal is `422 freshness_binding_failed`, audited). When set it
+    /// replaces Cachet's binding of the nonce and runtime data (the nonce is
+    /// still consumed, and both are still carried in the token).
     pub binding: Option<&'a BindingCheck>,
     /// Claims the adapter adds to the token, given the finished EAR claims.
     pub claims: Option<&'a (dyn Fn(&mut Value) + Send + Sync)>,
@@ -387,7 +389,7 @@ pub(crate) async fn attest_adapted(
         st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
         return Err(e);
     }
-    let binding = (nonce.is_some() || runtime_data.is_some())
+    let binding = (adapter.binding.is_none() && (nonce.is_some() || runtime_data.is_some()))
         .then(|| Binding::new(tee, nonce.as_deref().unwrap_or_default(), runtime_data.as_deref().unwrap_or_default()))
         .map(|b| match report_data {
             Some(expected) => Binding { kind: crate::freshness::BindingKind::ReportData, expected, ..b },

@@ -9,14 +9,20 @@
 
 mod common;
 
+#[path = "../../cachet-endorse/tests/common/recorded.rs"]
+mod recorded;
+
 use std::path::Path;
+use std::sync::Arc;
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
 use aws_lc_rs::digest::{digest, SHA256, SHA384};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use cachet_attester::simulated::{ReportOptions, SimulatedTee};
+use cachet_endorse::Cache;
 use cachet_server::auth::{new_tenant_api_key, Role};
+use cachet_server::endorse::StoreCache;
 use cachet_store::{AuditEntry, SqliteStore, Store};
 use common::*;
 use kbs_types::{Attestation, Challenge, CompositeEvidence, Request, Response, RuntimeData, Tee, TeePubKey};
@@ -330,8 +336,10 @@ async fn sample_without_insecure_simulated_tee_unknown_versions_and_expired_sess
     let (s, v) = c.auth(&srv, Tee::Sample).await;
     assert_kbs_error(s, &v, 401, "AttestationError", "--insecure-simulated-tee");
     assert!(c.cookie.is_none(), "no session for a refused TEE");
-    let (s, v) = c.auth(&srv, Tee::Snp).await;
+    let (s, v) = c.auth(&srv, Tee::Cca).await;
     assert_kbs_error(s, &v, 401, "AttestationError", "not supported");
+    let (s, v) = c.auth(&srv, Tee::Nvidia).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "supported: tdx, sgx, snp, az-snp-vtpm, az-tdx-vtpm");
     let r =
         srv.client.post(srv.at("/kbs/v0/auth")).json(&json!({"version": "0.1.0", "tee": "tdx", "extra-params": ""})).send().await.unwrap();
     let (s, v) = status_json(r).await;
@@ -348,4 +356,213 @@ async fn sample_without_insecure_simulated_tee_unknown_versions_and_expired_sess
     assert_kbs_error(s, &v, 401, "AttestationError", "expired");
     let (s, v) = c.attest(&srv, json!({"quote": "AAAA"}), "AAAA").await;
     assert_kbs_error(s, &v, 401, "AttestationError", "unknown KBS session");
+}
+
+// ---- Trustee's other TEEs, with the real evidence of testdata/vectors ----
+
+fn case(id: &str) -> Case {
+    cases().into_iter().find(|c| c.id == id).expect("case")
+}
+
+/// Seed the service's endorsement cache of `dir` for case `c`: the recorded
+/// Intel collateral bundle `intel`, or what the service would have fetched
+/// for the evidence, built from the case's recorded vendor files (as
+/// tests/endorsements.rs does).
+async fn seed(dir: &Path, c: &Case, evidence: &[u8], intel: Option<&str>) {
+    use cachet_endorse::{authority::covered, Fetched, Part};
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir).await.expect("store"));
+    let cache = StoreCache(store.clone());
+    if let Some(rel) = intel {
+        for f in recorded::intel_bundle(rel) {
+            cache.put(&f.resource.key(), &f).await;
+        }
+    }
+    let tee = cachet_verify::Tee::parse(&c.tee).expect("tee");
+    let files = c.endorsement_files();
+    for r in cachet_endorse::needs(tee, evidence).expect("needs") {
+        if r.optional() {
+            continue;
+        }
+        let Some(file) = files.iter().find(|f| covered(&r, std::slice::from_ref(f))) else { continue };
+        let f = Fetched {
+            resource: r.clone(),
+            parts: vec![Part { name: file.name.clone(), bytes: file.bytes.clone() }],
+            fetched_at: 0,
+            next_update: None,
+            source: "recorded".into(),
+        };
+        cache.put(&r.key(), &f).await;
+    }
+    assert!(!cache.list().await.is_empty(), "{}: something seeded", c.id);
+    store.close().await;
+}
+
+/// An offline server whose cache holds case `c`'s endorsements and whose
+/// verification instant is the case's `verify_at`.
+async fn case_server(c: &Case, intel: Option<&str>) -> TestServer {
+    let dir = temp_dir(&format!("kbs-{}", c.id));
+    seed(&dir, c, &c.evidence_bytes(), intel).await;
+    let mut a = args(&dir);
+    a.fixed_verification_time = c.verify_at.clone();
+    assert!(a.offline, "tests fetch nothing");
+    let server = cachet_server::start(a.resolve().expect("config")).await.expect("server starts");
+    TestServer { url: server.url.clone(), server: Some(server), dir, client: http_client() }
+}
+
+/// A raw SEV-SNP report as Trustee's `SnpEvidence.attestation_report`: the
+/// `sev` crate's `AttestationReport` as serde_json writes it, each field read
+/// here at its offset in AMD's ATTESTATION_REPORT table (little-endian
+/// integers, byte arrays as arrays of numbers, TCB versions in Turin's layout
+/// when the CPUID family is 0x1A, as the `sev` crate decodes them).
+fn trustee_snp_report(raw: &[u8]) -> Value {
+    assert_eq!(raw.len(), 1184);
+    let u32_at = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap());
+    let arr = |o: usize, n: usize| json!(raw[o..o + n].to_vec());
+    let version = u32_at(0);
+    let (v3, v5) = (version >= 3, version >= 5);
+    let turin = v3 && raw[0x188] == 0x1a;
+    let tcb = |o: usize| {
+        let b = &raw[o..o + 8];
+        if turin {
+            json!({"fmc": b[0], "bootloader": b[1], "tee": b[2], "snp": b[3], "microcode": b[7]})
+        } else {
+            json!({"fmc": null, "bootloader": b[0], "tee": b[1], "snp": b[6], "microcode": b[7]})
+        }
+    };
+    let fw = |o: usize| json!({"major": raw[o + 2], "minor": raw[o + 1], "build": raw[o]});
+    json!({
+        "version": version,
+        "guest_svn": u32_at(0x04),
+        "policy": u64_at(0x08),
+        "family_id": arr(0x10, 16),
+        "image_id": arr(0x20, 16),
+        "vmpl": u32_at(0x30),
+        "sig_algo": u32_at(0x34),
+        "current_tcb": tcb(0x38),
+        "plat_info": u64_at(0x40),
+        "key_info": u32_at(0x48),
+        "report_data": arr(0x50, 64),
+        "measurement": arr(0x90, 48),
+        "host_data": arr(0xc0, 32),
+        "id_key_digest": arr(0xe0, 48),
+        "author_key_digest": arr(0x110, 48),
+        "report_id": arr(0x140, 32),
+        "report_id_ma": arr(0x160, 32),
+        "reported_tcb": tcb(0x180),
+        "cpuid_fam_id": v3.then_some(raw[0x188]),
+        "cpuid_mod_id": v3.then_some(raw[0x189]),
+        "cpuid_step": v3.then_some(raw[0x18a]),
+        "chip_id": arr(0x1a0, 64),
+        "committed_tcb": tcb(0x1e0),
+        "current": fw(0x1e8),
+        "committed": fw(0x1ec),
+        "launch_tcb": tcb(0x1f0),
+        "launch_mit_vector": v5.then(|| u64_at(0x1f8)),
+        "current_mit_vector": v5.then(|| u64_at(0x200)),
+        "signature": {"r": arr(0x2a0, 72), "s": arr(0x2e8, 72)},
+    })
+}
+
+/// Auth with `tee`, then attest `primary`: the answer.
+async fn auth_and_attest(srv: &TestServer, tee: Tee, primary: impl FnOnce(&KbsClient, &str) -> Value) -> (KbsClient, String, u16, Value) {
+    let mut c = KbsClient::new();
+    let (s, v) = c.auth(srv, tee).await;
+    assert_eq!(s, 200, "{v}");
+    let nonce = v["nonce"].as_str().unwrap().to_string();
+    let ev = primary(&c, &nonce);
+    let (s, v) = c.attest(srv, ev, &nonce).await;
+    (c, nonce, s, v)
+}
+
+/// Real SNP reports (Milan v2 and v3, Genoa v5, Turin v5 with its FMC TCB
+/// layout) sent as Trustee's SnpEvidence: the service rebuilds the raw
+/// report from the JSON fields and the verifier accepts its signature (VCEK
+/// from the service's cache); the recorded report data cannot be this
+/// session's binding, so the refusal is precisely the binding, naming the
+/// value Trustee's binding needs. A field changed in the JSON is refused by
+/// the report signature instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trustee_snp_evidence_is_rebuilt_verified_and_refused_only_for_its_binding() {
+    for id in ["snp-virtee-milan", "snp-oak-milan-v3", "snp-oak-genoa", "snp-oak-turin"] {
+        let c = case(id);
+        let raw = c.evidence_bytes();
+        let report = trustee_snp_report(&raw);
+        assert_eq!(cachet_server::kbs::snp_report_bytes(&report).unwrap(), raw, "{id}: the server rebuilds the exact bytes");
+        let srv = case_server(&c, None).await;
+
+        let (client, nonce, s, v) = auth_and_attest(&srv, Tee::Snp, |_, _| json!({"attestation_report": report, "cert_chain": null})).await;
+        assert_kbs_error(s, &v, 401, "AttestationError", "freshness_binding_failed");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains(&hex::encode(client.report_data(&nonce))), "{id}: names the binding Trustee needs: {detail}");
+
+        // A field of the report changed: the signature no longer verifies.
+        let mut forged = report.clone();
+        forged["measurement"][0] = json!(raw[0x90] ^ 1);
+        let (_, _, s, v) = auth_and_attest(&srv, Tee::Snp, |_, _| json!({"attestation_report": forged})).await;
+        assert_kbs_error(s, &v, 401, "AttestationError", "verification_failed");
+        assert!(v["detail"].as_str().unwrap().contains("Report signature"), "{id}: {v}");
+    }
+
+    // The VCEK sent in Trustee's cert_chain (the sev crate's CertTableEntry) is read as a hint.
+    let c = case("snp-virtee-milan");
+    let srv = case_server(&c, None).await;
+    let vcek = std::fs::read(vectors_dir().join("sev-snp/virtee-sev/vcek_milan.der")).unwrap();
+    let report = trustee_snp_report(&c.evidence_bytes());
+    let chain = json!([{"cert_type": "VCEK", "data": vcek}, {"cert_type": {"OTHER": "00000000-0000-0000-0000-000000000001"}, "data": [1]}]);
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::Snp, |_, _| json!({"attestation_report": report, "cert_chain": chain})).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "freshness_binding_failed");
+    // Malformed SnpEvidence: refused before anything is verified, saying what is wrong.
+    let mut old = report.clone();
+    old["version"] = json!(1);
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::Snp, |_, _| json!({"attestation_report": old})).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "versions 2 to 5");
+    let mut short = report.clone();
+    short["chip_id"] = json!([0, 1]);
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::Snp, |_, _| json!({"attestation_report": short})).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "chip_id is not an array of 64 bytes");
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::Snp, |_, _| json!({"quote": b64(&c.evidence_bytes())})).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "SnpEvidence");
+}
+
+/// Trustee's Azure vTPM evidence (the az-snp-vtpm and az-tdx-vtpm files of
+/// testdata/vectors are Trustee's own JSON, versions 0 to 2): verified as
+/// they are (AMD chain / Intel collateral from the service's cache), then
+/// refused for Trustee's binding (the vTPM quote's nonce must be SHA-384 of
+/// the canonical runtime data), naming the nonce the quote holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trustee_azure_vtpm_evidence_is_verified_and_refused_only_for_its_binding() {
+    for (id, tee, intel, quote_nonce) in [
+        ("az-snp-vtpm-v0", Tee::AzSnpVtpm, None, hex::encode("challenge")),
+        (
+            "az-snp-vtpm-v2",
+            Tee::AzSnpVtpm,
+            None,
+            "982f5c6e45df0ed3f10b6f60b02f0c8390e281300f3805e2279c16168cd6ae9aa398f647caa2338748cd0fd9f5f819ef".into(),
+        ),
+        ("az-snp-vtpm-genoa", Tee::AzSnpVtpm, None, String::new()),
+        ("az-tdx-vtpm-v0", Tee::AzTdxVtpm, Some("tdx/automata/collateral_2507.derived.json"), String::new()),
+        ("az-tdx-vtpm-v1", Tee::AzTdxVtpm, Some("tdx/automata/collateral_2507.derived.json"), String::new()),
+    ] {
+        let c = case(id);
+        let doc: Value = serde_json::from_slice(&c.evidence_bytes()).unwrap();
+        let o = doc.as_object().unwrap();
+        assert!(o.contains_key("hcl_report") || o.contains_key("report"), "{id}: Trustee's JSON");
+        assert!(o.contains_key("tpm_quote") || o.contains_key("quote"), "{id}: Trustee's JSON");
+        let srv = case_server(&c, intel).await;
+        let (client, nonce, s, v) = auth_and_attest(&srv, tee, |_, _| doc.clone()).await;
+        assert_kbs_error(s, &v, 401, "AttestationError", "freshness_binding_failed");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains("extraData"), "{id}: {detail}");
+        assert!(detail.contains(&hex::encode(&client.report_data(&nonce)[..48])), "{id}: names the hash Trustee binds: {detail}");
+        if !quote_nonce.is_empty() {
+            assert!(detail.contains(&quote_nonce), "{id}: names the quote's nonce: {detail}");
+        }
+    }
+    // Evidence of the other Azure family than the session's: refused by the verifier.
+    let c = case("az-snp-vtpm-v0");
+    let srv = case_server(&c, None).await;
+    let doc: Value = serde_json::from_slice(&c.evidence_bytes()).unwrap();
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::AzTdxVtpm, |_, _| doc.clone()).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "verification_failed");
 }

@@ -11,6 +11,7 @@
 //! audit chain). [`open_url`] picks the backend from a database URL.
 
 pub mod audit;
+pub mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 

@@ -47,6 +47,9 @@ pub const AUDIT_CHAIN_LOCK: i64 = 0x6361_6368_6574_0001;
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Attestations' audit entries, written a batch per transaction (one
+    /// advisory lock for the batch, not one per entry).
+    audit: std::sync::Arc<crate::group_commit::GroupCommit>,
 }
 
 impl PostgresStore {
@@ -63,7 +66,7 @@ impl PostgresStore {
     pub async fn open_with(opts: PgConnectOptions) -> StoreResult<Self> {
         let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| StoreError::Database(format!("migration: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, audit: Default::default() })
     }
 
     /// The connection pool, for maintenance tools and tests.
@@ -104,8 +107,12 @@ fn page_end_of(sizes: &[PgRow]) -> StoreResult<Option<i64>> {
 async fn append_in(tx: &mut Transaction<'static, Postgres>, e: &AuditEntry) -> StoreResult<AuditRecord> {
     // Entries record what callers sent: stored within the audit limits,
     // with the id of the request that wrote them.
-    let bounded = e.stored();
-    let e: &AuditEntry = &bounded;
+    append_stored_in(tx, &e.stored()).await
+}
+
+/// [`append_in`] for an entry already bounded and stamped (`AuditEntry::stored`,
+/// as the group commit queues them: bounding twice would cut the cut text again).
+async fn append_stored_in(tx: &mut Transaction<'static, Postgres>, e: &AuditEntry) -> StoreResult<AuditRecord> {
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let (seq, prev_hash) = match last {
         Some(row) => {
@@ -447,10 +454,21 @@ impl Store for PostgresStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
-        let mut tx = self.writer().await?;
-        let rec = append_in(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(rec)
+        let store = self.clone();
+        self.audit
+            .append(entry, move |batch| {
+                let store = store.clone();
+                async move {
+                    let mut tx = store.writer().await?;
+                    let mut out = Vec::with_capacity(batch.len());
+                    for e in &batch {
+                        out.push(append_stored_in(&mut tx, e).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(out)
+                }
+            })
+            .await
     }
 
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {

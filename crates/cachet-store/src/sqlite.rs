@@ -27,6 +27,8 @@ pub const DB_FILE: &str = "cachet.db";
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Attestations' audit entries, written a batch per transaction.
+    audit: std::sync::Arc<crate::group_commit::GroupCommit>,
 }
 
 impl SqliteStore {
@@ -67,7 +69,7 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(30)).connect_with(opts).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Database(format!("migration: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, audit: Default::default() })
     }
 
     /// The connection pool, for maintenance tools and tests.
@@ -126,8 +128,12 @@ fn page_end_of(sizes: &[SqliteRow]) -> StoreResult<Option<i64>> {
 async fn append_in(tx: &mut Transaction<'static, Sqlite>, e: &AuditEntry) -> StoreResult<AuditRecord> {
     // Entries record what callers sent: stored within the audit limits,
     // with the id of the request that wrote them.
-    let bounded = e.stored();
-    let e: &AuditEntry = &bounded;
+    append_stored_in(tx, &e.stored()).await
+}
+
+/// [`append_in`] for an entry already bounded and stamped (`AuditEntry::stored`,
+/// as the group commit queues them: bounding twice would cut the cut text again).
+async fn append_stored_in(tx: &mut Transaction<'static, Sqlite>, e: &AuditEntry) -> StoreResult<AuditRecord> {
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let (seq, prev_hash) = match last {
         Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
@@ -463,10 +469,21 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
-        let mut tx = self.immediate().await?;
-        let rec = append_in(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(rec)
+        let pool = self.pool.clone();
+        self.audit
+            .append(entry, move |batch| {
+                let pool = pool.clone();
+                async move {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let mut out = Vec::with_capacity(batch.len());
+                    for e in &batch {
+                        out.push(append_stored_in(&mut tx, e).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(out)
+                }
+            })
+            .await
     }
 
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {

@@ -624,3 +624,28 @@ async fn the_first_claim_of_a_deployment_setting_holds(f: Fixture) {
     let s = f.reopen().await;
     assert_eq!(s.claim_setting("issuer", "https://c.example").await.unwrap(), "https://a.example", "kept across restarts");
 }
+
+both!(concurrent_appends_are_batched_into_one_unbroken_chain);
+async fn concurrent_appends_are_batched_into_one_unbroken_chain(f: Fixture) {
+    // Appenders from many tasks at once (group commit: several per transaction).
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = f.store.clone();
+            tokio::spawn(async move { s.append_audit(&AuditEntry { token_id: Some(format!("t{i}")), ..entry("attest") }).await.unwrap() })
+        })
+        .collect();
+    let mut records = Vec::new();
+    for t in tasks {
+        records.push(t.await.unwrap());
+    }
+    let mut seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "each entry its own place in the chain");
+    // What each caller was answered is what was committed.
+    let s = f.reopen().await;
+    let stored = s.audit_page(0, 1000).await.unwrap();
+    for r in &records {
+        assert_eq!(&stored[usize::try_from(r.seq - 1).unwrap()], r);
+    }
+    assert_eq!(verify_audit_chain(s.as_ref()).await.unwrap().0, 200);
+}

@@ -9,7 +9,12 @@
 //! `--fixed-verification-time`), the SDK's own token validation (RS256
 //! signature with the `x5c` of `/certs`, expiry, not-before, issuer), and
 //! MAA's claims equal to the verifier's claims for that quote. Plus, over
-//! plain HTTP from Rust: MAA's binding, api-version and error shapes.
+//! plain HTTP from Rust (the SDK 1.0.0 has no SEV-SNP or TDX call): MAA's
+//! binding, api-version and error shapes, and `/attest/SevSnpVm` (real
+//! Milan, Genoa and Turin reports) and `/attest/TdxVm` (a real TDX quote),
+//! each seeded with its recorded AMD/Intel endorsements and pinned at its
+//! `verify_at`: refused for MAA's binding alone, or a token whose
+//! `x-ms-sevsnpvm-*` / `tdx_*` claims are `cachet_verify`'s.
 //!
 //! Needs `python3` with `azure-security-attestation`; it fails (never skips
 //! silently) when it is missing, unless CACHET_SKIP_PYTHON_INTEROP=1 is set.
@@ -286,3 +291,186 @@ async fn maa_binding_api_versions_and_errors_over_http() {
     let maa: Vec<_> = entries.iter().filter(|e| e.action == "attest" && e.actor.contains("azure-attestation")).collect();
     assert!(maa.iter().any(|e| e.outcome == "ok") && maa.iter().any(|e| e.outcome == "refused"), "{maa:?}");
 }
+
+// ---- /attest/SevSnpVm and /attest/TdxVm with real SNP and TDX evidence ----
+
+/// An offline server whose cache holds case `c`'s endorsements (the recorded
+/// Intel collateral bundle `intel`, else the case's vendor files as the
+/// service would have fetched them), verifying as of the case's `verify_at`.
+async fn case_server(c: &Case, intel: Option<&str>) -> TestServer {
+    use cachet_endorse::{authority::covered, Fetched, Part};
+    let dir = temp_dir(&format!("maa-{}", c.id));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(&dir).await.expect("store"));
+    let cache = StoreCache(store.clone());
+    if let Some(rel) = intel {
+        for f in recorded::intel_bundle(rel) {
+            cache.put(&f.resource.key(), &f).await;
+        }
+    }
+    let files = c.endorsement_files();
+    for r in cachet_endorse::needs(cachet_verify::Tee::parse(&c.tee).unwrap(), &c.evidence_bytes()).expect("needs") {
+        if r.optional() {
+            continue;
+        }
+        let Some(file) = files.iter().find(|f| covered(&r, std::slice::from_ref(f))) else { continue };
+        let parts = vec![Part { name: file.name.clone(), bytes: file.bytes.clone() }];
+        cache.put(&r.key(), &Fetched { resource: r.clone(), parts, fetched_at: 0, next_update: None, source: "recorded".into() }).await;
+    }
+    assert!(!cache.list().await.is_empty(), "{}: something seeded", c.id);
+    store.close().await;
+    let mut a = args(&dir);
+    a.fixed_verification_time = c.verify_at.clone();
+    assert!(a.offline, "tests fetch nothing");
+    let server = cachet_server::start(a.resolve().expect("config")).await.expect("server starts");
+    TestServer { url: server.url.clone(), server: Some(server), dir, client: http_client() }
+}
+
+/// What `cachet_verify` itself says about case `c` (its endorsement files, its instant).
+fn claims_of(c: &Case) -> Value {
+    let at = time::OffsetDateTime::parse(c.verify_at.as_deref().unwrap(), &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp();
+    let (evidence, endorsements, anchors) = (c.evidence_bytes(), c.endorsement_files(), cachet_verify::TrustAnchors::pinned());
+    let req =
+        cachet_verify::VerifyRequest { evidence: &evidence, endorsements: &endorsements, anchors: &anchors, at, expected_nonce: None };
+    cachet_verify::verify(cachet_verify::Tee::parse(&c.tee).unwrap(), &req).result.expect("the case verifies")
+}
+
+/// The token of an MAA answer, its RS256 signature checked with the keys of `/certs`.
+async fn maa_token(srv: &TestServer, answer: &Value) -> Value {
+    let token = answer["token"].as_str().expect("a token");
+    assert_eq!(jws::decode(token).unwrap().header["alg"], "RS256");
+    let (s, certs) = srv.get("/certs").await;
+    assert_eq!(s, 200);
+    let keys: Vec<PublicKey> = certs["keys"].as_array().unwrap().iter().map(|k| PublicKey::from_jwk(k).unwrap()).collect();
+    let want = jws::Expectations { now: cachet_server::now(), leeway: 5, issuer: Some(&srv.url) };
+    jws::verify(token, &keys, &want).expect("verifies with /certs")
+}
+
+/// The binding refusal: after verification passed, MAA's binding names the
+/// report data's first 32 bytes and SHA-256 of the runtime data sent.
+fn assert_binding_refused(s: u16, v: &Value, report_data_hex: &str, runtime: &[u8]) {
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("InvalidParameter")), "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("freshness_binding_failed"), "{msg}");
+    assert!(msg.contains(&report_data_hex[..64]), "names the report data: {msg}");
+    let want = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, runtime));
+    assert!(msg.contains(&want), "names SHA-256 of runtimeData.data: {msg}");
+}
+
+/// Real SEV-SNP reports (Milan v2, Genoa v5, Turin v5) at `/attest/SevSnpVm`:
+/// runtime data the report was not made with is refused for MAA's binding
+/// alone; without runtime data the token (RS256, checked with `/certs`)
+/// carries the `x-ms-sevsnpvm-*` claims, equal to `cachet_verify`'s claims for
+/// the same report; MAA's JSON form `{SnpReport, VcekCertChain}` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sev_snp_vm_reports_are_verified_and_carry_the_verifiers_claims() {
+    for id in ["snp-virtee-milan", "snp-oak-genoa", "snp-oak-turin"] {
+        let c = cases().into_iter().find(|c| c.id == id).unwrap();
+        let raw = c.evidence_bytes();
+        let claims = claims_of(&c);
+        let srv = case_server(&c, None).await;
+        let url = "/attest/SevSnpVm?api-version=2022-08-01";
+
+        let runtime = b"a workload key the report never saw";
+        let (s, v) = srv.post(url, &json!({"report": b64url(&raw), "runtimeData": {"data": b64url(runtime), "dataType": "Binary"}})).await;
+        assert_binding_refused(s, &v, claims["report_data"].as_str().unwrap(), runtime);
+
+        let (s, v) = srv.post(url, &json!({"report": b64url(&raw), "nonce": "snp-1"})).await;
+        assert_eq!(s, 200, "{id}: {v}");
+        let t = maa_token(&srv, &v).await;
+        assert_eq!(t["x-ms-attestation-type"], "sevsnpvm");
+        assert_eq!(t["nonce"], "snp-1");
+        assert_eq!(t["cachet.verification_time"].as_i64(), Some(time_of(&c)), "{id}: judged at the pinned instant");
+        for (maa, native) in [
+            ("x-ms-sevsnpvm-launchmeasurement", "measurement"),
+            ("x-ms-sevsnpvm-hostdata", "host_data"),
+            ("x-ms-sevsnpvm-idkeydigest", "id_key_digest"),
+            ("x-ms-sevsnpvm-authorkeydigest", "author_key_digest"),
+            ("x-ms-sevsnpvm-familyId", "family_id"),
+            ("x-ms-sevsnpvm-imageId", "image_id"),
+            ("x-ms-sevsnpvm-guestsvn", "guest_svn"),
+            ("x-ms-sevsnpvm-vmpl", "vmpl"),
+            ("x-ms-sevsnpvm-reportid", "report_id"),
+            ("x-ms-sevsnpvm-reportdata", "report_data"),
+            ("x-ms-sevsnpvm-is-debuggable", "debug"),
+        ] {
+            assert!(!claims[native].is_null(), "{id}: the verifier claims {native}");
+            assert_eq!(t[maa], claims[native], "{id}: {maa}");
+        }
+        for (maa, part) in [
+            ("x-ms-sevsnpvm-bootloader-svn", "bootloader"),
+            ("x-ms-sevsnpvm-tee-svn", "tee"),
+            ("x-ms-sevsnpvm-snpfw-svn", "snp"),
+            ("x-ms-sevsnpvm-microcode-svn", "microcode"),
+        ] {
+            assert_eq!(t[maa], claims["reported_tcb"][part], "{id}: {maa}");
+        }
+        assert_eq!(t["x-ms-sevsnpvm-smt-allowed"], claims["policy_flags"]["smt_allowed"], "{id}");
+        assert_eq!(t["x-ms-sevsnpvm-migration-allowed"], claims["policy_flags"]["migration_agent_allowed"], "{id}");
+        assert_eq!(t["submods"]["snp"]["ear.veraison.annotated-evidence"]["measurement"], claims["measurement"]);
+
+        // MAA's JSON report form, the VCEK chain as a hint.
+        let vcek = c.endorsement_files().into_iter().find(|e| e.name.contains("vcek")).unwrap();
+        let doc = json!({"SnpReport": b64url(&raw), "VcekCertChain": b64url(&vcek.bytes)});
+        let (s, v) = srv.post(url, &json!({"report": b64url(doc.to_string().as_bytes())})).await;
+        assert_eq!(s, 200, "{id}: {v}");
+        assert_eq!(maa_token(&srv, &v).await["x-ms-sevsnpvm-launchmeasurement"], claims["measurement"]);
+    }
+}
+
+fn time_of(c: &Case) -> i64 {
+    time::OffsetDateTime::parse(c.verify_at.as_deref().unwrap(), &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp()
+}
+
+/// A real TDX quote (its recorded Intel collateral in the service's cache) at
+/// `/attest/TdxVm`: refused for MAA's binding alone when runtime data is
+/// sent, else a token whose `tdx_*` claims are `cachet_verify`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tdx_vm_quotes_are_verified_and_carry_the_verifiers_claims() {
+    let c = cases().into_iter().find(|c| c.id == "tdx-automata-2510").unwrap();
+    let quote = c.evidence_bytes();
+    let claims = claims_of(&c);
+    let srv = case_server(&c, Some("tdx/automata/collateral_2510.derived.json")).await;
+    for version in TDX_API_VERSIONS {
+        let url = format!("/attest/TdxVm?api-version={version}");
+        let runtime = br#"{"jwk": "not the one in the quote"}"#;
+        let (s, v) = srv.post(&url, &json!({"quote": b64url(&quote), "runtimeData": {"data": b64url(runtime), "dataType": "JSON"}})).await;
+        assert_binding_refused(s, &v, claims["report_data"].as_str().unwrap(), runtime);
+
+        let (s, v) = srv.post(&url, &json!({"quote": b64url(&quote)})).await;
+        assert_eq!(s, 200, "{version}: {v}");
+        let t = maa_token(&srv, &v).await;
+        assert_eq!(t["x-ms-attestation-type"], "tdxvm");
+        assert_eq!(t["cachet.verification_time"].as_i64(), Some(time_of(&c)));
+        for (maa, native) in [
+            ("tdx_mrtd", "mr_td"),
+            ("tdx_rtmr0", "rtmr0"),
+            ("tdx_rtmr1", "rtmr1"),
+            ("tdx_rtmr2", "rtmr2"),
+            ("tdx_rtmr3", "rtmr3"),
+            ("tdx_mrconfigid", "mr_config_id"),
+            ("tdx_mrowner", "mr_owner"),
+            ("tdx_mrownerconfig", "mr_owner_config"),
+            ("tdx_td_attributes", "td_attributes"),
+            ("tdx_td_attributes_debug", "debug"),
+            ("tdx_xfam", "xfam"),
+            ("tdx_tee_tcb_svn", "tee_tcb_svn"),
+            ("tdx_mrseam", "mr_seam"),
+            ("tdx_mrsignerseam", "mr_signer_seam"),
+            ("tdx_seam_attributes", "seam_attributes"),
+            ("tdx_report_data", "report_data"),
+        ] {
+            assert!(!claims[native].is_null(), "the verifier claims {native}");
+            assert_eq!(t[maa], claims[native], "{maa}");
+        }
+        assert_eq!(t["submods"]["tdx"]["ear.veraison.annotated-evidence"]["tcb_status"], claims["tcb_status"]);
+    }
+    // An SNP report at the TDX route: the verifier's format check refuses it.
+    let snp = cases().into_iter().find(|c| c.id == "snp-oak-genoa").unwrap();
+    let (s, v) = srv.post("/attest/TdxVm?api-version=2025-06-01", &json!({"quote": b64url(&snp.evidence_bytes())})).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("verification_failed"), "{v}");
+}
+
+const TDX_API_VERSIONS: [&str; 2] = ["2023-04-01-preview", "2025-06-01"];

@@ -732,6 +732,36 @@ mod tests {
     }
 
     #[test]
+    fn the_azure_binding_is_the_quote_nonce_and_from_version_2_the_user_data() {
+        let want = [7u8; 48];
+        let mut padded = want.to_vec();
+        padded.resize(64, 0);
+        let good = json!({"extra_data": hex::encode(want), "hcl": {"user_data": hex::encode(&padded)}});
+        assert!(azure_binding(&good, &want, 0).is_ok());
+        assert!(azure_binding(&good, &want, 2).is_ok());
+        let no_user = json!({"extra_data": hex::encode(want), "hcl": {}});
+        assert!(azure_binding(&no_user, &want, 1).is_ok(), "versions 0 and 1 carry no user-data");
+        assert!(azure_binding(&no_user, &want, 2).unwrap_err().contains("user-data"));
+        let unpadded = json!({"extra_data": hex::encode(want), "hcl": {"user_data": hex::encode(want)}});
+        assert!(azure_binding(&unpadded, &want, 2).is_err(), "the whole 64-byte field");
+        let other = json!({"extra_data": hex::encode([8u8; 48])});
+        assert!(azure_binding(&other, &want, 0).unwrap_err().contains("extraData"));
+        assert!(azure_binding(&json!({}), &want, 0).is_err());
+    }
+
+    #[test]
+    fn a_malformed_snp_report_is_refused_without_panicking() {
+        assert!(snp_report_bytes(&json!([])).is_err());
+        assert!(snp_report_bytes(&json!({"version": 3})).unwrap_err().contains("guest_svn"));
+        assert!(snp_report_bytes(&json!({"version": 6})).unwrap_err().contains("versions 2 to 5"));
+        assert!(snp_report_bytes(&json!({"version": -1})).is_err());
+        let chain = json!([{"cert_type": "VCEK", "data": [1, 2, 300]}]);
+        assert!(snp_cert_chain(&chain).unwrap_err().contains("non-byte"));
+        assert_eq!(snp_cert_chain(&json!([{"cert_type": "Empty", "data": []}])).unwrap().len(), 0);
+        assert!(snp_cert_chain(&json!(vec![json!({"cert_type": "ARK", "data": [1]}); 9])).is_err());
+    }
+
+    #[test]
     fn resource_paths_map_onto_tenant_and_secret_names() {
         assert_eq!(secret_reference("default", "key", "1").unwrap(), "default/key.1");
         assert_eq!(secret_reference("bank-a", "image-kek", "v1.json").unwrap(), "bank-a/image-kek.v1.json");

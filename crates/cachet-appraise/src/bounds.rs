@@ -72,13 +72,13 @@ pub(crate) fn run<T: Send + 'static>(what: &str, work: impl FnOnce() -> Result<T
         )));
     }
     let (tx, rx) = mpsc::sync_channel(1);
-    let spawned = std::thread::Builder::new().name("cachet-policy".into()).stack_size(EVAL_STACK).spawn(move || {
+    let spawned = dispatch(Box::new(move || {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         if tx.send(out).is_err() {
             // The caller gave up at the deadline: this thread was counted as an overrun.
             OVERRUNS.fetch_sub(1, Ordering::Relaxed);
         }
-    });
+    }));
     if let Err(e) = spawned {
         return Err(PolicyError::Evaluation(format!("cannot start a policy evaluation thread: {e}")));
     }
@@ -100,6 +100,49 @@ pub(crate) fn run<T: Send + 'static>(what: &str, work: impl FnOnce() -> Result<T
             )))
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(PolicyError::Evaluation(format!("{what} ended without a result"))),
+    }
+}
+
+/// One compilation or evaluation, run on an evaluation thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Evaluation threads (each with [`EVAL_STACK`]) waiting for their next job:
+/// reused, so an appraisal does not pay for creating a thread. A thread whose
+/// job overran is reused only once its job has ended.
+static IDLE: std::sync::Mutex<Vec<mpsc::Sender<Job>>> = std::sync::Mutex::new(Vec::new());
+
+/// Most evaluation threads kept waiting (more are created under load and
+/// end when their job is done).
+const MAX_IDLE: usize = 16;
+
+/// Hand `job` to a waiting evaluation thread, or to a new one.
+fn dispatch(mut job: Job) -> std::io::Result<()> {
+    loop {
+        let waiting = IDLE.lock().ok().and_then(|mut idle| idle.pop());
+        let Some(worker) = waiting else { break };
+        match worker.send(job) {
+            Ok(()) => return Ok(()),
+            // That thread has ended: try the next.
+            Err(mpsc::SendError(back)) => job = back,
+        }
+    }
+    std::thread::Builder::new().name("cachet-policy".into()).stack_size(EVAL_STACK).spawn(move || work_on(job)).map(|_| ())
+}
+
+/// An evaluation thread: run the job, then wait for another while fewer
+/// than [`MAX_IDLE`] threads are waiting.
+fn work_on(mut job: Job) {
+    loop {
+        job();
+        let (tx, rx) = mpsc::channel::<Job>();
+        match IDLE.lock() {
+            Ok(mut idle) if idle.len() < MAX_IDLE => idle.push(tx),
+            _ => return,
+        }
+        match rx.recv() {
+            Ok(next) => job = next,
+            Err(_) => return,
+        }
     }
 }
 
@@ -390,6 +433,27 @@ pub(crate) fn install(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn evaluation_threads_are_reused_and_keep_their_stack() {
+        // Sequential jobs find a waiting thread (other tests may take one
+        // meanwhile, so some new threads are allowed, not one per job).
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let id = run("probe", || Ok(std::thread::current().id())).unwrap();
+            threads.insert(id);
+        }
+        assert!(threads.len() < 25, "{} threads for 50 jobs", threads.len());
+        // A reused thread still has the large stack: 16 MiB of locals fit.
+        let deep = run("deep", || {
+            let big = [1u8; 16 << 20];
+            Ok(std::hint::black_box(&big).iter().map(|&b| usize::from(b)).sum::<usize>())
+        });
+        assert_eq!(deep.unwrap(), 16 << 20);
+        // A panic in a job is an error, and the thread serves the next job.
+        assert!(run::<()>("boom", || panic!("inside the engine")).is_err());
+        assert_eq!(run("after", || Ok(7)).unwrap(), 7);
+    }
+
     use super::*;
 
     #[test]

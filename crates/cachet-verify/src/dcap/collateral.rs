@@ -76,6 +76,16 @@ pub struct Collateral {
 }
 
 impl Collateral {
+    /// Add what `other` holds.
+    fn extend(&mut self, other: &Collateral) {
+        self.crls.extend(other.crls.iter().cloned());
+        self.tcb_infos.extend(other.tcb_infos.iter().cloned());
+        self.qe_identities.extend(other.qe_identities.iter().cloned());
+        self.certs.extend(other.certs.iter().cloned());
+        self.ignored.extend(other.ignored.iter().cloned());
+        self.problems.extend(other.problems.iter().cloned());
+    }
+
     /// A one-line inventory for the "Collateral" check.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -156,7 +166,18 @@ impl CollateralSource for EndorsementSource<'_> {
 pub fn from_endorsements(endorsements: &[Endorsement]) -> Collateral {
     let mut c = Collateral::default();
     for e in endorsements {
-        add_file(&mut c, &e.name, &e.bytes);
+        // Each file is read (JSON, PEM, DER) once per distinct name and
+        // bytes while a verification cache is in scope; what it holds is
+        // still verified on every call.
+        let read = crate::cache::parsed(&format!("dcap-file:{}", e.name), &e.bytes, || {
+            let mut one = Collateral::default();
+            add_file(&mut one, &e.name, &e.bytes);
+            Ok(one)
+        });
+        match read {
+            Ok(one) => c.extend(&one),
+            Err(_) => add_file(&mut c, &e.name, &e.bytes),
+        }
     }
     c
 }

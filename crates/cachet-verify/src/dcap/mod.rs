@@ -440,9 +440,9 @@ struct Selected<'c> {
     root_crl: &'c [u8],
     pck_crl: &'c [u8],
     tcb_info_raw: &'c SignedJson,
-    tcb_info: Result<TcbInfo, String>,
+    tcb_info: Result<std::sync::Arc<TcbInfo>, String>,
     qe_identity_raw: &'c SignedJson,
-    qe_identity: Result<QeIdentity, String>,
+    qe_identity: Result<std::sync::Arc<QeIdentity>, String>,
     signing_certs: Vec<Vec<u8>>,
 }
 
@@ -521,14 +521,23 @@ fn select<'c>(
     // Parsed structures that fit the platform are preferred; an unparsable one
     // is still selected when it is all there is, so that tampering is reported
     // by its signature check rather than as a missing piece.
-    let infos: Vec<(&SignedJson, Result<TcbInfo, String>)> = coll.tcb_infos.iter().map(|sj| (sj, TcbInfo::parse(&sj.body))).collect();
+    // Parsed once per distinct signed text while a verification cache is in
+    // scope (the signature over it is still checked on every call).
+    let infos: Vec<(&SignedJson, Result<std::sync::Arc<TcbInfo>, String>)> = coll
+        .tcb_infos
+        .iter()
+        .map(|sj| (sj, crate::cache::parsed("dcap-tcb-info", sj.body.as_bytes(), || TcbInfo::parse(&sj.body))))
+        .collect();
     let fits = |i: &TcbInfo| i.fmspc == pck.fmspc && i.pce_id == pck.pce_id && (i.is_tdx() == (want == QuoteTee::Tdx));
-    let tcb = pick_preferred(&infos, |r| r.as_ref().is_ok_and(&fits), |r| r.as_ref().map(|i| i.issue_date).ok(), at);
+    let tcb = pick_preferred(&infos, |r| r.as_ref().is_ok_and(|i| fits(i)), |r| r.as_ref().map(|i| i.issue_date).ok(), at);
     if tcb.is_none() {
         missing.push("no TCB Info in the endorsements".into());
     }
-    let ids: Vec<(&SignedJson, Result<QeIdentity, String>)> =
-        coll.qe_identities.iter().map(|sj| (sj, QeIdentity::parse(&sj.body))).collect();
+    let ids: Vec<(&SignedJson, Result<std::sync::Arc<QeIdentity>, String>)> = coll
+        .qe_identities
+        .iter()
+        .map(|sj| (sj, crate::cache::parsed("dcap-qe-identity", sj.body.as_bytes(), || QeIdentity::parse(&sj.body))))
+        .collect();
     let want_id = if want == QuoteTee::Tdx { "TD_QE" } else { "QE" };
     let qe = pick_preferred(&ids, |r| r.as_ref().is_ok_and(|i| i.id == want_id), |r| r.as_ref().map(|i| i.issue_date).ok(), at);
     if qe.is_none() {

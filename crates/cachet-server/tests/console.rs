@@ -9,6 +9,10 @@
 //! it fails instead.
 
 mod common;
+#[path = "common/early_pcs.rs"]
+mod early_pcs;
+#[path = "../../cachet-endorse/tests/common/recorded.rs"]
+mod recorded;
 #[path = "console/webdriver.rs"]
 mod webdriver;
 
@@ -78,7 +82,19 @@ async fn console_in_a_real_browser() {
             return;
         }
     };
-    let srv = start("console", |a| a.allow_verification_time = true).await;
+    // Intel's PCS on loopback, serving a TCB recovery's early TCB Info (the
+    // forecast page must list the platform it demotes); the other sources
+    // answer 404 there, so attestations use the endorsements they carry.
+    let pcs = early_pcs::serve().await;
+    let srv = start("console", |a| {
+        a.allow_verification_time = true;
+        a.offline = false;
+        a.pcs_url = Some(pcs.clone());
+        a.kds_url = Some(pcs.clone());
+        a.nvidia_rim_url = Some(pcs.clone());
+        a.nvidia_ocsp_url = Some(pcs.clone());
+    })
+    .await;
     let op = srv.api_key(Role::Admin).await;
     let bank_a = create_tenant_api_key(&srv.dir, Some("bank-a"), Role::Admin).await;
     let bank_b = create_tenant_api_key(&srv.dir, Some("bank-b"), Role::Reader).await;
@@ -265,6 +281,18 @@ async fn console_in_a_real_browser() {
     assert!(result.contains("verified") || result.contains("not verified"), "{result}");
     assert!(b.count("#checks li").await.unwrap() >= 1, "the checks that ran");
     b.screenshot_full(&shots.join("09-dry-run.png")).await.unwrap();
+    // The same with the evidence file uploaded (raw bytes): a Nitro document verifies on its own.
+    let nitro = pick("nitro");
+    let file = srv.dir.join("nitro-evidence.bin");
+    std::fs::write(&file, nitro.evidence_bytes()).unwrap();
+    b.goto(&srv.at("/console/dry-run")).await.unwrap();
+    b.type_into("#d-file", file.to_str().unwrap()).await.unwrap();
+    b.type_into("#d-at", nitro.verify_at.as_deref().unwrap()).await.unwrap();
+    b.click("form.stack button").await.unwrap();
+    let result = b.text("#result").await.unwrap();
+    assert!(result.contains("verified") && !result.contains("not verified"), "the uploaded file verifies: {result}");
+    assert!(b.text("#checks").await.unwrap().contains("COSE"), "the Nitro checks ran");
+    b.screenshot_full(&shots.join("09b-dry-run-upload.png")).await.unwrap();
 
     // Policies: versions with their signer, and a diff.
     b.goto(&srv.at("/console/policies")).await.unwrap();
@@ -279,11 +307,33 @@ async fn console_in_a_real_browser() {
     b.goto(&srv.at("/console/reference-values")).await.unwrap();
     assert!(b.source().await.unwrap().contains("approved TD builds"));
     b.screenshot_full(&shots.join("12-reference-values.png")).await.unwrap();
+    // A platform a TCB recovery will demote, recorded as the attest path
+    // records it (its quote has no settled collateral to attest with here).
+    {
+        let store = cachet_store::SqliteStore::open_dir(&srv.dir).await.unwrap();
+        let quote = std::fs::read(recorded::vectors().join(early_pcs::DEMOTED_QUOTE)).unwrap();
+        let platform = cachet_endorse::forecast::platform_hint(cachet_verify::Tee::Tdx, &quote).unwrap();
+        let e = cachet_store::AuditEntry {
+            ts: cachet_server::now(),
+            actor: "test".into(),
+            action: "attest".into(),
+            tee: Some("tdx".into()),
+            outcome: "ok".into(),
+            detail: json!({"status": "affirming", "platform": platform}),
+            ..Default::default()
+        };
+        cachet_store::Store::append_audit(&store, &e).await.unwrap();
+        store.close().await;
+    }
     b.goto(&srv.at("/console/forecast")).await.unwrap();
     let (s, fc) = call(&srv, reqwest::Method::GET, "/v1/admin/endorsements/forecast", &op, None).await;
     assert_eq!(s, 200, "{fc}");
     let shown = b.eval("return document.querySelector('[data-figure=affected]').textContent").await.unwrap();
     assert_eq!(shown, json!(fc["affected"].as_array().map(Vec::len).unwrap_or(0).to_string()), "the forecast route's answer");
+    assert_eq!(shown, json!("1"), "the platform the early TCB Info demotes: {fc}");
+    let page = b.source().await.unwrap();
+    assert!(page.contains(early_pcs::FMSPC) || page.contains(&early_pcs::FMSPC.to_uppercase()), "the page names its FMSPC");
+    assert!(page.contains("OutOfDate"), "and what it drops to");
     b.screenshot_full(&shots.join("13-forecast.png")).await.unwrap();
 
     // Sign out ends the session: the old cookie opens nothing.

@@ -19,58 +19,20 @@
 
 mod common;
 
+#[path = "common/early_pcs.rs"]
+mod early_pcs;
 #[path = "../../cachet-endorse/tests/common/recorded.rs"]
 mod recorded;
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::response::{IntoResponse, Response};
 use cachet_endorse::forecast::{self, Newest};
-use cachet_endorse::{Endorser, Fetched, Resource, Sources};
+use cachet_endorse::{Endorser, Sources};
 use cachet_server::auth::Role;
 use cachet_store::{AuditEntry, SqliteStore, Store};
 use cachet_verify::Tee;
 use common::*;
 use serde_json::{json, Value};
-
-const FMSPC: &str = "90c06f000000";
-
-fn tcb_info(rel: &str) -> Fetched {
-    recorded::intel_bundle(rel).into_iter().find(|f| matches!(f.resource, Resource::TcbInfo { .. })).unwrap()
-}
-
-#[derive(Clone)]
-struct Pcs {
-    standard: Fetched,
-    early: Fetched,
-}
-
-async fn tcb(State(pcs): State<Pcs>, RawQuery(q): RawQuery) -> Response {
-    let q = q.unwrap_or_default().to_ascii_lowercase();
-    if !q.contains(&format!("fmspc={FMSPC}")) {
-        return axum::http::StatusCode::NOT_FOUND.into_response();
-    }
-    let f = if q.contains("update=early") { &pcs.early } else { &pcs.standard };
-    let chain: String = f.parts[1]
-        .bytes
-        .iter()
-        .map(|&b| if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
-    ([("TCB-Info-Issuer-Chain", chain), ("Content-Type", "application/json".into())], f.parts[0].bytes.clone()).into_response()
-}
-
-async fn fake_pcs() -> String {
-    let pcs = Pcs {
-        standard: tcb_info("tdx/automata/collateral_v5_2502.derived.json"),
-        early: tcb_info("tdx/dcap-qvl/tdx_quote_outdated_collateral.json"),
-    };
-    let app = axum::Router::new().route("/tdx/certification/v4/tcb", axum::routing::get(tcb)).with_state(pcs);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
 
 async fn get(srv: &TestServer, path: &str, key: &str) -> (u16, Value) {
     status_json(srv.client.get(srv.at(path)).bearer_auth(key).send().await.unwrap()).await
@@ -83,7 +45,7 @@ fn without_time(mut v: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forecast_lists_the_platforms_the_early_tcb_info_demotes() {
-    let pcs = fake_pcs().await;
+    let pcs = early_pcs::serve().await;
     let srv = start("forecast", |a| {
         a.allow_verification_time = true;
         a.offline = false;
@@ -113,7 +75,7 @@ async fn the_forecast_lists_the_platforms_the_early_tcb_info_demotes() {
 
     // Two more platforms in the audit log, as the attest path records them.
     let store = SqliteStore::open_dir(&srv.dir).await.unwrap();
-    for rel in ["tdx/automata/alibaba_quote_5.dat", "tdx/go-tdx-guest/quote_v5_sample.dat"] {
+    for rel in [early_pcs::DEMOTED_QUOTE, early_pcs::STEADY_QUOTE] {
         let quote = std::fs::read(recorded::vectors().join(rel)).unwrap();
         let platform = forecast::platform_hint(Tee::Tdx, &quote).unwrap();
         let e = AuditEntry {
@@ -135,7 +97,7 @@ async fn the_forecast_lists_the_platforms_the_early_tcb_info_demotes() {
     let affected = report["affected"].as_array().unwrap();
     assert_eq!(affected.len(), 1, "{report:#}");
     let a = &affected[0];
-    assert_eq!(a["tcb"]["fmspc"], FMSPC);
+    assert_eq!(a["tcb"]["fmspc"], early_pcs::FMSPC);
     assert_eq!((a["current_status"].as_str(), a["next_status"].as_str()), (Some("UpToDate"), Some("OutOfDate")));
     assert_eq!(a["from"]["tcb_evaluation_data_number"], 18);
     assert_eq!(a["current_tcb_evaluation_data_number"], 17);

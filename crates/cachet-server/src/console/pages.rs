@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
-use axum::{Extension, Form};
+use axum::Extension;
 use cachet_store::AuditRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -717,11 +717,13 @@ async fn dry_run_page(cs: &ConsoleState, p: &Principal, s: &SessionInfo, f: &Dry
     let body = format!(
         "<h1>Dry run</h1><p class=\"help\">Verifies and appraises evidence with <code>POST /v1/admin/policies/{{name}}/evaluate</code>: \
          no token is issued, no nonce consumed, nothing stored.</p>\
-         <form class=\"stack\" method=\"post\" action=\"/console/dry-run\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <form class=\"stack\" method=\"post\" action=\"/console/dry-run\" enctype=\"multipart/form-data\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <div><label for=\"d-tee\">TEE</label><select id=\"d-tee\" name=\"tee\">{tee_opts}</select></div>\
          <div><label for=\"d-policy\">Policy</label><select id=\"d-policy\" name=\"policy\">{pol_opts}</select></div>\
          <div><label for=\"d-evidence\">Evidence (base64, hex or JSON, as <code>cachet verify</code> reads it)</label>\
-         <textarea id=\"d-evidence\" name=\"evidence\" required spellcheck=\"false\">{}</textarea></div>\
+         <textarea id=\"d-evidence\" name=\"evidence\" spellcheck=\"false\">{}</textarea></div>\
+         <div><label for=\"d-file\">or the evidence file itself (raw bytes, or text as above; it wins over the box)</label>\
+         <input type=\"file\" id=\"d-file\" name=\"file\"></div>\
          <div><label for=\"d-at\">Verification time (RFC 3339, optional){at_note}</label><input id=\"d-at\" name=\"at\" value=\"{}\" size=\"28\" placeholder=\"2025-01-01T00:00:00Z\"></div>\
          <div><button type=\"submit\">Evaluate</button></div></form>{result}",
         esc(&s.csrf),
@@ -745,19 +747,43 @@ pub async fn dry_run(
     State(cs): State<ConsoleState>,
     Extension(p): Extension<Principal>,
     Extension(s): Extension<SessionInfo>,
-    Form(f): Form<DryRunForm>,
+    mut form: axum::extract::Multipart,
 ) -> Page {
+    // The form's fields; an uploaded file (raw evidence) wins over the box.
+    let mut f = DryRunForm::default();
+    let mut file: Vec<u8> = Vec::new();
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::invalid(format!("the form could not be read: {e}"));
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            file = field.bytes().await.map_err(bad)?.to_vec();
+            continue;
+        }
+        let text = field.text().await.map_err(bad)?;
+        match name.as_str() {
+            "csrf" => f.csrf = text,
+            "tee" => f.tee = text,
+            "policy" => f.policy = text,
+            "evidence" => f.evidence = text,
+            "at" => f.at = text,
+            _ => {}
+        }
+    }
     if !csrf_ok(&s, &f.csrf) {
         return Err(ApiError::forbidden("the form's token does not match this session; reload the page"));
     }
     use base64::Engine;
     let tee = if f.tee.is_empty() { "auto" } else { f.tee.as_str() };
-    let evidence = f.evidence.trim();
+    let evidence: &[u8] = if file.is_empty() { f.evidence.trim().as_bytes() } else { &file };
+    if evidence.is_empty() {
+        return dry_run_page(&cs, &p, &s, &f, "<p class=\"error\" role=\"alert\" id=\"result\">paste the evidence or choose its file</p>")
+            .await;
+    }
     let req = json!({
         "tee": tee,
-        // The text as pasted, base64-encoded: the API decodes hex, base64
-        // or JSON text inside once more, as `cachet verify` reads files.
-        "evidence": base64::engine::general_purpose::STANDARD.encode(evidence.as_bytes()),
+        // The bytes as pasted or uploaded, base64-encoded: the API decodes
+        // hex, base64 or JSON text inside once more, as `cachet verify` reads files.
+        "evidence": base64::engine::general_purpose::STANDARD.encode(evidence),
         "at": (!f.at.trim().is_empty()).then(|| f.at.trim().to_string()),
     });
     let req: crate::policies::EvaluateRequest = serde_json::from_value(req).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -1075,8 +1101,8 @@ pub async fn forecast(State(cs): State<ConsoleState>, Extension(p): Extension<Pr
             esc(&cut(&text(&a["platform"]), 200)),
             esc(&text(&a["current_status"])),
             esc(&text(&a["next_status"])),
-            esc(&cut(&text(&a["shortfalls"]), 400)),
-            esc(&text(&a["from"]))
+            shortfalls_html(&a["shortfalls"]),
+            from_html(&a["from"])
         );
     }
     if affected.is_empty() {
@@ -1097,4 +1123,41 @@ pub async fn forecast(State(cs): State<ConsoleState>, Extension(p): Extension<Pr
         esc(&serde_json::to_string_pretty(&r).unwrap_or_default())
     );
     page(&p, &s, "TCB forecast", &b)
+}
+
+/// A forecast's shortfalls as a list: "component: has X, needs Y".
+fn shortfalls_html(v: &Value) -> String {
+    let Some(list) = v.as_array() else { return String::new() };
+    let mut out = String::from("<ul class=\"plain\">");
+    for s in list.iter().take(32) {
+        let name = s["component"].as_str().map(str::to_string).unwrap_or_else(|| format!("{} #{}", s["set"], s["index"]));
+        let _ = write!(out, "<li>{}: has {}, needs {}</li>", esc(&name), esc(&s["platform"].to_string()), esc(&s["required"].to_string()));
+    }
+    out.push_str("</ul>");
+    out
+}
+
+/// When a forecast takes effect: the new TCB evaluation, its dates, whether it is in force.
+fn from_html(v: &Value) -> String {
+    let field = |k: &str| v[k].as_str().map(|s| s.get(..10).unwrap_or(s).to_string());
+    let mut parts = Vec::new();
+    if let Some(n) = v["tcb_evaluation_data_number"].as_u64() {
+        parts.push(format!("TCB evaluation {n}"));
+    }
+    if let Some(d) = field("issue_date") {
+        parts.push(format!("issued {d}"));
+    }
+    match v["in_force"].as_bool() {
+        Some(true) => parts.push("in force now".into()),
+        Some(false) => {
+            if let Some(d) = field("standard_expected_about") {
+                parts.push(format!("standard channel expected about {d}"));
+            }
+        }
+        None => {}
+    }
+    if parts.is_empty() {
+        return esc(&v.to_string());
+    }
+    esc(&parts.join("; "))
 }

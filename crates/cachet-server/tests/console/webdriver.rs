@@ -100,9 +100,18 @@ impl Browser {
         Ok(self.call(reqwest::Method::GET, "/source", None).await?.as_str().unwrap_or_default().to_string())
     }
 
+    /// The element `css` selects, looked for up to 5 s (a page still
+    /// rendering on a busy machine); `count` does not wait.
     pub async fn find(&self, css: &str) -> Result<String, String> {
-        let v = self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await?;
-        v[ELEMENT].as_str().map(str::to_string).ok_or_else(|| format!("no element {css}"))
+        let mut last = String::new();
+        for _ in 0..50 {
+            match self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await {
+                Ok(v) => return v[ELEMENT].as_str().map(str::to_string).ok_or_else(|| format!("no element {css}")),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last)
     }
 
     pub async fn count(&self, css: &str) -> Result<usize, String> {
@@ -121,9 +130,21 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text}))).await.map(|_| ())
     }
 
+    /// Click what navigates (a link, a form's button) and wait until the
+    /// new page has loaded: WebDriver's click may return while the form's
+    /// answer is still on its way.
     pub async fn click(&self, css: &str) -> Result<(), String> {
         let e = self.find(css).await?;
-        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await.map(|_| ())
+        self.eval("window.__cachetOldPage = true; return null").await?;
+        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await?;
+        for _ in 0..150 {
+            let loaded = self.eval("return window.__cachetOldPage !== true && document.readyState === 'complete'").await;
+            if loaded == Ok(Value::Bool(true)) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("clicking {css} loaded no new page within 15 s"))
     }
 
     /// Run a script in the page and return its value.

@@ -5,45 +5,73 @@
 //! verified at its own instant: the server runs with
 //! `--allow-verification-time`), at several concurrency levels (closed
 //! loop: each client sends its next request when the previous answer
-//! arrives). Reports attestations per second, p50/p99 latency and the
-//! server's peak resident memory per level (Linux `VmHWM`, reset between
-//! levels through `/proc/PID/clear_refs`).
+//! arrives). Per level it reports attestations per second, p50/p99/max
+//! latency, errors by HTTP status (with the first answer of each), the
+//! server's CPU time per attestation (`/proc/PID/stat`), its ratio to the
+//! warm in-process verification cost of the same mix (measured first, in
+//! this run, through `cachet_verify::cache` as the server verifies), the
+//! load generator's own CPU per attestation and the server's peak resident
+//! memory (Linux `VmHWM`, reset between levels through `/proc/PID/clear_refs`).
 //!
-//! Without `--url` it starts `cachet serve` itself on a free loopback port
-//! with a fresh data directory, and stops it at the end. Every level is
-//! bounded in time (`--seconds`) and in count (`--max-requests`); only
-//! loopback addresses are accepted.
+//! Servers:
+//! - without `--url` it starts `cachet serve` itself (SQLite) on a free
+//!   loopback port with a fresh data directory;
+//! - `--url A,B,...` drives running servers (replicas) round robin, with
+//!   `--pid` their PIDs in the same order for CPU and memory;
+//! - `--postgres` starts a private PostgreSQL cluster and `--replicas N`
+//!   servers on it (one issuer, one key-encryption key).
+//!
+//! With several servers every level is measured on the first alone, then on
+//! all, and the report gives the scaling. Everything started here is stopped
+//! at the end, on an error and on Ctrl-C. Every level is bounded in time
+//! (`--seconds`) and in count (`--max-requests`); only loopback addresses are
+//! accepted. `--json FILE` writes every figure as JSON too.
 //!
 //! ```text
 //! cargo build --release -p cachet -p cachet-bench
 //! target/release/cachet-loadgen --concurrency 1,4,16 --seconds 20
+//! target/release/cachet-loadgen --postgres --replicas 2 --concurrency 16 --seconds 20 --json load.json
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod cases;
+mod load;
+mod procs;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use cachet_verify::selftest::parse_cases;
-use cachet_verify::Endorsement;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
 use clap::Parser;
-use serde_json::json;
+use serde_json::{json, Value};
+
+use cases::{requests, warm_verify, Req, Warm};
+use load::{level, LevelResult, Tally};
+use procs::{cluster_cpu_seconds, cpu_seconds, peak_mib, reset_peak, spawn_server, wait_healthy, Fleet, PgCluster};
 
 #[derive(Parser)]
 #[command(name = "cachet-loadgen", about = "Load test of POST /v1/attest on loopback")]
 struct Args {
-    /// Base URL of a running server (loopback only); without it one is started.
-    #[arg(long)]
-    url: Option<String>,
-    /// PID of the server given by --url, to report its peak memory.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// Base URLs of running servers (loopback only), comma separated:
+    /// replicas, driven round robin. Without it one is started.
+    #[arg(long, value_delimiter = ',')]
+    url: Vec<String>,
+    /// PIDs of the servers given by --url, same order: their CPU time and peak memory.
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// Start a private PostgreSQL cluster and --replicas servers on it.
+    #[arg(long, conflicts_with = "url")]
+    postgres: bool,
+    /// Servers to start with --postgres.
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
     /// The `cachet` binary to start when no --url is given.
     #[arg(long, default_value = "target/release/cachet")]
     cachet: PathBuf,
+    /// More options for the `cachet serve` processes started here (repeatable,
+    /// e.g. --server-arg=--max-concurrent-verifications=4).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// Folder with cases.json and the evidence.
     #[arg(long, default_value = "testdata/vectors")]
     vectors: PathBuf,
@@ -59,96 +87,25 @@ struct Args {
     /// Unmeasured requests before each level.
     #[arg(long, default_value_t = 20)]
     warmup: u64,
+    /// Seconds of warm in-process verification of the mix (before the levels).
+    #[arg(long, default_value_t = 2.0)]
+    verify_seconds: f64,
     /// Cases to send (ids, repeatable); default: the first accepted case of each family.
     #[arg(long = "case")]
     cases: Vec<String>,
     /// Also measure each family alone at this concurrency.
     #[arg(long)]
     per_family: Option<usize>,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
-/// One prepared request.
-struct Req {
-    tee: String,
-    body: Vec<u8>,
-}
-
-fn read_endorsements(root: &Path, rel: &str) -> Result<Vec<Endorsement>, String> {
-    let p = root.join(rel);
-    let mut files = Vec::new();
-    if p.is_dir() {
-        let rd = std::fs::read_dir(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.is_file()));
-        files.sort();
-    } else {
-        files.push(p);
-    }
-    files
-        .into_iter()
-        .map(|f| {
-            std::fs::read(&f).map(|bytes| Endorsement { name: f.display().to_string(), bytes }).map_err(|e| format!("{}: {e}", f.display()))
-        })
-        .collect()
-}
-
-fn requests(args: &Args) -> Result<Vec<Req>, String> {
-    let text = std::fs::read_to_string(args.vectors.join("cases.json")).map_err(|e| format!("cases.json: {e}"))?;
-    let mut seen: Vec<String> = Vec::new();
-    let mut out = Vec::new();
-    for c in parse_cases(&text)? {
-        let wanted = if args.cases.is_empty() { c.expect == "accept" && !seen.contains(&c.tee) } else { args.cases.contains(&c.id) };
-        if !wanted {
-            continue;
-        }
-        seen.push(c.tee.clone());
-        let raw = std::fs::read(args.vectors.join(&c.evidence)).map_err(|e| format!("{}: {e}", c.evidence))?;
-        let mut ends = Vec::new();
-        for e in &c.endorsements {
-            ends.extend(read_endorsements(&args.vectors, e)?);
-        }
-        let s = c.subject(&raw, ends)?;
-        let body = json!({
-            "tee": c.tee,
-            "evidence": STANDARD.encode(&s.evidence),
-            "endorsements": s.endorsements.iter().map(|e| json!({"name": e.name.rsplit('/').next().unwrap_or(""), "data": STANDARD.encode(&e.bytes)})).collect::<Vec<_>>(),
-            "at": c.verify_at,
-        });
-        out.push(Req { tee: c.tee.clone(), body: serde_json::to_vec(&body).map_err(|e| e.to_string())? });
-    }
-    if out.is_empty() {
-        return Err("no cases selected".into());
-    }
-    Ok(out)
-}
-
-/// A server this program started (stopped on drop).
-struct Spawned {
-    child: std::process::Child,
-    dir: PathBuf,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn spawn_server(cachet: &Path) -> Result<(Spawned, String), String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let dir = std::env::temp_dir().join(format!("cachet-loadgen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    let child = std::process::Command::new(cachet)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--allow-verification-time", "--data-dir"])
-        .arg(&dir)
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", cachet.display()))?;
-    Ok((Spawned { child, dir }, format!("http://127.0.0.1:{port}")))
+/// A server under load.
+struct Server {
+    name: String,
+    url: String,
+    pid: Option<u32>,
 }
 
 fn is_loopback(url: &str) -> bool {
@@ -158,191 +115,344 @@ fn is_loopback(url: &str) -> bool {
     host == "localhost" || host == "[::1]" || host.starts_with("127.")
 }
 
-fn reset_peak(pid: Option<u32>) {
-    if let Some(p) = pid {
-        let _ = std::fs::write(format!("/proc/{p}/clear_refs"), "5");
+fn us(x: Option<f64>) -> String {
+    match x {
+        None => "-".into(),
+        Some(us) if us >= 1000.0 => format!("{:.1} ms", us / 1000.0),
+        Some(us) => format!("{us:.0} µs"),
     }
 }
 
-fn peak_mib(pid: Option<u32>) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map(f).unwrap_or_else(|| "-".into())
 }
 
-/// Result of one level.
-struct Level {
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    secs: f64,
-    lat_us: Vec<u64>,
+/// What the run has: servers, the database, the client, the mix's warm cost.
+struct Ctx<'a> {
+    args: &'a Args,
+    client: reqwest::Client,
+    servers: Vec<Server>,
+    pg_pid: Option<u32>,
+    warm: Warm,
+    levels: Vec<Value>,
 }
 
-async fn level(client: &reqwest::Client, url: &str, reqs: &Arc<Vec<Req>>, conc: usize, secs: u64, max: u64) -> Level {
-    let next = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let t0 = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..conc {
-        let (client, url, reqs, next) = (client.clone(), url.to_string(), reqs.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= max || Instant::now() >= deadline {
-                    break;
-                }
-                let Some(r) = reqs.get((n % reqs.len() as u64) as usize) else { break };
-                let t = Instant::now();
-                let resp =
-                    client.post(format!("{url}/v1/attest")).header("content-type", "application/json").body(r.body.clone()).send().await;
-                match resp {
-                    Ok(resp) if resp.status().as_u16() == 200 => {
-                        let _ = resp.bytes().await;
-                        ok += 1;
-                        lat.push(t.elapsed().as_micros() as u64);
-                    }
-                    Ok(resp) => {
-                        errors += 1;
-                        let code = resp.status().as_u16();
-                        let text = resp.text().await.unwrap_or_default();
-                        first_error.get_or_insert_with(|| format!("{} {code}: {}", r.tee, text.chars().take(200).collect::<String>()));
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| format!("{}: {e}", r.tee));
-                    }
-                }
-            }
-            (lat, ok, errors, first_error)
-        }));
-    }
-    let mut out = Level { ok: 0, errors: 0, first_error: None, secs: 0.0, lat_us: Vec::new() };
-    for t in tasks {
-        if let Ok((lat, ok, errors, fe)) = t.await {
-            out.lat_us.extend(lat);
-            out.ok += ok;
-            out.errors += errors;
-            if out.first_error.is_none() {
-                out.first_error = fe;
-            }
-        }
-    }
-    out.secs = t0.elapsed().as_secs_f64();
-    out.lat_us.sort_unstable();
-    out
+/// One measured level on servers `on` (indices).
+struct Measured {
+    res: LevelResult,
+    cpu: Vec<Option<f64>>,
+    rss: Vec<Option<f64>>,
+    db_cpu: Option<f64>,
+    own_cpu: Option<f64>,
 }
 
-fn pct(sorted: &[u64], p: f64) -> String {
-    if sorted.is_empty() {
-        return "-".into();
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    let us = sorted.get(i).copied().unwrap_or(0) as f64;
-    if us >= 1000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
+fn per_att(cpu: Option<f64>, ok: u64) -> Option<f64> {
+    (ok > 0).then_some(())?;
+    Some(cpu? * 1e6 / ok as f64)
 }
 
-async fn run_levels(
-    client: &reqwest::Client,
-    url: &str,
-    reqs: Arc<Vec<Req>>,
-    levels: &[usize],
-    args: &Args,
-    pid: Option<u32>,
-    label: &str,
-) {
-    for &c in levels {
+fn sum(v: &[Option<f64>]) -> Option<f64> {
+    v.iter().try_fold(0.0, |a, x| Some(a + (*x)?))
+}
+
+impl Ctx<'_> {
+    async fn measure(&self, reqs: &Arc<Vec<Req>>, on: &[usize], conc: usize) -> Measured {
+        let urls: Vec<String> = on.iter().map(|&i| self.servers[i].url.clone()).collect();
+        let pids: Vec<Option<u32>> = on.iter().map(|&i| self.servers[i].pid).collect();
         // Warm-up (connections, caches, the server's first key use).
-        let _ = level(client, url, &reqs, c.max(1), 30, args.warmup).await;
-        reset_peak(pid);
-        let l = level(client, url, &reqs, c.max(1), args.seconds, args.max_requests).await;
-        let rate = l.ok as f64 / l.secs.max(1e-9);
-        let mem = peak_mib(pid).map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "-".into());
+        let _ = level(&self.client, &urls, reqs, conc, 30, self.args.warmup).await;
+        pids.iter().flatten().for_each(|&p| reset_peak(p));
+        let cpu_of = |p: &Option<u32>| p.and_then(|p| cpu_seconds(&p.to_string()));
+        let cpu0: Vec<Option<f64>> = pids.iter().map(cpu_of).collect();
+        let (db0, own0) = (self.pg_pid.and_then(cluster_cpu_seconds), cpu_seconds("self"));
+        let res = level(&self.client, &urls, reqs, conc, self.args.seconds, self.args.max_requests).await;
+        let cpu1: Vec<Option<f64>> = pids.iter().map(cpu_of).collect();
+        let (db1, own1) = (self.pg_pid.and_then(cluster_cpu_seconds), cpu_seconds("self"));
+        let cpu = cpu0.iter().zip(&cpu1).map(|(a, b)| Some(((*b)? - (*a)?).max(0.0))).collect();
+        let rss = pids.iter().map(|p| p.and_then(peak_mib)).collect();
+        let diff = |a: Option<f64>, b: Option<f64>| Some((b? - a?).max(0.0));
+        Measured { res, cpu, rss, db_cpu: diff(db0, db1), own_cpu: diff(own0, own1) }
+    }
+
+    /// Print one table row (and its errors), return its JSON.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        mix: &str,
+        servers: &str,
+        conc: usize,
+        t: &Tally,
+        secs: f64,
+        cpu: Option<f64>,
+        own: Option<f64>,
+        db: Option<f64>,
+        rss: Option<f64>,
+        warm_s: f64,
+    ) -> Value {
+        let errors = t.error_count();
+        let rate = t.ok as f64 / secs.max(1e-9);
+        let cpu_att = per_att(cpu, t.ok);
+        let ratio = cpu_att.map(|c| c / (warm_s * 1e6));
+        let (own_att, db_att) = (per_att(own, t.ok), per_att(db, t.ok));
+        let pct = |p| t.pct(p).map(|v| v as f64);
+        let db_cell = if self.pg_pid.is_some() { format!(" {} |", us(db_att)) } else { String::new() };
         println!(
-            "| {label} | {c} | {} | {} | {rate:.0} | {} | {} | {} | {mem} |",
-            l.ok + l.errors,
-            l.errors,
-            pct(&l.lat_us, 0.50),
-            pct(&l.lat_us, 0.99),
-            pct(&l.lat_us, 1.0),
+            "| {mix} | {servers} | {conc} | {} | {errors} | {rate:.0} | {} | {} | {} | {} | {} |{db_cell} {} | {} |",
+            t.ok + errors,
+            us(pct(0.50)),
+            us(pct(0.99)),
+            us(pct(1.0)),
+            us(cpu_att),
+            opt(ratio, |r| format!("{r:.2}×")),
+            us(own_att),
+            opt(rss, |m| format!("{m:.0} MiB")),
         );
-        if let Some(e) = l.first_error {
-            println!("|   first error: {e} |");
+        for (code, (n, first)) in &t.errors {
+            println!("|   errors {code}: {n}, first: {} |", first.replace('|', "/").replace('\n', " "));
+        }
+        json!({
+            "mix": mix,
+            "servers": servers,
+            "concurrency": conc,
+            "seconds": secs,
+            "requests": t.ok + errors,
+            "ok": t.ok,
+            "errors": t.errors.iter().map(|(k, (n, f))| (k.clone(), json!({"count": n, "first": f}))).collect::<serde_json::Map<_, _>>(),
+            "attestations_per_s": rate,
+            "p50_us": t.pct(0.50),
+            "p99_us": t.pct(0.99),
+            "max_us": t.pct(1.0),
+            "server_cpu_s": cpu,
+            "server_cpu_per_attestation_us": cpu_att,
+            "warm_verify_per_attestation_us": warm_s * 1e6,
+            "ratio_server_cpu_to_warm_verify": ratio,
+            "loadgen_cpu_per_attestation_us": own_att,
+            "database_cpu_per_attestation_us": db_att,
+            "server_peak_rss_mib": rss,
+        })
+    }
+
+    /// Measure and report `mix` at `conc` on servers `on`; per-server rows
+    /// when there are several. Returns attestations/s.
+    async fn report(&mut self, mix: &str, reqs: &Arc<Vec<Req>>, on: &[usize], conc: usize, warm_s: f64) -> f64 {
+        let m = self.measure(reqs, on, conc).await;
+        let names: Vec<&str> = on.iter().map(|&i| self.servers[i].name.as_str()).collect();
+        let label = names.join("+");
+        let rss_total = sum(&m.rss);
+        let mut v = self.row(mix, &label, conc, &m.res.total, m.res.secs, sum(&m.cpu), m.own_cpu, m.db_cpu, rss_total, warm_s);
+        if on.len() > 1 {
+            let mut per = Vec::new();
+            for (j, t) in m.res.per.iter().enumerate() {
+                let name = format!("· {} of {label}", names[j]);
+                per.push(self.row(mix, &name, conc, t, m.res.secs, m.cpu[j], None, None, m.rss[j], warm_s));
+            }
+            v["per_server"] = Value::Array(per);
+        }
+        let rate = m.res.total.ok as f64 / m.res.secs.max(1e-9);
+        self.levels.push(v);
+        rate
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let reqs = Arc::new(requests(&args.vectors, &args.cases)?);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
+
+    // Servers. `fleet` owns what this program starts: dropped (stopped) when
+    // `run` returns or is cancelled.
+    let mut fleet = Fleet::default();
+    let mut servers = Vec::new();
+    let mode;
+    if !args.url.is_empty() {
+        if !args.pid.is_empty() && args.pid.len() != args.url.len() {
+            return Err(format!("{} URLs but {} PIDs: give one PID per URL, same order", args.url.len(), args.pid.len()));
+        }
+        for (i, u) in args.url.iter().enumerate() {
+            if !is_loopback(u) {
+                return Err(format!("{u} is not a loopback address"));
+            }
+            servers.push(Server { name: format!("r{}", i + 1), url: u.trim_end_matches('/').to_string(), pid: args.pid.get(i).copied() });
+        }
+        mode = "external";
+    } else {
+        let root = std::env::temp_dir().join(format!("cachet-loadgen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        fleet.root = Some(root.clone());
+        if args.postgres {
+            let n = args.replicas.max(1);
+            eprintln!("starting PostgreSQL and {n} servers ...");
+            let pg = PgCluster::start()?;
+            let db = pg.create_database("cachet")?;
+            fleet.pg = Some(pg);
+            // One issuer for all; the first server creates the key-encryption
+            // key, which the others get before they start.
+            let issuer = "http://127.0.0.1".to_string();
+            for i in 0..n {
+                let dir = root.join(format!("r{}", i + 1));
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                if i > 0 {
+                    let kek = root.join("r1").join("secrets-kek.key");
+                    std::fs::copy(&kek, dir.join("secrets-kek.key")).map_err(|e| format!("{}: {e}", kek.display()))?;
+                }
+                let mut extra = vec!["--database-url".to_string(), db.clone(), "--issuer".into(), issuer.clone()];
+                extra.extend(args.server_args.iter().cloned());
+                let s = spawn_server(&args.cachet, &dir, &extra)?;
+                let url = s.url.clone();
+                fleet.servers.push(s);
+                wait_healthy(&client, std::slice::from_ref(&url), &mut fleet.servers).await?;
+            }
+            mode = "postgres";
+        } else {
+            fleet.servers.push(spawn_server(&args.cachet, &root.join("r1"), &args.server_args)?);
+            mode = "sqlite";
+        }
+        for (i, s) in fleet.servers.iter().enumerate() {
+            servers.push(Server { name: format!("r{}", i + 1), url: s.url.clone(), pid: Some(s.child.id()) });
         }
     }
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    wait_healthy(&client, &urls, &mut fleet.servers).await?;
+
+    // The warm in-process cost of the same mix, on one thread.
+    let secs = args.verify_seconds.max(0.0);
+    let warm = {
+        let reqs = reqs.clone();
+        tokio::task::spawn_blocking(move || warm_verify(&reqs, secs)).await.map_err(|e| e.to_string())?
+    };
+
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let families: Vec<&str> = reqs.iter().map(|r| r.tee.as_str()).collect();
+    let described: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{} {} (pid {})", s.name, s.url, s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())))
+        .collect();
+    println!("servers ({mode}): {}", described.join(", "));
+    println!("{cores} cores shared by servers and load generator, {} s per level", args.seconds);
+    println!("mix (round robin): {}", families.join(", "));
+    let clock = if warm.cpu_clock { "thread CPU" } else { "wall time (no thread CPU clock)" };
+    println!(
+        "warm in-process verification of the mix (cachet_verify::cache, one thread, {:.1} s, {} verifications): {} {clock} per attestation (wall {})",
+        secs,
+        warm.n,
+        us(Some(warm.cpu_s * 1e6)),
+        us(Some(warm.wall_s * 1e6)),
+    );
+    let per_case: Vec<String> = reqs.iter().zip(&warm.cases).map(|(r, c)| format!("{} {}", r.tee, us(Some(c.cpu_s * 1e6)))).collect();
+    println!("  per case: {}", per_case.join(", "));
+    for (r, c) in reqs.iter().zip(&warm.cases) {
+        if let Some(why) = &c.refused {
+            println!("  WARNING: {} ({}) is refused in process: {why}", r.tee, r.id);
+        }
+    }
+    println!();
+    let db_head = if fleet.pg.is_some() { " database CPU/attestation |" } else { "" };
+    let db_rule = if fleet.pg.is_some() { "---:|" } else { "" };
+    println!(
+        "| mix | servers | concurrency | requests | errors | attestations/s | p50 | p99 | max | server CPU/attestation | ÷ warm verify |{db_head} load generator CPU/attestation | server peak RSS |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{db_rule}---:|---:|");
+
+    let pg_pid = fleet.pg.as_ref().and_then(PgCluster::pid);
+    let mut ctx = Ctx { args: &args, client, servers, pg_pid, warm, levels: Vec::new() };
+    let all: Vec<usize> = (0..ctx.servers.len()).collect();
+    let mut scaling = Vec::new();
+    let warm_mix = ctx.warm.cpu_s;
+    for &c in &args.concurrency {
+        let c = c.max(1);
+        if all.len() > 1 {
+            let one = ctx.report("all families", &reqs, &[0], c, warm_mix).await;
+            let every = ctx.report("all families", &reqs, &all, c, warm_mix).await;
+            scaling.push((c, one, every));
+        } else {
+            ctx.report("all families", &reqs, &all, c, warm_mix).await;
+        }
+    }
+    if let Some(c) = args.per_family {
+        for (i, r) in reqs.iter().enumerate() {
+            let one = Arc::new(vec![Req {
+                id: r.id.clone(),
+                tee: r.tee.clone(),
+                body: r.body.clone(),
+                kind: r.kind,
+                evidence: Vec::new(),
+                endorsements: Vec::new(),
+                at: r.at,
+            }]);
+            let warm_case = ctx.warm.cases[i].cpu_s;
+            ctx.report(&r.tee, &one, &all, c.max(1), warm_case).await;
+        }
+    }
+    if !scaling.is_empty() {
+        println!();
+        for (c, one, every) in &scaling {
+            println!(
+                "scaling at concurrency {c}: {} servers {every:.0}/s vs 1 server {one:.0}/s = {:.2}× (target ≥ 1.7× with two)",
+                all.len(),
+                every / one.max(1e-9)
+            );
+        }
+    }
+
+    if let Some(path) = &args.json {
+        let v = json!({
+            "mode": mode,
+            "cores": cores,
+            "seconds_per_level": args.seconds,
+            "servers": ctx.servers.iter().map(|s| json!({"name": s.name, "url": s.url, "pid": s.pid})).collect::<Vec<_>>(),
+            "mix": families,
+            "warm_verification": {
+                "seconds": secs,
+                "verifications": ctx.warm.n,
+                "thread_cpu_clock": ctx.warm.cpu_clock,
+                "cpu_per_attestation_us": ctx.warm.cpu_s * 1e6,
+                "wall_per_attestation_us": ctx.warm.wall_s * 1e6,
+                "per_case": reqs.iter().zip(&ctx.warm.cases).map(|(r, c)| json!({
+                    "id": r.id, "tee": r.tee, "cpu_us": c.cpu_s * 1e6, "wall_us": c.wall_s * 1e6, "rounds": c.n, "refused": c.refused,
+                })).collect::<Vec<_>>(),
+            },
+            "levels": ctx.levels,
+            "scaling": scaling.iter().map(|(c, one, every)| json!({
+                "concurrency": c, "servers": all.len(), "one_per_s": one, "all_per_s": every, "ratio": every / one.max(1e-9),
+            })).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    drop(fleet);
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let reqs = match requests(&args) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            eprintln!("cachet-loadgen: {e}");
+    // Registered now, so that Ctrl-C or SIGTERM at any point stops what was
+    // started: the run is dropped, and with it the servers and the database.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cachet-loadgen: signals: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut _spawned = None;
-    let (url, pid) = match &args.url {
-        Some(u) if is_loopback(u) => (u.trim_end_matches('/').to_string(), args.pid),
-        Some(u) => {
-            eprintln!("cachet-loadgen: {u} is not a loopback address");
-            return ExitCode::from(2);
+    tokio::select! {
+        biased;
+        _ = int.recv() => {
+            eprintln!("cachet-loadgen: interrupted; stopped what it had started");
+            ExitCode::from(130)
         }
-        None => match spawn_server(&args.cachet) {
-            Ok((s, u)) => {
-                let pid = Some(s.child.id());
-                _spawned = Some(s);
-                (u, pid)
-            }
+        _ = term.recv() => {
+            eprintln!("cachet-loadgen: terminated; stopped what it had started");
+            ExitCode::from(143)
+        }
+        r = run(args) => match r {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("cachet-loadgen: cannot start the server: {e}");
-                return ExitCode::from(2);
+                eprintln!("cachet-loadgen: {e}");
+                ExitCode::from(2)
             }
         },
-    };
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(1024).build() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cachet-loadgen: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // Wait for the server.
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/healthz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            eprintln!("cachet-loadgen: {url} did not become healthy");
-            return ExitCode::from(2);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let families: Vec<&str> = reqs.iter().map(|r| r.tee.as_str()).collect();
-    println!("server {url}, {cores} cores shared by server and load generator, {} s per level", args.seconds);
-    println!("mix (round robin): {}", families.join(", "));
-    println!();
-    println!("| mix | concurrency | requests | errors | attestations/s | p50 | p99 | max | server peak RSS |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    run_levels(&client, &url, reqs.clone(), &args.concurrency, &args, pid, "all families").await;
-    if let Some(c) = args.per_family {
-        for r in reqs.iter() {
-            let one = Arc::new(vec![Req { tee: r.tee.clone(), body: r.body.clone() }]);
-            run_levels(&client, &url, one, &[c], &args, pid, &r.tee).await;
-        }
-    }
-    ExitCode::SUCCESS
 }

@@ -322,6 +322,7 @@ pub fn operator_reader_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::policies::get_policy))
         .routes(routes!(crate::policies::policy_versions))
         .routes(routes!(crate::policies::evaluate))
+        .routes(routes!(crate::replay::replay))
         .routes(routes!(list_signing_keys))
         .routes(routes!(audit_log))
         .routes(routes!(audit_verify))

@@ -27,6 +27,7 @@ pub mod ops;
 pub mod policies;
 pub mod policy_signing;
 pub mod refvals;
+pub mod replay;
 pub mod routes;
 pub mod secrets;
 pub mod secrets_client;

@@ -217,7 +217,7 @@ fn check_tees(name: &str, policy: &Policy) -> Result<(), cachet_appraise::Policy
     }
 }
 
-fn policy_invalid(e: cachet_appraise::PolicyError) -> ApiError {
+pub(crate) fn policy_invalid(e: cachet_appraise::PolicyError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", e.to_string())
 }
 

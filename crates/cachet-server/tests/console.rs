@@ -303,6 +303,18 @@ async fn console_in_a_real_browser() {
     assert!(b.text("#diff .del").await.unwrap().contains("version 1"));
     assert!(b.text("#diff").await.unwrap().contains("+ status := \"affirming\""));
     b.screenshot_full(&shots.join("11-policy-diff.png")).await.unwrap();
+    // What a stricter default-snp would do to the attestations recorded under it: the API's answer, shown.
+    let strict = "package candidate\nimport rego.v1\ntees := {\"snp\"}\nstatus := \"contraindicated\"\n";
+    b.goto(&srv.at("/console/policies/default-snp")).await.unwrap();
+    b.type_into("#r-policy", strict).await.unwrap();
+    b.click("#replay button").await.unwrap();
+    let shown = b.text("[data-figure=would-refuse]").await.unwrap();
+    let (s, api) = call(&srv, reqwest::Method::POST, "/v1/admin/policies/default-snp/replay", &op, Some(json!({"policy": strict}))).await;
+    assert_eq!(s, 200, "{api}");
+    assert!(api["would_refuse"].as_u64().unwrap() >= 1, "the accepted SNP attestation would be refused: {api}");
+    assert_eq!(shown, api["would_refuse"].to_string(), "the page shows the API's figure");
+    assert!(b.count("#replay-changes tbody tr a").await.unwrap() >= 1, "each changed attestation links to its report");
+    b.screenshot_full(&shots.join("11b-policy-replay.png")).await.unwrap();
 
     b.goto(&srv.at("/console/reference-values")).await.unwrap();
     assert!(b.source().await.unwrap().contains("approved TD builds"));

@@ -181,7 +181,7 @@ pub fn router(app: AppState) -> Router<AppState> {
     let operator = Router::new()
         .route("/console/dry-run", get(pages::dry_run_form).post(pages::dry_run))
         .route("/console/policies", get(pages::policies))
-        .route("/console/policies/{name}", get(pages::policy))
+        .route("/console/policies/{name}", get(pages::policy).post(pages::policy_replay))
         .route("/console/forecast", get(pages::forecast))
         .layer(from_fn_with_state(store, auth::require_operator_reader));
     let signed_in = reader.merge(operator).layer(from_fn_with_state(cs.clone(), with_session));

@@ -872,13 +872,96 @@ pub struct DiffQuery {
     b: Option<i64>,
 }
 
-/// `GET /console/policies/{name}[?a=N&b=M]`: versions, text and a diff.
+/// `GET /console/policies/{name}[?a=N&b=M]`: versions, text, a diff, and
+/// the form that replays a candidate over recorded attestations.
 pub async fn policy(
     State(cs): State<ConsoleState>,
     Extension(p): Extension<Principal>,
     Extension(s): Extension<SessionInfo>,
     Path(name): Path<String>,
     Query(q): Query<DiffQuery>,
+) -> Page {
+    policy_page(&cs, &p, &s, name, q, None, "").await
+}
+
+/// The candidate-policy form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplayForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    policy: String,
+    #[serde(default)]
+    last: String,
+}
+
+/// `POST /console/policies/{name}`: what the candidate would do to the last
+/// attestations recorded under this policy (`POST /v1/admin/policies/{name}/replay`).
+pub async fn policy_replay(
+    State(cs): State<ConsoleState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<SessionInfo>,
+    Path(name): Path<String>,
+    axum::Form(f): axum::Form<ReplayForm>,
+) -> Page {
+    if !csrf_ok(&s, &f.csrf) {
+        return Err(ApiError::forbidden("the form's token does not match this session; reload the page"));
+    }
+    let last = f.last.trim().parse::<usize>().ok();
+    let req = crate::replay::ReplayRequest { policy: Some(f.policy.clone()), last };
+    let result = match crate::replay::replay(State(cs.app.clone()), Path(name.clone()), ApiJson(req)).await {
+        Ok(axum::Json(r)) => {
+            let mut out = format!(
+                "<div id=\"replay-result\" role=\"status\"><p><strong>This change would refuse <span data-figure=\"would-refuse\">{}</span> of the last \
+                 <span data-figure=\"evaluated\">{}</span> attestations</strong> appraised by {} ({} would change status, {} refused now would pass; \
+                 {} recorded without claims skipped).</p>",
+                r.would_refuse,
+                r.evaluated,
+                esc(&name),
+                r.changed,
+                r.would_admit,
+                r.skipped
+            );
+            if !r.changes.is_empty() {
+                out.push_str(
+                    "<table id=\"replay-changes\"><thead><tr><th scope=\"col\">Attestation</th><th scope=\"col\">TEE</th>\
+                     <th scope=\"col\">Was</th><th scope=\"col\">Would be</th><th scope=\"col\">Why</th></tr></thead><tbody>",
+                );
+                for c in &r.changes {
+                    let why: Vec<String> = c
+                        .reasons
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| format!("{}: {}", r["rule"].as_str().unwrap_or(""), r["detail"].as_str().unwrap_or("")))
+                        .collect();
+                    let _ = write!(
+                        out,
+                        "<tr><td><a href=\"/console/attestations/{0}\">#{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td></tr>",
+                        c.seq,
+                        esc(&c.tee),
+                        status_span(&c.was),
+                        status_span(&c.now),
+                        esc(&cut(&why.join("; "), 300))
+                    );
+                }
+                out.push_str("</tbody></table>");
+            }
+            out + "</div>"
+        }
+        Err(e) => format!("<p class=\"error\" role=\"alert\" id=\"replay-result\"><code>{}</code>: {}</p>", esc(e.code), esc(&e.message)),
+    };
+    policy_page(&cs, &p, &s, name, DiffQuery::default(), Some(&f), &result).await
+}
+
+async fn policy_page(
+    cs: &ConsoleState,
+    p: &Principal,
+    s: &SessionInfo,
+    name: String,
+    q: DiffQuery,
+    form: Option<&ReplayForm>,
+    replay_result: &str,
 ) -> Page {
     let get = |v: Option<i64>| {
         crate::policies::get_policy(State(cs.app.clone()), Path(name.clone()), ApiQuery(crate::policies::VersionQuery { version: v }))
@@ -931,7 +1014,23 @@ pub async fn policy(
         let _ = write!(b, "<p class=\"muted\">Version {va} → version {vb}</p>{}", diff_html(&ta.policy, &tb.policy));
     }
     let _ = write!(b, "<h2>Current text (version {})</h2><pre id=\"policy-text\">{}</pre>", current.info.version, esc(&current.policy));
-    page(&p, &s, &format!("Policy {name}"), &b)
+    let candidate = form.map(|f| f.policy.as_str()).unwrap_or(&current.policy);
+    let last = form.map(|f| f.last.as_str()).filter(|l| !l.is_empty()).unwrap_or("500");
+    let _ = write!(
+        b,
+        "<h2>What would a change do?</h2><p class=\"help\">The candidate appraises the claims recorded for the last \
+         attestations appraised by this policy, each at its own verification time; nothing is stored.</p>\
+         <form class=\"stack\" id=\"replay\" method=\"post\" action=\"/console/policies/{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <div><label for=\"r-policy\">Candidate policy (Rego)</label><textarea id=\"r-policy\" name=\"policy\" spellcheck=\"false\">{}</textarea></div>\
+         <div><label for=\"r-last\">Attestations to replay (the latest, at most {})</label><input id=\"r-last\" name=\"last\" value=\"{}\" size=\"6\"></div>\
+         <div><button type=\"submit\">Replay</button></div></form>{replay_result}",
+        url_enc(&name),
+        esc(&s.csrf),
+        esc(candidate),
+        crate::replay::MAX_LAST,
+        esc(last)
+    );
+    page(p, s, &format!("Policy {name}"), &b)
 }
 
 /// A line diff (longest common subsequence), `+`/`-` marked.

@@ -72,6 +72,12 @@ struct Args {
     /// e.g. --server-arg=--max-concurrent-verifications=4).
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Let the servers started here fetch endorsements from the vendors
+    /// (Intel PCS, AMD KDS, NVIDIA). By default they run `--offline`, so they
+    /// verify the endorsements the requests carry, as the in-process
+    /// measurement does, and never wait on the network.
+    #[arg(long)]
+    online: bool,
     /// Folder with cases.json and the evidence.
     #[arg(long, default_value = "testdata/vectors")]
     vectors: PathBuf,
@@ -277,6 +283,8 @@ async fn run(args: Args) -> Result<(), String> {
         }
         mode = "external";
     } else {
+        let mut server_args: Vec<String> = if args.online { Vec::new() } else { vec!["--offline".into()] };
+        server_args.extend(args.server_args.iter().cloned());
         let root = std::env::temp_dir().join(format!("cachet-loadgen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         fleet.root = Some(root.clone());
@@ -297,7 +305,7 @@ async fn run(args: Args) -> Result<(), String> {
                     std::fs::copy(&kek, dir.join("secrets-kek.key")).map_err(|e| format!("{}: {e}", kek.display()))?;
                 }
                 let mut extra = vec!["--database-url".to_string(), db.clone(), "--issuer".into(), issuer.clone()];
-                extra.extend(args.server_args.iter().cloned());
+                extra.extend(server_args.iter().cloned());
                 let s = spawn_server(&args.cachet, &dir, &extra)?;
                 let url = s.url.clone();
                 fleet.servers.push(s);
@@ -305,7 +313,7 @@ async fn run(args: Args) -> Result<(), String> {
             }
             mode = "postgres";
         } else {
-            fleet.servers.push(spawn_server(&args.cachet, &root.join("r1"), &args.server_args)?);
+            fleet.servers.push(spawn_server(&args.cachet, &root.join("r1"), &server_args)?);
             mode = "sqlite";
         }
         for (i, s) in fleet.servers.iter().enumerate() {

@@ -126,3 +126,24 @@ pub async fn level(client: &reqwest::Client, urls: &[String], reqs: &Arc<Vec<Req
     total.lat_us.sort_unstable();
     LevelResult { secs, total, per }
 }
+
+/// `cachet_verification_seconds` sum and count over all families, from a
+/// server's `/metrics` (`None` when it does not answer them).
+pub async fn verification_seconds(client: &reqwest::Client, url: &str) -> Option<(f64, f64)> {
+    let text = client.get(format!("{url}/metrics")).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
+    let (mut sum, mut count, mut seen) = (0.0, 0.0, false);
+    for line in text.lines() {
+        let (name, value) = match line.split_once(' ') {
+            Some((n, v)) if !n.starts_with('#') => (n, v.trim()),
+            _ => continue,
+        };
+        let metric = name.split('{').next().unwrap_or("");
+        let Ok(v) = value.parse::<f64>() else { continue };
+        match metric {
+            "cachet_verification_seconds_sum" => (sum, seen) = (sum + v, true),
+            "cachet_verification_seconds_count" => count += v,
+            _ => {}
+        }
+    }
+    seen.then_some((sum, count))
+}

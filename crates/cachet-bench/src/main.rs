@@ -46,7 +46,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 use cases::{requests, warm_verify, Req, Warm};
-use load::{level, LevelResult, Tally};
+use load::{level, verification_seconds, LevelResult, Tally};
 use procs::{cluster_cpu_seconds, cpu_seconds, peak_mib, reset_peak, spawn_server, wait_healthy, Fleet, PgCluster};
 
 #[derive(Parser)]
@@ -150,6 +150,8 @@ struct Measured {
     rss: Vec<Option<f64>>,
     db_cpu: Option<f64>,
     own_cpu: Option<f64>,
+    /// Mean `cachet_verification_seconds` per verification over the level, all servers.
+    verify_wall: Option<f64>,
 }
 
 fn per_att(cpu: Option<f64>, ok: u64) -> Option<f64> {
@@ -171,13 +173,29 @@ impl Ctx<'_> {
         let cpu_of = |p: &Option<u32>| p.and_then(|p| cpu_seconds(&p.to_string()));
         let cpu0: Vec<Option<f64>> = pids.iter().map(cpu_of).collect();
         let (db0, own0) = (self.pg_pid.and_then(cluster_cpu_seconds), cpu_seconds("self"));
+        let v0 = self.verification_totals(&urls).await;
         let res = level(&self.client, &urls, reqs, conc, self.args.seconds, self.args.max_requests).await;
         let cpu1: Vec<Option<f64>> = pids.iter().map(cpu_of).collect();
         let (db1, own1) = (self.pg_pid.and_then(cluster_cpu_seconds), cpu_seconds("self"));
+        let v1 = self.verification_totals(&urls).await;
+        let verify_wall = match (v0, v1) {
+            (Some((s0, n0)), Some((s1, n1))) if n1 > n0 => Some((s1 - s0) / (n1 - n0)),
+            _ => None,
+        };
         let cpu = cpu0.iter().zip(&cpu1).map(|(a, b)| Some(((*b)? - (*a)?).max(0.0))).collect();
         let rss = pids.iter().map(|p| p.and_then(peak_mib)).collect();
         let diff = |a: Option<f64>, b: Option<f64>| Some((b? - a?).max(0.0));
-        Measured { res, cpu, rss, db_cpu: diff(db0, db1), own_cpu: diff(own0, own1) }
+        Measured { res, cpu, rss, db_cpu: diff(db0, db1), own_cpu: diff(own0, own1), verify_wall }
+    }
+
+    /// `cachet_verification_seconds` sum and count over `urls` (`None` if one does not say).
+    async fn verification_totals(&self, urls: &[String]) -> Option<(f64, f64)> {
+        let (mut sum, mut count) = (0.0, 0.0);
+        for u in urls {
+            let (s, n) = verification_seconds(&self.client, u).await?;
+            (sum, count) = (sum + s, count + n);
+        }
+        Some((sum, count))
     }
 
     /// Print one table row (and its errors), return its JSON.
@@ -193,6 +211,7 @@ impl Ctx<'_> {
         own: Option<f64>,
         db: Option<f64>,
         rss: Option<f64>,
+        verify_wall: Option<f64>,
         warm_s: f64,
     ) -> Value {
         let errors = t.error_count();
@@ -203,13 +222,14 @@ impl Ctx<'_> {
         let pct = |p| t.pct(p).map(|v| v as f64);
         let db_cell = if self.pg_pid.is_some() { format!(" {} |", us(db_att)) } else { String::new() };
         println!(
-            "| {mix} | {servers} | {conc} | {} | {errors} | {rate:.0} | {} | {} | {} | {} | {} |{db_cell} {} | {} |",
+            "| {mix} | {servers} | {conc} | {} | {errors} | {rate:.0} | {} | {} | {} | {} | {} | {} |{db_cell} {} | {} |",
             t.ok + errors,
             us(pct(0.50)),
             us(pct(0.99)),
             us(pct(1.0)),
             us(cpu_att),
             opt(ratio, |r| format!("{r:.2}×")),
+            us(verify_wall.map(|v| v * 1e6)),
             us(own_att),
             opt(rss, |m| format!("{m:.0} MiB")),
         );
@@ -232,6 +252,7 @@ impl Ctx<'_> {
             "server_cpu_per_attestation_us": cpu_att,
             "warm_verify_per_attestation_us": warm_s * 1e6,
             "ratio_server_cpu_to_warm_verify": ratio,
+            "server_verification_wall_us": verify_wall.map(|v| v * 1e6),
             "loadgen_cpu_per_attestation_us": own_att,
             "database_cpu_per_attestation_us": db_att,
             "server_peak_rss_mib": rss,
@@ -245,12 +266,13 @@ impl Ctx<'_> {
         let names: Vec<&str> = on.iter().map(|&i| self.servers[i].name.as_str()).collect();
         let label = names.join("+");
         let rss_total = sum(&m.rss);
-        let mut v = self.row(mix, &label, conc, &m.res.total, m.res.secs, sum(&m.cpu), m.own_cpu, m.db_cpu, rss_total, warm_s);
+        let mut v =
+            self.row(mix, &label, conc, &m.res.total, m.res.secs, sum(&m.cpu), m.own_cpu, m.db_cpu, rss_total, m.verify_wall, warm_s);
         if on.len() > 1 {
             let mut per = Vec::new();
             for (j, t) in m.res.per.iter().enumerate() {
                 let name = format!("· {} of {label}", names[j]);
-                per.push(self.row(mix, &name, conc, t, m.res.secs, m.cpu[j], None, None, m.rss[j], warm_s));
+                per.push(self.row(mix, &name, conc, t, m.res.secs, m.cpu[j], None, None, m.rss[j], None, warm_s));
             }
             v["per_server"] = Value::Array(per);
         }
@@ -358,9 +380,9 @@ async fn run(args: Args) -> Result<(), String> {
     let db_head = if fleet.pg.is_some() { " database CPU/attestation |" } else { "" };
     let db_rule = if fleet.pg.is_some() { "---:|" } else { "" };
     println!(
-        "| mix | servers | concurrency | requests | errors | attestations/s | p50 | p99 | max | server CPU/attestation | ÷ warm verify |{db_head} load generator CPU/attestation | server peak RSS |"
+        "| mix | servers | concurrency | requests | errors | attestations/s | p50 | p99 | max | server CPU/attestation | ÷ warm verify | server verification (wall) |{db_head} load generator CPU/attestation | server peak RSS |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{db_rule}---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{db_rule}---:|---:|");
 
     let pg_pid = fleet.pg.as_ref().and_then(PgCluster::pid);
     let mut ctx = Ctx { args: &args, client, servers, pg_pid, warm, levels: Vec::new() };

@@ -10,6 +10,8 @@
 //! Every verifier records each check it ran ([`Check`]) and fails with the
 //! name of the check that failed ([`VerifyError`]).
 
+#![deny(missing_docs)]
+
 pub mod anchors;
 pub mod budget;
 pub mod cache;

@@ -11,6 +11,8 @@
 //!   a new key is published before it is used, and a retired key stays
 //!   published until every token it signed has expired.
 
+#![deny(missing_docs)]
+
 pub mod alg;
 pub mod cert;
 pub mod custody;

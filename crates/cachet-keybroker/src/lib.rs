@@ -30,6 +30,8 @@
 //! sealed under the KEK ([`custody::SealedCustody`]), so the database alone
 //! signs nothing.
 
+#![deny(missing_docs)]
+
 pub mod broker;
 pub mod custody;
 pub mod envelope;

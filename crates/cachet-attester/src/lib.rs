@@ -1,5 +1,7 @@
 //! The workload side: collect evidence inside a TEE and run the attestation protocol.
 
+#![deny(missing_docs)]
+
 pub mod binding;
 pub mod client;
 pub mod configfs_tsm;

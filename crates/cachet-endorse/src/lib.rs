@@ -158,9 +158,9 @@ pub struct Endorser {
     /// Recent "the vendor has nothing for this" answers, by key, with when
     /// they were had and how long they hold: asked again only after
     /// [`NOT_FOUND_TTL`] (an unknown chip attesting in a loop must not spend
-    /// the KDS rate limit), or [`OPTIONAL_FAILURE_TTL`] for any failure to
-    /// get an optional piece (a responder that is down must not slow every
-    /// attestation by its timeout).
+    /// the KDS rate limit), or [`FAILURE_TTL`] for any other failure to get
+    /// it (a source that is down or unreachable must not slow every
+    /// attestation by its timeouts and retries).
     not_found: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, std::time::Duration, EndorseError)>>,
     stats: Stats,
 }
@@ -171,9 +171,11 @@ const OCSP_CONCURRENCY: usize = 8;
 /// How long a vendor's 404 is remembered before the resource is asked for again.
 pub const NOT_FOUND_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// How long a failure to get an optional piece (an OCSP answer, an AMD CRL)
-/// is remembered: it is then asked for again on the next request that needs it.
-pub const OPTIONAL_FAILURE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a failure to get a piece (a source down, unreachable, or
+/// answering what is refused) is remembered: it is then asked for again by
+/// the next request that needs it. Meanwhile requests go on at once with
+/// what is cached or given (a required piece missing is refused by name).
+pub const FAILURE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most 404s remembered at once (oldest forgotten first).
 const MAX_NOT_FOUND: usize = 10_000;
@@ -347,7 +349,10 @@ impl Endorser {
             };
         }
         if let Some(e) = self.recently_not_found(&key) {
-            return Err(e);
+            return match cached {
+                Some(c) => Err(stale(&key, &c, &e.to_string())),
+                None => Err(e),
+            };
         }
         let flight = match self.flights.lock() {
             Ok(mut m) => m.entry(key.clone()).or_default().clone(),
@@ -377,8 +382,8 @@ impl Endorser {
             Err(e) => {
                 if matches!(e, EndorseError::NotFound { .. }) {
                     self.remember_not_found(key, &e, NOT_FOUND_TTL);
-                } else if r.optional() {
-                    self.remember_not_found(key, &e, OPTIONAL_FAILURE_TTL);
+                } else {
+                    self.remember_not_found(key, &e, FAILURE_TTL);
                 }
                 match cached {
                     Some(c) => Err(stale(key, &c, &e.to_string())),

@@ -372,7 +372,18 @@ async fn a_kds_that_always_fails_is_a_source_error_naming_the_url() {
     }
     assert!(err.to_string().contains("/vcek/v1/Genoa/"), "{err}");
     assert_eq!(server.vcek_requests.load(Ordering::SeqCst), 0, "503 before routing");
-    assert!(server.requests.load(Ordering::SeqCst) > 1, "retried");
+    let asked = server.requests.load(Ordering::SeqCst);
+    assert!(asked > 1, "retried");
+    // The next attestations of the minute are answered at once with the
+    // same error: the failing source is not asked (and waited on) again.
+    let e = endorser(&url);
+    let first = e.endorsements_for(Tee::Snp, &c.evidence_bytes(), c.verify_at()).await.unwrap_err();
+    let asked = server.requests.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let again = e.endorsements_for(Tee::Snp, &c.evidence_bytes(), c.verify_at()).await.unwrap_err();
+        assert_eq!(again.to_string(), first.to_string());
+    }
+    assert_eq!(server.requests.load(Ordering::SeqCst), asked, "remembered for {:?}", cachet_endorse::FAILURE_TTL);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -322,11 +322,11 @@ async fn a_responder_that_is_down_is_not_asked_again_by_every_attestation() {
     let given = [pki.chain("leaf")];
     assert!(e.revocation(cachet_verify::Tee::Nvgpu, &given, now()).await.is_empty(), "no answer: revocation not checked");
     assert_eq!(*asked.lock().unwrap(), 1);
-    // The next attestations within OPTIONAL_FAILURE_TTL go on without waiting on it.
+    // The next attestations within FAILURE_TTL go on without waiting on it.
     for _ in 0..5 {
         assert!(e.revocation(cachet_verify::Tee::Nvgpu, &given, now()).await.is_empty());
     }
-    assert_eq!(*asked.lock().unwrap(), 1, "remembered for {:?}", cachet_endorse::OPTIONAL_FAILURE_TTL);
-    // A required piece's failure is not remembered that way: only 404s are.
-    assert!(cachet_endorse::OPTIONAL_FAILURE_TTL < cachet_endorse::NOT_FOUND_TTL);
+    assert_eq!(*asked.lock().unwrap(), 1, "remembered for {:?}", cachet_endorse::FAILURE_TTL);
+    // A vendor's 404 (the piece does not exist) is remembered longer.
+    assert!(cachet_endorse::FAILURE_TTL < cachet_endorse::NOT_FOUND_TTL);
 }

@@ -10,6 +10,8 @@
 //! replicas sharing one database (nonces consumed once across replicas, one
 //! audit chain). [`open_url`] picks the backend from a database URL.
 
+#![deny(missing_docs)]
+
 pub mod audit;
 pub mod group_commit;
 pub mod postgres;

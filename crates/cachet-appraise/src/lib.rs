@@ -37,6 +37,8 @@
 //! * reference values: [`ReferenceValues::parse`] / [`ReferenceValues::to_document`]
 //!   round-trip the JSON form; [`provenance::subject_digests`] reads uploads.
 
+#![deny(missing_docs)]
+
 pub mod bounds;
 pub mod defaults;
 pub mod ear;

@@ -8,6 +8,8 @@
 //! active key of the JWKS (`cachet-token`); everything is persisted in the
 //! embedded store (`cachet-store`) with a hash-chained audit log.
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod appraisal;
 pub mod auth;

@@ -14,6 +14,8 @@
 //! **attester** controls nothing here — endorsements it sends are hints that
 //! [`authority`] accepts only when they are no older than the service's own.
 
+#![deny(missing_docs)]
+
 pub mod authority;
 pub mod bundle;
 pub mod cache;

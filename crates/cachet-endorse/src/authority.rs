@@ -91,7 +91,7 @@ impl AuthorityError {
 /// An attester RIM whose signed version names a RIM id the service fetched
 /// must be that very RIM; anything else for that id is a contradiction.
 fn check_rim_hint(service: &[Fetched], e: &Endorsement) -> Result<(), AuthorityError> {
-    let Ok(theirs) = cachet_verify::nvgpu::rim::parse(&e.bytes) else { return Ok(()) };
+    let Ok(theirs) = crate::nvidia::parsed_rim(&e.bytes) else { return Ok(()) };
     for f in service {
         let Resource::Rim { id } = &f.resource else { continue };
         if crate::nvidia::names_version(id, &theirs.version) && !f.parts.iter().any(|p| p.bytes == e.bytes) {
@@ -103,7 +103,7 @@ fn check_rim_hint(service: &[Fetched], e: &Endorsement) -> Result<(), AuthorityE
 
 /// What decides a TCB Info / QE Identity: its identity and its evaluation number.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Judged {
+pub(crate) struct Judged {
     /// `tcb:<id>:<fmspc>` or `qe:<id>`.
     key: String,
     /// Shown in messages.
@@ -265,49 +265,72 @@ fn signed_piece(name: &str, field: &str, i: usize, sj: &SignedJson) -> Endorseme
 /// signs). A wrong "covered" only leaves the verifier short of a piece, which
 /// it then refuses by name; it never widens what is trusted.
 pub fn covered(r: &Resource, given: &[Endorsement]) -> bool {
-    let mut c = Collateral::default();
-    let mut rim_versions = Vec::new();
-    for e in given {
-        if cachet_verify::nvgpu::rim::looks_like_xml(&e.bytes) {
-            if let Ok(rim) = cachet_verify::nvgpu::rim::parse(&e.bytes) {
-                rim_versions.push(rim.version);
+    Coverage::of(given).covers(r)
+}
+
+/// What a set of endorsements holds, read once, for [`covered`] questions
+/// about many resources (a GPU's OCSP answers, a report's pieces).
+pub struct Coverage<'a> {
+    given: &'a [Endorsement],
+    rim_versions: Vec<String>,
+    crl_issuers: Vec<String>,
+    subjects: Vec<String>,
+    judged: Vec<Judged>,
+}
+
+impl<'a> Coverage<'a> {
+    /// Read `given`.
+    pub fn of(given: &'a [Endorsement]) -> Self {
+        let mut c = Collateral::default();
+        let mut rim_versions = Vec::new();
+        for e in given {
+            if cachet_verify::nvgpu::rim::looks_like_xml(&e.bytes) {
+                if let Ok(rim) = crate::nvidia::parsed_rim(&e.bytes) {
+                    rim_versions.push(rim.version.clone());
+                }
+                continue;
             }
-            continue;
+            add_file(&mut c, &e.name, &e.bytes);
         }
-        add_file(&mut c, &e.name, &e.bytes);
+        let crl_issuers = c.crls.iter().filter_map(|x| crl_revision(&x.der)).map(|x| x.issuer).collect();
+        let subjects = c.certs.iter().filter_map(|d| subject_cn(d)).collect();
+        let judged = all_judged(&c);
+        Coverage { given, rim_versions, crl_issuers, subjects, judged }
     }
-    let crl_issuers: Vec<String> = c.crls.iter().filter_map(|x| crl_revision(&x.der)).map(|x| x.issuer).collect();
-    let subjects: Vec<String> = c.certs.iter().filter_map(|d| subject_cn(d)).collect();
-    let judged = all_judged(&c);
-    match r {
-        Resource::TcbInfo { tee, fmspc } => {
-            let key = format!("tcb:{}:{}", tee.as_str().to_ascii_uppercase(), fmspc.to_ascii_lowercase());
-            // A v2 TCB Info carries no id: `judged` reads it as SGX's.
-            judged.iter().any(|j| j.key == key)
+
+    /// Whether the endorsements hold `r` (see [`covered`]).
+    pub fn covers(&self, r: &Resource) -> bool {
+        let Coverage { given, rim_versions, crl_issuers, subjects, judged } = self;
+        match r {
+            Resource::TcbInfo { tee, fmspc } => {
+                let key = format!("tcb:{}:{}", tee.as_str().to_ascii_uppercase(), fmspc.to_ascii_lowercase());
+                // A v2 TCB Info carries no id: `judged` reads it as SGX's.
+                judged.iter().any(|j| j.key == key)
+            }
+            Resource::QeIdentity { tee } => {
+                let id = match tee {
+                    crate::needs::IntelTee::Sgx => "QE",
+                    crate::needs::IntelTee::Tdx => "TD_QE",
+                };
+                judged.iter().any(|j| j.key == format!("qe:{id}"))
+            }
+            Resource::PckCrl { ca } => crl_issuers.iter().any(|i| i.contains(&format!("PCK {} CA", title(ca.as_str())))),
+            Resource::RootCaCrl => crl_issuers.iter().any(|i| i.contains("Intel SGX Root CA")),
+            Resource::Vcek { .. } => subjects.iter().any(|s| s == "SEV-VCEK"),
+            Resource::AmdChain { product, key } => {
+                let ask = match key {
+                    crate::needs::AmdKey::Vcek => format!("SEV-{}", title(product.as_str())),
+                    crate::needs::AmdKey::Vlek => format!("SEV-VLEK-{}", title(product.as_str())),
+                };
+                subjects.contains(&ask)
+            }
+            Resource::AmdCrl { product, .. } => crl_issuers.iter().any(|i| i.contains(&format!("ARK-{}", title(product.as_str())))),
+            Resource::Rim { id } => rim_versions.iter().any(|v| crate::nvidia::names_version(id, v)),
+            Resource::Ocsp { .. } => given
+                .iter()
+                .filter_map(|e| cachet_verify::nvgpu::ocsp::recognise(&e.bytes))
+                .any(|der| crate::nvidia::check_ocsp_answer(r, &der, 0).is_ok()),
         }
-        Resource::QeIdentity { tee } => {
-            let id = match tee {
-                crate::needs::IntelTee::Sgx => "QE",
-                crate::needs::IntelTee::Tdx => "TD_QE",
-            };
-            judged.iter().any(|j| j.key == format!("qe:{id}"))
-        }
-        Resource::PckCrl { ca } => crl_issuers.iter().any(|i| i.contains(&format!("PCK {} CA", title(ca.as_str())))),
-        Resource::RootCaCrl => crl_issuers.iter().any(|i| i.contains("Intel SGX Root CA")),
-        Resource::Vcek { .. } => subjects.iter().any(|s| s == "SEV-VCEK"),
-        Resource::AmdChain { product, key } => {
-            let ask = match key {
-                crate::needs::AmdKey::Vcek => format!("SEV-{}", title(product.as_str())),
-                crate::needs::AmdKey::Vlek => format!("SEV-VLEK-{}", title(product.as_str())),
-            };
-            subjects.contains(&ask)
-        }
-        Resource::AmdCrl { product, .. } => crl_issuers.iter().any(|i| i.contains(&format!("ARK-{}", title(product.as_str())))),
-        Resource::Rim { id } => rim_versions.iter().any(|v| crate::nvidia::names_version(id, v)),
-        Resource::Ocsp { .. } => given
-            .iter()
-            .filter_map(|e| cachet_verify::nvgpu::ocsp::recognise(&e.bytes))
-            .any(|der| crate::nvidia::check_ocsp_answer(r, &der, 0).is_ok()),
     }
 }
 

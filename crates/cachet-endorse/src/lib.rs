@@ -320,7 +320,8 @@ impl Endorser {
             return Vec::new();
         }
         use futures_util::StreamExt;
-        let needs: Vec<Resource> = nvidia::ocsp_needs(endorsements).into_iter().filter(|r| !authority::covered(r, endorsements)).collect();
+        let held = authority::Coverage::of(endorsements);
+        let needs: Vec<Resource> = nvidia::ocsp_needs(endorsements).into_iter().filter(|r| !held.covers(r)).collect();
         // A few at a time: one slow certificate must not hold up the others.
         let asks: Vec<_> = needs.iter().map(|r| self.get(r, now)).collect();
         let answers: Vec<_> = futures_util::stream::iter(asks).buffered(OCSP_CONCURRENCY).collect().await;

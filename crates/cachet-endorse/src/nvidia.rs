@@ -100,6 +100,32 @@ pub async fn fetch(http: &Http, sources: &Sources, r: &Resource, now: i64) -> Re
     })
 }
 
+/// A RIM parsed once per distinct bytes (by SHA-256) for the questions asked
+/// on every request (which certificates to ask OCSP about, which versions
+/// are given): the same few RIMs come with every attestation of a fleet.
+/// Only the parse is remembered; the verifier authenticates every RIM.
+pub fn parsed_rim(bytes: &[u8]) -> Result<std::sync::Arc<rim::Rim>, String> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    /// Most parsed RIMs kept (all are dropped when full).
+    const MAX_PARSED: usize = 256;
+    static PARSED: OnceLock<Mutex<HashMap<[u8; 32], Arc<rim::Rim>>>> = OnceLock::new();
+    let memo = PARSED.get_or_init(Default::default);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    if let Some(r) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(r);
+    }
+    let r = Arc::new(rim::parse(bytes)?);
+    if let Ok(mut m) = memo.lock() {
+        if m.len() >= MAX_PARSED {
+            m.clear();
+        }
+        m.insert(key, r.clone());
+    }
+    Ok(r)
+}
+
 /// Most certificates asked about for one verification (a GPU chain is 5, a
 /// RIM signer chain 3; eight GPUs share most of theirs).
 pub const MAX_OCSP_CERTS: usize = 64;
@@ -118,8 +144,8 @@ pub fn ocsp_needs(endorsements: &[cachet_verify::Endorsement]) -> Vec<Resource> 
     let mut certs: Vec<Vec<u8>> = Vec::new();
     for e in endorsements {
         if rim::looks_like_xml(&e.bytes) {
-            if let Ok(doc) = rim::parse(&e.bytes) {
-                certs.extend(doc.certs);
+            if let Ok(doc) = parsed_rim(&e.bytes) {
+                certs.extend(doc.certs.iter().cloned());
             }
         } else if !cachet_verify::nvgpu::ocsp::is_ocsp(e) {
             let mut c = cachet_verify::dcap::collateral::Collateral::default();

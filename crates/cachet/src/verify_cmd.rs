@@ -247,7 +247,10 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
     use cachet_endorse::{EndorseError, Endorser, FolderCache, Resource};
     let needed = match cachet_endorse::needs(tee, evidence) {
         Ok(n) if given.is_empty() => n,
-        Ok(n) => n.into_iter().filter(|r| !r.optional() && !cachet_endorse::authority::covered(r, given)).collect(),
+        Ok(n) => {
+            let held = cachet_endorse::authority::Coverage::of(given);
+            n.into_iter().filter(|r| !r.optional() && !held.covers(r)).collect()
+        }
         Err(_) if !given.is_empty() => return Ok(Vec::new()),
         Err(e) => return Err(format!("{e}; give the endorsements with --endorsements")),
     };
@@ -299,7 +302,8 @@ fn fetch_endorsements(args: &VerifyArgs, tee: Tee, evidence: &[u8], at: i64, giv
             return Ok(out);
         }
         let known: Vec<Endorsement> = given.iter().chain(&out).cloned().collect();
-        let asked = cachet_endorse::nvidia::ocsp_needs(&known).iter().filter(|r| !cachet_endorse::authority::covered(r, &known)).count();
+        let held = cachet_endorse::authority::Coverage::of(&known);
+        let asked = cachet_endorse::nvidia::ocsp_needs(&known).iter().filter(|r| !held.covers(r)).count();
         if asked > 0 {
             if !endorser.sources().offline {
                 eprintln!("fetching NVIDIA OCSP answers for {asked} certificates from {} …", endorser.sources().nvidia_ocsp_url);

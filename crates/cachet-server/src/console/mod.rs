@@ -508,9 +508,11 @@ pub fn audit_report(
     if let Some(r) = revisions {
         m.insert("revisions".into(), r.clone());
     }
+    // Its size as JSON, without copying it.
+    let size = |m: &serde_json::Map<String, Value>| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
     let mut omitted = Vec::new();
     for part in ["claims", "rules", "check details"] {
-        if Value::Object(m.clone()).to_string().len() <= MAX_REPORT {
+        if size(&m) <= MAX_REPORT {
             break;
         }
         match part {
@@ -527,7 +529,7 @@ pub fn audit_report(
         }
         omitted.push(part);
     }
-    if Value::Object(m.clone()).to_string().len() > MAX_REPORT {
+    if size(&m) > MAX_REPORT {
         m.remove("checks");
         omitted.push("checks");
     }

@@ -270,17 +270,18 @@ pub fn covered(r: &Resource, given: &[Endorsement]) -> bool {
 
 /// What a set of endorsements holds, read once, for [`covered`] questions
 /// about many resources (a GPU's OCSP answers, a report's pieces).
-pub struct Coverage<'a> {
-    given: &'a [Endorsement],
+pub struct Coverage {
     rim_versions: Vec<String>,
     crl_issuers: Vec<String>,
     subjects: Vec<String>,
     judged: Vec<Judged>,
+    /// The OCSP responses among them (DER).
+    ocsp: Vec<Vec<u8>>,
 }
 
-impl<'a> Coverage<'a> {
+impl Coverage {
     /// Read `given`.
-    pub fn of(given: &'a [Endorsement]) -> Self {
+    pub fn of(given: &[Endorsement]) -> Self {
         let mut c = Collateral::default();
         let mut rim_versions = Vec::new();
         for e in given {
@@ -295,12 +296,13 @@ impl<'a> Coverage<'a> {
         let crl_issuers = c.crls.iter().filter_map(|x| crl_revision(&x.der)).map(|x| x.issuer).collect();
         let subjects = c.certs.iter().filter_map(|d| subject_cn(d)).collect();
         let judged = all_judged(&c);
-        Coverage { given, rim_versions, crl_issuers, subjects, judged }
+        let ocsp = given.iter().filter_map(|e| cachet_verify::nvgpu::ocsp::recognise(&e.bytes)).collect();
+        Coverage { rim_versions, crl_issuers, subjects, judged, ocsp }
     }
 
     /// Whether the endorsements hold `r` (see [`covered`]).
     pub fn covers(&self, r: &Resource) -> bool {
-        let Coverage { given, rim_versions, crl_issuers, subjects, judged } = self;
+        let Coverage { rim_versions, crl_issuers, subjects, judged, ocsp } = self;
         match r {
             Resource::TcbInfo { tee, fmspc } => {
                 let key = format!("tcb:{}:{}", tee.as_str().to_ascii_uppercase(), fmspc.to_ascii_lowercase());
@@ -326,10 +328,7 @@ impl<'a> Coverage<'a> {
             }
             Resource::AmdCrl { product, .. } => crl_issuers.iter().any(|i| i.contains(&format!("ARK-{}", title(product.as_str())))),
             Resource::Rim { id } => rim_versions.iter().any(|v| crate::nvidia::names_version(id, v)),
-            Resource::Ocsp { .. } => given
-                .iter()
-                .filter_map(|e| cachet_verify::nvgpu::ocsp::recognise(&e.bytes))
-                .any(|der| crate::nvidia::check_ocsp_answer(r, &der, 0).is_ok()),
+            Resource::Ocsp { .. } => ocsp.iter().any(|der| crate::nvidia::check_ocsp_answer(r, der, 0).is_ok()),
         }
     }
 }

@@ -129,3 +129,132 @@ fn write_private(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) ->
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+/// What a slower cache holds, kept in memory for a while: the service's
+/// store answers one query per piece per attestation otherwise. Only what is
+/// held is remembered, never an absence, so a piece another replica (or an
+/// import) adds is seen by the next request; a piece another replica
+/// refreshed is seen within [`Remembered::ttl`]. Whether a piece is still
+/// valid is decided by its own `next_update`, as always.
+pub struct Remembered {
+    inner: std::sync::Arc<dyn Cache>,
+    ttl: std::time::Duration,
+    held: Mutex<HashMap<String, (std::time::Instant, Fetched)>>,
+}
+
+/// Most entries remembered (all are forgotten when full).
+const MAX_REMEMBERED: usize = 4096;
+
+impl Remembered {
+    /// Remember what `inner` answers for `ttl`.
+    pub fn new(inner: std::sync::Arc<dyn Cache>, ttl: std::time::Duration) -> Self {
+        Remembered { inner, ttl, held: Mutex::new(HashMap::new()) }
+    }
+
+    /// How long an answer is remembered.
+    pub fn ttl(&self) -> std::time::Duration {
+        self.ttl
+    }
+
+    fn remember(&self, key: &str, f: &Fetched) {
+        if let Ok(mut m) = self.held.lock() {
+            if m.len() >= MAX_REMEMBERED {
+                m.clear();
+            }
+            m.insert(key.to_string(), (std::time::Instant::now(), f.clone()));
+        }
+    }
+}
+
+#[async_trait]
+impl Cache for Remembered {
+    async fn get(&self, key: &str) -> Option<Fetched> {
+        let recent = self.held.lock().ok().and_then(|m| m.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, f)| f.clone()));
+        if recent.is_some() {
+            return recent;
+        }
+        let f = self.inner.get(key).await?;
+        self.remember(key, &f);
+        Some(f)
+    }
+
+    async fn put(&self, key: &str, entry: &Fetched) {
+        self.inner.put(key, entry).await;
+        self.remember(key, entry);
+    }
+
+    async fn list(&self) -> Vec<Fetched> {
+        self.inner.list().await
+    }
+
+    async fn put_all(&self, entries: &[Fetched]) -> Result<(), String> {
+        self.inner.put_all(entries).await?;
+        for e in entries {
+            self.remember(&e.resource.key(), e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod remembered_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{Part, Resource};
+
+    /// A cache that counts its reads.
+    #[derive(Default)]
+    struct Counting(MemoryCache, AtomicUsize);
+
+    #[async_trait]
+    impl Cache for Counting {
+        async fn get(&self, key: &str) -> Option<Fetched> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, entry: &Fetched) {
+            self.0.put(key, entry).await
+        }
+        async fn list(&self) -> Vec<Fetched> {
+            self.0.list().await
+        }
+    }
+
+    fn rim(id: &str, at: i64) -> Fetched {
+        Fetched {
+            resource: Resource::Rim { id: id.into() },
+            parts: vec![Part { name: "rim.xml".into(), bytes: b"<x/>".to_vec() }],
+            fetched_at: at,
+            next_update: None,
+            source: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_held_is_remembered_for_its_ttl_and_an_absence_never() {
+        let inner = Arc::new(Counting::default());
+        let r = Remembered::new(inner.clone(), std::time::Duration::from_secs(60));
+        let key = rim("A", 1).resource.key();
+        // Absent: asked every time (another replica may add it meanwhile).
+        assert!(r.get(&key).await.is_none());
+        assert!(r.get(&key).await.is_none());
+        assert_eq!(inner.1.load(Ordering::SeqCst), 2);
+        // Added behind its back (as another replica does): seen at once.
+        inner.put(&key, &rim("A", 1)).await;
+        assert_eq!(r.get(&key).await, Some(rim("A", 1)));
+        assert_eq!(r.get(&key).await, Some(rim("A", 1)));
+        assert_eq!(inner.1.load(Ordering::SeqCst), 3, "held: read once");
+        // Written through it: remembered and kept below.
+        r.put(&key, &rim("A", 2)).await;
+        assert_eq!(r.get(&key).await, Some(rim("A", 2)));
+        assert_eq!(inner.0.get(&key).await, Some(rim("A", 2)));
+        assert_eq!(inner.1.load(Ordering::SeqCst), 3);
+        // With no time to remember, every read goes below.
+        let none = Remembered::new(inner.clone(), std::time::Duration::ZERO);
+        none.get(&key).await;
+        none.get(&key).await;
+        assert_eq!(inner.1.load(Ordering::SeqCst), 5);
+    }
+}

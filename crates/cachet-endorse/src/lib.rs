@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use cachet_verify::Tee;
 
-pub use cache::{Cache, CachedEntry, FolderCache, MemoryCache};
+pub use cache::{Cache, CachedEntry, FolderCache, MemoryCache, Remembered};
 pub use needs::{needs, Resource};
 
 /// Intel's public Provisioning Certification Service (API v4).

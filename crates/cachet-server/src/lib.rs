@@ -452,8 +452,13 @@ pub async fn start(config: Config) -> Result<Server, String> {
         verify_cache: Arc::new(cachet_verify::cache::VerifyCache::default()),
         policy_signers: Arc::new(policy_signing::PolicySigners::load(&config.policy_signing_certs)?),
         endorser: Arc::new(
-            cachet_endorse::Endorser::new(config.endorsement_sources.clone(), Arc::new(endorse::StoreCache(store.clone())))
-                .map_err(|e| format!("endorsement sources: {e}"))?,
+            // The store's endorsements, remembered in memory for 30 s (one
+            // query per piece per attestation otherwise; see `Remembered`).
+            cachet_endorse::Endorser::new(
+                config.endorsement_sources.clone(),
+                Arc::new(cachet_endorse::Remembered::new(Arc::new(endorse::StoreCache(store.clone())), Duration::from_secs(30))),
+            )
+            .map_err(|e| format!("endorsement sources: {e}"))?,
         ),
     };
     state.reload_reference_values().await.map_err(|e| format!("reference values: {}", e.message))?;

@@ -143,6 +143,11 @@ pub fn merge(service: &[Fetched], attester: &[Endorsement]) -> Result<Vec<Endors
     if attester.is_empty() {
         return Ok(out);
     }
+    // Nothing of the service's to compare with or to prefer: the attester's
+    // pieces go to the verifier as they are (without reading them here).
+    if service.is_empty() {
+        return Ok(attester.to_vec());
+    }
     // What the service holds, as the verifier will read it.
     let mut ours = Collateral::default();
     for e in &out {

@@ -259,6 +259,19 @@ async fn quick<T, E: Into<ApiError>>(call: impl std::future::Future<Output = Res
     }
 }
 
+/// Evidence that verified but does not carry the expected binding: audited,
+/// counted, and answered `422 freshness_binding_failed`.
+async fn binding_refused(st: &AppState, actor: &str, tee: Tee, why: String) -> ApiError {
+    record(st, actor, tee, "refused", Some("Freshness binding".into()), None, json!({"message": why})).await;
+    st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "freshness_binding_failed",
+        message: format!("Freshness binding: {why}"),
+        check: Some("Freshness binding".into()),
+    }
+}
+
 /// Verify evidence, appraise it, and return a signed EAR token.
 #[utoipa::path(post, path = "/v1/attest", tag = "attestation", request_body = AttestRequest,
     responses(
@@ -441,25 +454,11 @@ pub(crate) async fn attest_adapted(
     };
     if let Some(b) = &binding {
         if let Err(why) = b.check(&claims, &verification.checks) {
-            record(&st, &actor, tee, "refused", Some("Freshness binding".into()), None, json!({"message": why})).await;
-            st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
-            return Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "freshness_binding_failed",
-                message: format!("Freshness binding: {why}"),
-                check: Some("Freshness binding".into()),
-            });
+            return Err(binding_refused(&st, &actor, tee, why).await);
         }
     }
     if let Some(Err(why)) = adapter.binding.map(|check| check(&claims)) {
-        record(&st, &actor, tee, "refused", Some("Freshness binding".into()), None, json!({"message": why})).await;
-        st.metrics.attestations.with_label_values(&[tee.as_str(), "refused"]).inc();
-        return Err(ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "freshness_binding_failed",
-            message: format!("Freshness binding: {why}"),
-            check: Some("Freshness binding".into()),
-        });
+        return Err(binding_refused(&st, &actor, tee, why).await);
     }
 
     let platform = cachet_endorse::forecast::platform_seen(tee, platform_hint, &claims);

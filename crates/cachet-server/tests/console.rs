@@ -321,22 +321,7 @@ async fn console_in_a_real_browser() {
     b.screenshot_full(&shots.join("12-reference-values.png")).await.unwrap();
     // A platform a TCB recovery will demote, recorded as the attest path
     // records it (its quote has no settled collateral to attest with here).
-    {
-        let store = cachet_store::SqliteStore::open_dir(&srv.dir).await.unwrap();
-        let quote = std::fs::read(recorded::vectors().join(early_pcs::DEMOTED_QUOTE)).unwrap();
-        let platform = cachet_endorse::forecast::platform_hint(cachet_verify::Tee::Tdx, &quote).unwrap();
-        let e = cachet_store::AuditEntry {
-            ts: cachet_server::now(),
-            actor: "test".into(),
-            action: "attest".into(),
-            tee: Some("tdx".into()),
-            outcome: "ok".into(),
-            detail: json!({"status": "affirming", "platform": platform}),
-            ..Default::default()
-        };
-        cachet_store::Store::append_audit(&store, &e).await.unwrap();
-        store.close().await;
-    }
+    early_pcs::record_seen(&srv.dir, early_pcs::DEMOTED_QUOTE).await;
     b.goto(&srv.at("/console/forecast")).await.unwrap();
     let (s, fc) = call(&srv, reqwest::Method::GET, "/v1/admin/endorsements/forecast", &op, None).await;
     assert_eq!(s, 200, "{fc}");

@@ -26,11 +26,10 @@ mod recorded;
 
 use std::sync::Arc;
 
-use cachet_endorse::forecast::{self, Newest};
+use cachet_endorse::forecast::Newest;
 use cachet_endorse::{Endorser, Sources};
 use cachet_server::auth::Role;
-use cachet_store::{AuditEntry, SqliteStore, Store};
-use cachet_verify::Tee;
+use cachet_store::{SqliteStore, Store};
 use common::*;
 use serde_json::{json, Value};
 
@@ -76,18 +75,7 @@ async fn the_forecast_lists_the_platforms_the_early_tcb_info_demotes() {
     // Two more platforms in the audit log, as the attest path records them.
     let store = SqliteStore::open_dir(&srv.dir).await.unwrap();
     for rel in [early_pcs::DEMOTED_QUOTE, early_pcs::STEADY_QUOTE] {
-        let quote = std::fs::read(recorded::vectors().join(rel)).unwrap();
-        let platform = forecast::platform_hint(Tee::Tdx, &quote).unwrap();
-        let e = AuditEntry {
-            ts: cachet_server::now(),
-            actor: "test".into(),
-            action: "attest".into(),
-            tee: Some("tdx".into()),
-            outcome: "ok".into(),
-            detail: json!({"status": "affirming", "platform": platform}),
-            ..Default::default()
-        };
-        store.append_audit(&e).await.unwrap();
+        early_pcs::record_seen(&srv.dir, rel).await;
     }
 
     let (s, report) = get(&srv, "/v1/admin/endorsements/forecast?days=7", &operator).await;

@@ -49,3 +49,24 @@ pub async fn serve() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
+
+/// Record in the audit log of the store in `data_dir` that the platform of
+/// the real quote `rel` attested (TDX), as the attest path records it: its
+/// quote has no settled collateral to attest with here.
+pub async fn record_seen(data_dir: &std::path::Path, rel: &str) {
+    use cachet_store::Store;
+    let store = cachet_store::SqliteStore::open_dir(data_dir).await.unwrap();
+    let quote = std::fs::read(crate::recorded::vectors().join(rel)).unwrap();
+    let platform = cachet_endorse::forecast::platform_hint(cachet_verify::Tee::Tdx, &quote).unwrap();
+    let e = cachet_store::AuditEntry {
+        ts: cachet_server::now(),
+        actor: "test".into(),
+        action: "attest".into(),
+        tee: Some("tdx".into()),
+        outcome: "ok".into(),
+        detail: serde_json::json!({"status": "affirming", "platform": platform}),
+        ..Default::default()
+    };
+    store.append_audit(&e).await.unwrap();
+    store.close().await;
+}

@@ -168,6 +168,7 @@ fn cachet_tee(st: &AppState, tee: KbsTee) -> Result<&'static str, KbsError> {
         KbsTee::Snp => Ok("snp"),
         KbsTee::AzSnpVtpm => Ok("az-snp-vtpm"),
         KbsTee::AzTdxVtpm => Ok("az-tdx-vtpm"),
+        KbsTee::Nvidia => Ok("nvgpu"),
         KbsTee::Sample if st.config.insecure_simulated_tee => Ok("sim"),
         KbsTee::Sample => Err(KbsError::attestation(
             "tee \"sample\" is Cachet's simulated TEE, which this server does not trust (it runs without \
@@ -175,7 +176,7 @@ fn cachet_tee(st: &AppState, tee: KbsTee) -> Result<&'static str, KbsError> {
         )),
         other => Err(KbsError::attestation(format!(
             "tee {:?} is not supported by Cachet's KBS adapter (supported: tdx, sgx, snp, az-snp-vtpm, az-tdx-vtpm, \
-             and sample with --insecure-simulated-tee); attest it with POST /v1/attest",
+             nvidia, and sample with --insecure-simulated-tee); attest it with POST /v1/attest",
             other.as_ref()
         ))),
     }
@@ -206,6 +207,7 @@ fn evidence_of(tee: &str, primary: &Value) -> Result<(Vec<u8>, Vec<EndorsementIn
             };
             Ok((report, chain))
         }
+        "nvgpu" => nvidia_evidence(primary).map(|e| (e, Vec::new())).map_err(bad),
         "az-snp-vtpm" | "az-tdx-vtpm" => match primary {
             Value::Object(_) => Ok((serde_json::to_vec(primary).map_err(|e| bad(e.to_string()))?, Vec::new())),
             _ => Err(bad(format!("an {tee} evidence is Trustee's JSON object {{version?, tpm_quote, hcl_report, ...}}"))),
@@ -383,6 +385,47 @@ fn snp_cert_chain(c: &Value) -> Result<Vec<EndorsementIn>, String> {
         out.push(EndorsementIn { name: Some(format!("kbs-cert-chain/{name}")), data: STANDARD.encode(data) });
     }
     Ok(out)
+}
+
+/// Most devices in one Trustee NVIDIA evidence.
+const MAX_NVIDIA_DEVICES: usize = 16;
+
+/// Trustee's NVIDIA evidence `{device_evidence_list: [{arch, uuid?,
+/// evidence: base64 SPDM report, certificate: base64 PEM chain}]}` as the
+/// per-GPU evidence set Cachet's nvgpu verifier reads (NVIDIA's SDK
+/// shape): each entry's `nonce` label is read from its own SPDM request,
+/// which the verifier checks again against the signed report; `uuid` is an
+/// unsigned label and is dropped. Nothing else is taken from the JSON.
+pub fn nvidia_evidence(primary: &Value) -> Result<Vec<u8>, String> {
+    let shape = "an nvidia evidence is Trustee's {\"device_evidence_list\": [{\"arch\", \"evidence\", \"certificate\"}]}";
+    let list = primary.get("device_evidence_list").and_then(Value::as_array).ok_or_else(|| shape.to_string())?;
+    if list.is_empty() || list.len() > MAX_NVIDIA_DEVICES {
+        return Err(format!("{} devices in device_evidence_list (1 to {MAX_NVIDIA_DEVICES})", list.len()));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, d) in list.iter().enumerate() {
+        let field = |k: &str| d.get(k).and_then(Value::as_str).ok_or_else(|| format!("device {i}: '{k}' is missing ({shape})"));
+        let (arch, evidence, certificate) = (field("arch")?, field("evidence")?, field("certificate")?);
+        let report = STANDARD.decode(evidence.trim()).map_err(|_| format!("device {i}: 'evidence' is not base64"))?;
+        let parsed = cachet_verify::nvgpu::spdm::parse_report(&report).map_err(|e| format!("device {i}: the SPDM report: {e}"))?;
+        out.push(json!({"arch": arch, "evidence": evidence, "certificate": certificate, "nonce": hex::encode(parsed.request.nonce)}));
+    }
+    serde_json::to_vec(&out).map_err(|e| e.to_string())
+}
+
+/// Trustee's NVIDIA binding: the SPDM request nonce (signed into every
+/// device's report; the verifier's `nonce` claim when all devices share it)
+/// is the first 32 bytes of the SHA-384 of the canonical runtime data.
+pub fn nvidia_binding(claims: &Value, want: &[u8]) -> Result<(), String> {
+    let want_hex = hex::encode(&want[..want.len().min(32)]);
+    match claims.get("nonce").and_then(Value::as_str).map(str::to_ascii_lowercase) {
+        Some(g) if g == want_hex => Ok(()),
+        Some(g) => Err(format!(
+            "the GPUs' SPDM request nonce {g} is not the first 32 bytes of SHA-384 of the canonical (RFC 8785) JSON \
+             {{\"additional-evidence\", \"nonce\", \"tee-pubkey\"}} ({want_hex})"
+        )),
+        None => Err("the devices' SPDM request nonces differ (or none was verified): one nonce binds them all".into()),
+    }
 }
 
 /// Trustee's binding of the Azure vTPM families, checked on the verified
@@ -583,7 +626,13 @@ async fn attest(
     };
     let actor = format!("client:{} (kbs)", peer.ip());
     let azure = matches!(tee, "az-snp-vtpm" | "az-tdx-vtpm");
-    let result = if azure {
+    let own_binding = azure || tee == "nvgpu";
+    let result = if tee == "nvgpu" {
+        let want = report_data[..48].to_vec();
+        let check = move |claims: &Value| nvidia_binding(claims, &want);
+        let adapter = Adapter { binding: Some(&check), ..Default::default() };
+        crate::routes::attest_adapted(&st, &actor, req, None, &adapter).await
+    } else if azure {
         // The vTPM quote's nonce holds the hash itself (Trustee's
         // verify_tpm_nonce), not the hash padded into a report data.
         let want = report_data[..48].to_vec();
@@ -599,7 +648,7 @@ async fn attest(
         Err(e) => {
             // The nonce is spent: this session cannot attest again.
             sessions.remove(&id);
-            if e.code == "freshness_binding_failed" && azure {
+            if e.code == "freshness_binding_failed" && own_binding {
                 return Err(KbsError::attestation(format!(
                     "freshness_binding_failed: {}; bind the challenge nonce and this tee-pubkey as Trustee's protocol does",
                     e.message

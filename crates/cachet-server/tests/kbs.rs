@@ -565,3 +565,42 @@ async fn trustee_azure_vtpm_evidence_is_verified_and_refused_only_for_its_bindin
     let (_, _, s, v) = auth_and_attest(&srv, Tee::AzTdxVtpm, |_, _| doc.clone()).await;
     assert_kbs_error(s, &v, 401, "AttestationError", "verification_failed");
 }
+
+/// Trustee's `nvidia` evidence (`{device_evidence_list: [{arch, uuid,
+/// evidence, certificate}]}`, written here from NVIDIA's recorded H100 report
+/// and its device chain) is read as Cachet's per-GPU set, verified to the
+/// pinned NVIDIA root, and refused precisely for Trustee's binding (the SPDM
+/// request nonce must be the first 32 bytes of the runtime data's SHA-384):
+/// the recorded report was made for another nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trustee_nvidia_evidence_is_verified_and_refused_only_for_its_binding() {
+    let c = case("nvgpu-h100-head");
+    let report = cachet_verify::encoding::decode_evidence(&c.evidence_bytes()).1;
+    let chain = std::fs::read(vectors_dir().join("nvidia/nvtrust-head-partial/hopperCertChain.txt")).unwrap();
+    let doc = json!({"device_evidence_list": [{
+        "arch": "HOPPER",
+        "uuid": "GPU-00000000-0000-0000-0000-000000000000",
+        "evidence": STANDARD.encode(&report),
+        "certificate": STANDARD.encode(&chain),
+    }]});
+    // Nothing to seed: the device chain comes with the evidence, and this report's RIMs are not recorded.
+    let dir = temp_dir("kbs-nvidia");
+    let mut a = args(&dir);
+    a.fixed_verification_time = c.verify_at.clone();
+    let server = cachet_server::start(a.resolve().expect("config")).await.expect("server starts");
+    let srv = TestServer { url: server.url.clone(), server: Some(server), dir, client: http_client() };
+    let (client, nonce, s, v) = auth_and_attest(&srv, Tee::Nvidia, |_, _| doc.clone()).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "freshness_binding_failed");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("SPDM request nonce"), "{detail}");
+    assert!(detail.contains(&hex::encode(&client.report_data(&nonce)[..32])), "names the nonce Trustee binds: {detail}");
+    // The same report with another device's chain does not verify at all.
+    let other = std::fs::read(vectors_dir().join("nvidia/nvtrust-2023-full/gpuAkCertChain.txt")).unwrap();
+    let mut wrong = doc.clone();
+    wrong["device_evidence_list"][0]["certificate"] = json!(STANDARD.encode(&other));
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::Nvidia, |_, _| wrong.clone()).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "verification_failed");
+    // Not Trustee's shape: named.
+    let (_, _, s, v) = auth_and_attest(&srv, Tee::Nvidia, |_, _| json!({"evidence": "x"})).await;
+    assert_kbs_error(s, &v, 401, "AttestationError", "device_evidence_list");
+}

@@ -59,10 +59,10 @@ pub const MAX_NONCE: usize = 1024;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/certs", get(certs))
-        .route("/attest/SgxEnclave", post(attest_sgx))
-        .route("/attest/OpenEnclave", post(attest_open_enclave))
-        .route("/attest/SevSnpVm", post(attest_snp))
-        .route("/attest/TdxVm", post(attest_tdx))
+        .route("/attest/SgxEnclave", attest_route(Kind::Sgx))
+        .route("/attest/OpenEnclave", attest_route(Kind::OpenEnclave))
+        .route("/attest/SevSnpVm", attest_route(Kind::SevSnpVm))
+        .route("/attest/TdxVm", attest_route(Kind::TdxVm))
         .route("/policies/{*rest}", any(not_supported))
         .route("/certificates", any(not_supported))
         .route("/certificates:add", any(not_supported))
@@ -217,6 +217,14 @@ enum Kind {
 }
 
 impl Kind {
+    /// The api-versions that define this attestation type.
+    fn versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::Sgx | Kind::OpenEnclave => SGX_VERSIONS,
+            Kind::SevSnpVm => SNP_VERSIONS,
+            Kind::TdxVm => TDX_VERSIONS,
+        }
+    }
     fn tee(self) -> &'static str {
         match self {
             Kind::Sgx | Kind::OpenEnclave => "sgx",
@@ -440,44 +448,17 @@ async fn attest(st: AppState, peer: std::net::SocketAddr, kind: Kind, body: Byte
     Ok(Json(json!({"token": token})).into_response())
 }
 
-async fn attest_sgx(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Query(v): Query<ApiVersion>,
-    body: Bytes,
-) -> Result<Response, MaaError> {
-    check_version(&v, SGX_VERSIONS)?;
-    attest(st, peer, Kind::Sgx, body).await
-}
-
-async fn attest_open_enclave(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Query(v): Query<ApiVersion>,
-    body: Bytes,
-) -> Result<Response, MaaError> {
-    check_version(&v, SGX_VERSIONS)?;
-    attest(st, peer, Kind::OpenEnclave, body).await
-}
-
-async fn attest_snp(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Query(v): Query<ApiVersion>,
-    body: Bytes,
-) -> Result<Response, MaaError> {
-    check_version(&v, SNP_VERSIONS)?;
-    attest(st, peer, Kind::SevSnpVm, body).await
-}
-
-async fn attest_tdx(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Query(v): Query<ApiVersion>,
-    body: Bytes,
-) -> Result<Response, MaaError> {
-    check_version(&v, TDX_VERSIONS)?;
-    attest(st, peer, Kind::TdxVm, body).await
+/// The `POST /attest/{kind}` route of one attestation type: its api-versions, then the one path.
+fn attest_route(kind: Kind) -> axum::routing::MethodRouter<AppState> {
+    post(
+        move |State(st): State<AppState>,
+              ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+              Query(v): Query<ApiVersion>,
+              body: Bytes| async move {
+            check_version(&v, kind.versions())?;
+            attest(st, peer, kind, body).await
+        },
+    )
 }
 
 /// `GET /certs`: every published key that has a certificate, with `x5c`.

@@ -379,37 +379,6 @@ async fn the_services_tcb_info_decides_when_its_other_pieces_are_unavailable() {
     assert_eq!(refused["error"]["code"], "endorsement_outdated", "{refused}");
 }
 
-/// What the service would have fetched for case `c`, built from the case's
-/// recorded vendor files (each resource from the file that holds it), put into
-/// the store cache of `dir`.
-async fn seed_from_case_files(dir: &std::path::Path, c: &Case, evidence: &[u8]) -> usize {
-    use cachet_endorse::{authority::covered, Fetched, Part};
-    let tee = cachet_verify::Tee::parse(&c.tee).expect("tee");
-    let files = c.endorsement_files();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir).await.expect("store"));
-    let cache = StoreCache(store.clone());
-    let mut n = 0;
-    for r in cachet_endorse::needs(tee, evidence).expect("needs") {
-        if r.optional() {
-            continue;
-        }
-        let Some(file) = files.iter().find(|f| covered(&r, std::slice::from_ref(f))) else {
-            continue; // e.g. the Intel pieces: seeded from the bundle below
-        };
-        let f = Fetched {
-            resource: r.clone(),
-            parts: vec![Part { name: file.name.clone(), bytes: file.bytes.clone() }],
-            fetched_at: 0,
-            next_update: None,
-            source: "recorded".into(),
-        };
-        cache.put(&r.key(), &f).await;
-        n += 1;
-    }
-    store.close().await;
-    n
-}
-
 /// Evidence alone (`{tee, evidence}`) is attested from the service's own
 /// endorsements for SNP, both Azure families and NVIDIA (with the GPU's
 /// device certificates, which are evidence, sent beside it), and the token

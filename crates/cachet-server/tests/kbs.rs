@@ -366,9 +366,8 @@ fn case(id: &str) -> Case {
 /// Seed the service's endorsement cache of `dir` for case `c`: the recorded
 /// Intel collateral bundle `intel`, or what the service would have fetched
 /// for the evidence, built from the case's recorded vendor files (as
-/// tests/endorsements.rs does).
+/// `common::seed_from_case_files` does for every server test).
 async fn seed(dir: &Path, c: &Case, evidence: &[u8], intel: Option<&str>) {
-    use cachet_endorse::{authority::covered, Fetched, Part};
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir).await.expect("store"));
     let cache = StoreCache(store.clone());
     if let Some(rel) = intel {
@@ -376,23 +375,10 @@ async fn seed(dir: &Path, c: &Case, evidence: &[u8], intel: Option<&str>) {
             cache.put(&f.resource.key(), &f).await;
         }
     }
-    let tee = cachet_verify::Tee::parse(&c.tee).expect("tee");
-    let files = c.endorsement_files();
-    for r in cachet_endorse::needs(tee, evidence).expect("needs") {
-        if r.optional() {
-            continue;
-        }
-        let Some(file) = files.iter().find(|f| covered(&r, std::slice::from_ref(f))) else { continue };
-        let f = Fetched {
-            resource: r.clone(),
-            parts: vec![Part { name: file.name.clone(), bytes: file.bytes.clone() }],
-            fetched_at: 0,
-            next_update: None,
-            source: "recorded".into(),
-        };
-        cache.put(&r.key(), &f).await;
-    }
-    assert!(!cache.list().await.is_empty(), "{}: something seeded", c.id);
+    store.close().await;
+    seed_from_case_files(dir, c, evidence).await;
+    let store = SqliteStore::open_dir(dir).await.expect("store");
+    assert!(!store.list_endorsements().await.unwrap().is_empty(), "{}: something seeded", c.id);
     store.close().await;
 }
 

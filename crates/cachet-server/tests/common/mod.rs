@@ -197,3 +197,34 @@ impl Case {
         out
     }
 }
+
+/// What the service would have fetched for case `c`, built from the case's
+/// recorded vendor files (each resource from the file that holds it), put into
+/// the store cache of `dir`.
+pub async fn seed_from_case_files(dir: &Path, c: &Case, evidence: &[u8]) -> usize {
+    use cachet_endorse::{authority::covered, Cache, Fetched, Part};
+    let tee = cachet_verify::Tee::parse(&c.tee).expect("tee");
+    let files = c.endorsement_files();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open_dir(dir).await.expect("store"));
+    let cache = cachet_server::endorse::StoreCache(store.clone());
+    let mut n = 0;
+    for r in cachet_endorse::needs(tee, evidence).expect("needs") {
+        if r.optional() {
+            continue;
+        }
+        let Some(file) = files.iter().find(|f| covered(&r, std::slice::from_ref(f))) else {
+            continue; // e.g. the Intel pieces: seeded from the bundle below
+        };
+        let f = Fetched {
+            resource: r.clone(),
+            parts: vec![Part { name: file.name.clone(), bytes: file.bytes.clone() }],
+            fetched_at: 0,
+            next_update: None,
+            source: "recorded".into(),
+        };
+        cache.put(&r.key(), &f).await;
+        n += 1;
+    }
+    store.close().await;
+    n
+}

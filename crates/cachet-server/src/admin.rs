@@ -340,3 +340,28 @@ pub fn operator_admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(prune_signing_keys))
         .routes(routes!(crate::endorse_admin::import_endorsements))
 }
+
+/// The last audit sequence number whose entry is older than `since` (Unix
+/// seconds; `i64::MAX`: the newest entry; 0 when none): entries are
+/// numbered from 1 without gaps and appended in time order, so a doubling
+/// then a bisection reads a few entries, not the log from its start.
+pub(crate) async fn audit_seq_before(store: &dyn cachet_store::Store, since: i64) -> Result<i64, cachet_store::StoreError> {
+    let at = |seq: i64| async move { store.audit_page(seq - 1, 1).await.map(|p| p.first().map(|r| r.ts)) };
+    // Invariant: every record up to `lo` is older than `since`; record `hi` is in the window or absent.
+    let (mut lo, mut hi) = (0i64, 1i64);
+    while let Some(ts) = at(hi).await? {
+        if ts >= since || hi > i64::MAX / 4 {
+            break;
+        }
+        lo = hi;
+        hi *= 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match at(mid).await? {
+            Some(ts) if ts < since => lo = mid,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}

@@ -84,29 +84,6 @@ pub const MAX_FORECAST_DAYS: u32 = 3650;
 /// The window when none is given.
 pub const DEFAULT_FORECAST_DAYS: u32 = 30;
 
-/// The last audit sequence number before the window (records are appended
-/// in time order): a binary search, so a long log is not read from its start.
-async fn last_seq_before(store: &dyn cachet_store::Store, since: i64) -> Result<i64, cachet_store::StoreError> {
-    let at = |seq: i64| async move { store.audit_page(seq - 1, 1).await.map(|p| p.first().map(|r| r.ts)) };
-    // Invariant: every record up to `lo` is older than `since`; record `hi` is in the window or absent.
-    let (mut lo, mut hi) = (0i64, 1i64);
-    while let Some(ts) = at(hi).await? {
-        if ts >= since || hi > i64::MAX / 4 {
-            break;
-        }
-        lo = hi;
-        hi *= 2;
-    }
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        match at(mid).await? {
-            Some(ts) if ts < since => lo = mid,
-            _ => hi = mid,
-        }
-    }
-    Ok(lo)
-}
-
 /// Platforms of the verified attestations (`attest`, outcome `ok`, a
 /// `platform` in the detail) since `since`; and whether the scan stopped at
 /// [`MAX_AUDIT_SCAN`] records.
@@ -114,7 +91,7 @@ pub async fn platforms_seen(
     store: &dyn cachet_store::Store,
     since: i64,
 ) -> Result<(Vec<cachet_endorse::forecast::Seen>, u64, bool), cachet_store::StoreError> {
-    let mut after = last_seq_before(store, since).await?;
+    let mut after = crate::admin::audit_seq_before(store, since).await?;
     let start = after;
     let mut details = Vec::new();
     loop {

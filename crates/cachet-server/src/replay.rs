@@ -165,7 +165,7 @@ async fn latest_appraised_by(
     name: &str,
     want: usize,
 ) -> Result<(Vec<(AuditRecord, Value)>, usize), ApiError> {
-    let mut end = last_seq(store).await?;
+    let mut end = crate::admin::audit_seq_before(store, i64::MAX).await?;
     let (mut found, mut scanned) = (Vec::new(), 0usize);
     while end > 0 && found.len() < want && (scanned as i64) < MAX_SCANNED {
         // The window (from, end], read forward (pages are bounded by bytes too).
@@ -198,28 +198,4 @@ async fn latest_appraised_by(
         }
     }
     Ok((found, scanned))
-}
-
-/// The sequence number of the newest audit entry (0 for an empty log):
-/// entries are numbered from 1 without gaps, so a doubling then a bisection.
-async fn last_seq(store: &dyn cachet_store::Store) -> Result<i64, ApiError> {
-    let exists = |seq: i64| async move { store.audit_page(seq - 1, 1).await.map(|p| !p.is_empty()) };
-    if !exists(1).await? {
-        return Ok(0);
-    }
-    let (mut lo, mut hi) = (1i64, 2i64);
-    while exists(hi).await? {
-        lo = hi;
-        hi = hi.saturating_mul(2);
-    }
-    // lo exists, hi does not.
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if exists(mid).await? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
 }

@@ -57,6 +57,22 @@ pub struct Http {
     inflight: Mutex<HashMap<String, Flight>>,
     /// HTTP 429 answers seen since start (for metrics).
     rate_limited: std::sync::atomic::AtomicU64,
+    /// Origins (scheme, host, port) that could not be reached, with when and
+    /// why: asked again only after [`UNREACHABLE_TTL`], so a source that is
+    /// down or cut off costs one round of retries, not one per resource.
+    unreachable: Mutex<HashMap<String, (std::time::Instant, String)>>,
+}
+
+/// How long an origin that could not be reached (no connection, no DNS, a
+/// timeout) is not asked again.
+pub const UNREACHABLE_TTL: Duration = Duration::from_secs(60);
+
+/// `scheme://host:port` of `url`, or the URL itself when it does not parse.
+fn origin_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)),
+        Err(_) => url.to_string(),
+    }
 }
 
 impl Http {
@@ -69,7 +85,13 @@ impl Http {
             .user_agent(concat!("cachet/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EndorseError::Source { origin: "HTTP client".into(), message: e.to_string() })?;
-        Ok(Http { client, retry, inflight: Mutex::new(HashMap::new()), rate_limited: Default::default() })
+        Ok(Http {
+            client,
+            retry,
+            inflight: Mutex::new(HashMap::new()),
+            rate_limited: Default::default(),
+            unreachable: Mutex::new(HashMap::new()),
+        })
     }
 
     /// HTTP 429 answers seen since start.
@@ -109,10 +131,25 @@ impl Http {
     }
 
     async fn send_with_retry(&self, url: &str, body: Option<&(&'static str, Vec<u8>)>) -> Result<Answer, EndorseError> {
+        let origin = origin_of(url);
+        let recent = self.unreachable.lock().ok().and_then(|m| m.get(&origin).filter(|(at, _)| at.elapsed() < UNREACHABLE_TTL).cloned());
+        if let Some((at, why)) = recent {
+            return Err(source_err(
+                url,
+                &format!(
+                    "{origin} could not be reached {}s ago ({why}); it is asked again {}s after that",
+                    at.elapsed().as_secs(),
+                    UNREACHABLE_TTL.as_secs()
+                ),
+            ));
+        }
         let mut wait = self.retry.backoff;
         let mut last = String::new();
+        let mut answered = false;
         for attempt in 1..=self.retry.attempts.max(1) {
-            match self.send_once(url, body).await {
+            let once = self.send_once(url, body).await;
+            answered |= once.is_ok();
+            match once {
                 Ok(a) if a.status == 429 || a.status >= 500 => {
                     last = format!("HTTP {}", a.status);
                     if a.status == 429 {
@@ -132,7 +169,12 @@ impl Http {
                         wait = (wait * 2).min(self.retry.max_wait);
                     }
                 }
-                Ok(a) => return Ok(a),
+                Ok(a) => {
+                    if let Ok(mut m) = self.unreachable.lock() {
+                        m.remove(&origin);
+                    }
+                    return Ok(a);
+                }
                 Err(e) => {
                     last = e;
                     if attempt < self.retry.attempts {
@@ -140,6 +182,15 @@ impl Http {
                         wait = (wait * 2).min(self.retry.max_wait);
                     }
                 }
+            }
+        }
+        if !answered {
+            if let Ok(mut m) = self.unreachable.lock() {
+                // Bounded: only the operator's few sources (and a vendor's redirects) are ever asked.
+                if m.len() >= 64 {
+                    m.clear();
+                }
+                m.insert(origin, (std::time::Instant::now(), last.clone()));
             }
         }
         Err(source_err(url, &format!("{last} after {} attempts", self.retry.attempts)))
@@ -179,4 +230,40 @@ fn describe(e: &reqwest::Error) -> String {
 
 fn source_err(url: &str, message: &str) -> EndorseError {
     EndorseError::Source { origin: url.to_string(), message: message.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_origin_that_cannot_be_reached_is_not_asked_again_for_another_resource() {
+        // A source that accepts and drops every connection: no answer, ever.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        let retry = Retry { attempts: 2, backoff: Duration::from_millis(10), max_wait: Duration::from_secs(1) };
+        let http = Http::new(Duration::from_secs(5), retry).unwrap();
+        let first = http.get(&format!("{base}/tcb")).await.unwrap_err();
+        assert!(first.to_string().contains("after 2 attempts"), "{first}");
+        let tried = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(tried >= 2, "both attempts connected: {tried}");
+        // Another resource of the same origin: refused at once, naming why.
+        let second = http.get(&format!("{base}/qe/identity")).await.unwrap_err();
+        assert!(second.to_string().contains("could not be reached"), "{second}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), tried, "not asked again");
+        // Another origin is asked as before.
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_url = format!("http://{}/tcb", other.local_addr().unwrap());
+        drop(other);
+        let third = http.get(&other_url).await.unwrap_err();
+        assert!(third.to_string().contains("after 2 attempts"), "{third}");
+    }
 }
